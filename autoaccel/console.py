@@ -1,0 +1,87 @@
+"""What `autoaccel search` shows: a live progress bar, then the frontier and the verdict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+
+class SearchDisplay:
+    def __init__(self, budget: int, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=False)
+        self.budget = budget
+        self.failed = 0
+        self.best: float | None = None
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self.console,
+            transient=False,
+        )
+        self.task = self.progress.add_task("starting", total=budget, info="")
+
+    def __enter__(self) -> SearchDisplay:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def handle(self, kind: str, payload: Any) -> None:
+        if kind == "status":
+            self.progress.update(self.task, description=payload)
+        elif kind == "trial":
+            self.failed += payload.failed
+            if payload.feasible and payload.speedup is not None:
+                self.best = max(self.best or 0.0, payload.speedup)
+            best = f"{self.best:.2f}x" if self.best else "-"
+            self.progress.update(
+                self.task,
+                description="searching",
+                completed=payload.done,
+                info=f"failed {self.failed} | best speedup within limit {best}",
+            )
+        elif kind == "done":
+            self.progress.update(self.task, description="done")
+
+    def final(self, result) -> None:
+        rec = result.recommendation
+        base = rec["baseline"]
+        table = Table(title=f"Pareto frontier — study {result.study} "
+                      f"({result.n_trials} trials, {result.n_failed} failed)")
+        for col in ("trial", "recipe", rec["metric"], "drop", "latency ms (p50/p90)", "speedup",
+                    "source", "MB"):
+            table.add_column(col, overflow="fold")
+        table.add_row("base", base["description"], f"{base['accuracy']:.4f}", "",
+                      f"{base['latency_ms']:.3f} / {base['latency_p90_ms']:.3f}", "1.00x",
+                      base["latency_source"], f"{base['size_mb']:.2f}")
+        for p in rec["frontier"]:
+            table.add_row(str(p["trial"]), p["description"], f"{p['accuracy']:.4f}",
+                          f"{p['accuracy_drop']:+.4f}",
+                          f"{p['latency_ms']:.3f} / {p['latency_p90_ms']:.3f}",
+                          f"{p['speedup']:.2f}x", p["latency_source"], f"{p['size_mb']:.2f}")
+        self.console.print(table)
+        if rec["recommended"]:
+            self.console.print(f"[bold green]Recommended[/] (trial {rec['recommended']['trial']}): "
+                               f"{rec['recommended']['summary']}", highlight=False)
+        else:
+            self.console.print(f"[bold yellow]No recommendation:[/] {rec['reason']}")
+        self.console.print(f"Files: {result.out_dir}  (recommendation.json, frontier.csv, "
+                           "pareto.png, pareto.html)")
+        self.console.print(f"MLflow: {result.tracking_uri} (parent run {result.parent_run_id}); "
+                           "browse with `autoaccel ui`")

@@ -1,0 +1,52 @@
+"""Evaluate a candidate: quality really run on validation data, latency by the protocol."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from autoaccel.evaluate.measure import Latency, MeasureConfig, measure
+from autoaccel.evaluate.runners import open_runner
+from autoaccel.techniques import Candidate
+from autoaccel.workloads.base import Workload
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    quality: dict[str, float]
+    latency: Latency
+    size_mb: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def evaluate_candidate(
+    candidate: Candidate, workload: Workload, cfg: MeasureConfig = MeasureConfig()
+) -> Evaluation:
+    t0 = time.perf_counter()
+    predict = open_runner(candidate, workload.input_names)
+    t1 = time.perf_counter()
+    quality = workload.evaluate(predict)
+    bad = [k for k, v in quality.items() if not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"non-finite quality figure(s) {bad}: the candidate's outputs are broken")
+    t2 = time.perf_counter()
+    inputs = workload.latency_inputs(1)
+    latency = measure(lambda: predict(inputs), cfg)
+    t3 = time.perf_counter()
+    return Evaluation(
+        quality=quality,
+        latency=latency,
+        size_mb=model_size_mb(candidate),
+        seconds={"open": t1 - t0, "quality": t2 - t1, "latency": t3 - t2},
+    )
+
+
+def model_size_mb(candidate: Candidate) -> float:
+    if candidate.onnx_path is not None:
+        return candidate.onnx_path.stat().st_size / 1e6
+    params = candidate.torch_model.state_dict().values()
+    return sum(t.numel() * t.element_size() for t in params) / 1e6
+
+
+__all__ = ["Evaluation", "Latency", "MeasureConfig", "evaluate_candidate", "measure"]

@@ -1,0 +1,127 @@
+"""From stored trials to the Pareto frontier and one recommendation.
+
+Everything here is rebuilt from the study's storage alone, so a resumed or concurrent search
+always reports the same frontier for the same trials.
+
+Policy (prefer latency): among feasible frontier points (accuracy drop within the limit), the
+one with the lowest median latency; speedup is quoted against the baseline measured by the
+same protocol on the same target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import optuna
+
+from autoaccel.techniques import describe_recipe
+
+
+@dataclass(frozen=True)
+class Point:
+    trial: int
+    recipe: dict[str, Any]
+    description: str
+    target: str
+    accuracy: float
+    accuracy_drop: float
+    latency_ms: float
+    latency_p90_ms: float
+    latency_source: str
+    speedup: float
+    size_mb: float
+    quality: dict[str, float] = field(default_factory=dict)
+    feasible: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def points(study: optuna.Study, baseline: dict[str, Any]) -> list[Point]:
+    """Every completed trial as a point (feasible or not)."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        result = t.user_attrs.get("result")
+        if not result:
+            continue
+        recipe = t.user_attrs.get("recipe", t.params)
+        out.append(
+            Point(
+                trial=t.number,
+                recipe=recipe,
+                description=describe_recipe(recipe),
+                target=result["target"],
+                accuracy=t.values[0],
+                accuracy_drop=baseline["accuracy"] - t.values[0],
+                latency_ms=t.values[1],
+                latency_p90_ms=result["latency_p90_ms"],
+                latency_source=result["latency_source"],
+                speedup=baseline["latency_ms"] / t.values[1],
+                size_mb=result["size_mb"],
+                quality=result["quality"],
+                feasible=all(v <= 0 for v in t.constraints.values()),
+            )
+        )
+    return out
+
+
+def pareto(study: optuna.Study, all_points: list[Point]) -> list[Point]:
+    """Feasible, non-dominated points (Optuna's `best_trials`), fastest first."""
+    best = {t.number for t in study.best_trials}
+    return sorted((p for p in all_points if p.trial in best), key=lambda p: p.latency_ms)
+
+
+def recommend(
+    study_name: str,
+    workload: dict[str, str],
+    baseline: dict[str, Any],
+    limit: float,
+    frontier: list[Point],
+    all_points: list[Point],
+) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "study": study_name,
+        "workload": workload["name"],
+        "metric": workload["metric"],
+        "metric_description": workload["metric_description"],
+        "baseline": baseline,
+        "accuracy_limit": {
+            "max_drop": limit,
+            "min_accuracy": baseline["accuracy"] - limit,
+            "unit": f"absolute {workload['metric']} (same unit as the metric)",
+        },
+        "policy": "prefer latency: fastest feasible frontier point",
+        "recommended": None,
+        "reason": None,
+        "frontier": [p.as_dict() for p in frontier],
+    }
+    if frontier:
+        best = frontier[0]
+        rec["recommended"] = {**best.as_dict(), "summary": summary(best, baseline, workload)}
+    elif all_points:
+        closest = sorted(all_points, key=lambda p: p.accuracy_drop)[:3]
+        rec["reason"] = (
+            f"no candidate kept {workload['metric']} within {limit} of the baseline "
+            f"({baseline['accuracy']:.4f}); the closest was trial {closest[0].trial} "
+            f"(drop {closest[0].accuracy_drop:.4f})"
+        )
+        rec["closest"] = [p.as_dict() for p in closest]
+    else:
+        rec["reason"] = "no trial completed; see the failed trials' reasons"
+    return rec
+
+
+def summary(point: Point, baseline: dict[str, Any], workload: dict[str, str]) -> str:
+    source = (
+        f"measured on {point.target}"
+        if point.latency_source == "measured"
+        else f"estimated ({point.latency_source})"
+    )
+    drop = point.accuracy_drop
+    change = f"{workload['metric']} {-drop:+.4f}" if drop else f"{workload['metric']} unchanged"
+    return (
+        f"{point.description}: {point.speedup:.1f}x faster than {baseline['description']} "
+        f"({point.latency_ms:.3f} ms vs {baseline['latency_ms']:.3f} ms, {source}), "
+        f"{change} ({point.accuracy:.4f} vs {baseline['accuracy']:.4f})"
+    )

@@ -1,0 +1,293 @@
+"""The search loop: config -> study -> (recipe -> build -> evaluate -> track) x budget ->
+frontier + recommendation. Ask-and-tell, so every trial's failure is recorded by us, with its
+reason, and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autoaccel.config import RunPaths, SearchConfig
+from autoaccel.errors import UserError
+
+
+@dataclass
+class TrialEvent:
+    """What the progress display is told after each trial."""
+
+    number: int
+    done: int
+    budget: int
+    failed: int
+    state: str
+    speedup: float | None = None
+    feasible: bool = False
+    reason: str | None = None
+
+
+@dataclass
+class SearchResult:
+    study: str
+    out_dir: Path
+    n_trials: int
+    n_failed: int
+    recommendation: dict[str, Any]
+    frontier: list[dict[str, Any]] = field(default_factory=list)
+    tracking_uri: str = ""
+    parent_run_id: str = ""
+
+
+def search(
+    workload: str | None = None,
+    *,
+    on_event: Callable[[str, Any], None] | None = None,
+    **options: Any,
+) -> SearchResult:
+    """Run (or continue) a search; the Python twin of `autoaccel search`.
+
+    Example:
+        >>> result = autoaccel.search("digits-cnn", budget=12, runs_dir="runs")
+        >>> result.recommendation["recommended"]["summary"]
+    """
+    cfg = SearchConfig.build(workload=workload, **options)
+    return Search(cfg, on_event or (lambda kind, payload: None)).run()
+
+
+class Search:
+    def __init__(self, cfg: SearchConfig, emit: Callable[[str, Any], None]) -> None:
+        self.cfg = cfg
+        self.emit = emit
+
+    def run(self) -> SearchResult:
+        import optuna
+
+        from autoaccel.evaluate import MeasureConfig
+        from autoaccel.space import load_space
+        from autoaccel.study import check_study_name, finished_count, make_sampler, open_study
+        from autoaccel.tracking import Tracker
+        from autoaccel.workloads import load_workload
+
+        cfg = self.cfg
+        if cfg.study is not None:
+            check_study_name(cfg.study)
+        space = load_space(cfg.space)
+        paths = RunPaths(cfg.runs_dir).prepare()
+        self.emit("status", "loading workload")
+        workload = load_workload(cfg.workload, paths.cache, cfg.model, cfg.data)
+        name = check_study_name(cfg.study or f"{workload.name}-{space.name}")
+        identity = {
+            "workload": workload.name,
+            "workload_fingerprint": workload.fingerprint(),
+            "space": space.digest(),
+            "max_accuracy_drop": cfg.max_accuracy_drop,
+        }
+        storage = cfg.storage or paths.storage_url()
+        probe = open_study(name, storage, make_sampler(cfg.sampler, cfg.seed, cfg.budget),
+                           identity)
+        # A fresh seed per invocation: a resumed study must not replay its first trials.
+        seed = None if cfg.seed is None else cfg.seed + len(probe.trials)
+        study = optuna.load_study(study_name=name, storage=storage,
+                                  sampler=make_sampler(cfg.sampler, seed, cfg.budget))
+        self.measure_cfg = MeasureConfig().scaled(cfg.measure_seconds)
+        self.workload, self.space, self.paths, self.study = workload, space, paths, study
+
+        tracker = Tracker(cfg.tracking_uri or paths.tracking_uri(), name, paths.artifacts)
+        self.tracker = tracker
+        tracker.start_parent(
+            f"search {name}",
+            params={"workload": workload.name, "space": str(space.path), "budget": cfg.budget,
+                    "sampler": cfg.sampler, "seed": cfg.seed,
+                    "max_accuracy_drop": cfg.max_accuracy_drop, "storage": storage},
+            tags={"study": name, "workload": workload.name},
+        )
+        try:
+            self._preflight()
+            baseline = self._baseline()
+            tracker.log_parent_metrics({"baseline_accuracy": baseline["accuracy"],
+                                        "baseline_latency_ms": baseline["latency_ms"]})
+            while (done := finished_count(study)) < cfg.budget:
+                self._trial(baseline, done)
+            result = self._finish(name, "FINISHED")
+        except KeyboardInterrupt:
+            # Ctrl-C: keep what is done — the frontier so far is written, the run is KILLED.
+            if "baseline" in study.user_attrs:
+                self._finish(name, "KILLED")
+            tracker.end_parent("KILLED")
+            raise
+        except BaseException:
+            tracker.end_parent("FAILED")
+            raise
+        tracker.end_parent("FINISHED")
+        return result
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def _preflight(self) -> None:
+        """Export once before any trial: a model that cannot be exported is bad input."""
+        from autoaccel.build import build_candidate
+
+        self.emit("status", "exporting the model to ONNX")
+        build_candidate({"runtime.backend": "onnxruntime"}, self.workload, self.paths.cache)
+
+    def _baseline(self) -> dict[str, Any]:
+        """PyTorch eager fp32 (ONNX Runtime default session for ONNX-only workloads),
+        measured once per study and kept with it, so every speedup has one reference."""
+        stored = self.study.user_attrs.get("baseline")
+        if stored:
+            return stored
+        from autoaccel.build import build_candidate
+        from autoaccel.evaluate import evaluate_candidate
+
+        self.emit("status", "measuring the baseline")
+        backend = "torch" if self.workload.torch_model_available() else "onnxruntime"
+        recipe = {"runtime.backend": backend, "runtime.intra_op_threads": os.cpu_count() or 1}
+        if backend == "onnxruntime":
+            recipe["compile.graph_level"] = "all"
+        ev = evaluate_candidate(build_candidate(recipe, self.workload, self.paths.cache),
+                                self.workload, self.measure_cfg)
+        baseline = {
+            "accuracy": ev.quality[self.workload.metric],
+            "quality": ev.quality,
+            "latency_ms": ev.latency.median_ms,
+            "latency_p90_ms": ev.latency.p90_ms,
+            "latency_runs": ev.latency.n_runs,
+            "latency_source": ev.latency.source,
+            "target": ev.latency.target,
+            "size_mb": ev.size_mb,
+            "description": self.workload.baseline_description(),
+            "recipe": recipe,
+        }
+        self.study.set_user_attr("baseline", baseline)
+        return baseline
+
+    def _trial(self, baseline: dict[str, Any], done: int) -> None:
+        from autoaccel.build import build_candidate
+        from autoaccel.evaluate import evaluate_candidate
+        from autoaccel.space import suggest_recipe
+
+        study, workload = self.study, self.workload
+        trial = study.ask()
+        recipe = suggest_recipe(trial, self.space, workload)
+        trial.set_user_attr("recipe", recipe)
+        tags = {"target": "cpu-local", "latency_source": "measured", "pareto": "false"}
+        try:
+            t0 = time.perf_counter()
+            candidate = build_candidate(recipe, workload, self.paths.cache)
+            build_s = time.perf_counter() - t0
+            ev = evaluate_candidate(candidate, workload, self.measure_cfg)
+        except KeyboardInterrupt:
+            self._fail(trial, recipe, tags, "interrupted by the user (Ctrl-C)")
+            raise
+        except Exception as exc:  # any failing candidate: record why, go on
+            reason = _reason(exc)
+            self._fail(trial, recipe, tags, reason, traceback.format_exc())
+            self.emit("trial", TrialEvent(trial.number, done + 1, self.cfg.budget, 1, "failed",
+                                          reason=reason))
+            return
+        accuracy = ev.quality[workload.metric]
+        drop = baseline["accuracy"] - accuracy
+        speedup = baseline["latency_ms"] / ev.latency.median_ms
+        feasible = drop <= self.cfg.max_accuracy_drop
+        trial.set_constraint("accuracy_drop", drop - self.cfg.max_accuracy_drop)
+        trial.set_user_attr("result", {
+            "quality": ev.quality,
+            "latency_p90_ms": ev.latency.p90_ms,
+            "latency_runs": ev.latency.n_runs,
+            "latency_source": ev.latency.source,
+            "target": ev.latency.target,
+            "size_mb": ev.size_mb,
+            "notes": list(candidate.notes),
+            "seconds": {"build": build_s, **ev.seconds},
+        })
+        metrics = {
+            **{f"quality.{k}": v for k, v in ev.quality.items()},
+            "accuracy": accuracy,
+            "accuracy_drop": drop,
+            "latency_ms": ev.latency.median_ms,
+            "latency_p90_ms": ev.latency.p90_ms,
+            "latency_runs": ev.latency.n_runs,
+            "speedup": speedup,
+            "size_mb": ev.size_mb,
+            "seconds.build": build_s,
+            **{f"seconds.{k}": v for k, v in ev.seconds.items()},
+        }
+        tags["feasible"] = str(feasible).lower()
+        run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, failed=False)
+        trial.set_user_attr("mlflow_run_id", run_id)
+        study.tell(trial, [accuracy, ev.latency.median_ms])
+        self.emit("trial", TrialEvent(trial.number, done + 1, self.cfg.budget, 0, "complete",
+                                      speedup, feasible))
+
+    def _fail(self, trial, recipe, tags, reason: str, trace: str = "") -> None:
+        import optuna
+
+        tags = {**tags, "fail_reason": reason[:5000]}
+        if trace:
+            tags["traceback"] = trace[-5000:]
+        run_id = self.tracker.log_trial(trial.number, recipe, {}, tags, failed=True)
+        trial.set_user_attr("mlflow_run_id", run_id)
+        trial.set_user_attr("fail_reason", reason)
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    def _finish(self, name: str, status: str) -> SearchResult:
+        """Frontier, recommendation, plots: written atomically under runs/<study>/ and logged
+        to the parent run."""
+        from autoaccel.frontier import pareto, points, recommend
+        from autoaccel.plots import pareto_html, pareto_png, write_frontier_csv
+        from autoaccel.study import FINISHED
+
+        study, workload = self.study, self.workload
+        baseline = study.user_attrs["baseline"]
+        all_points = points(study, baseline)
+        front = pareto(study, all_points)
+        info = {"name": workload.name, "metric": workload.metric,
+                "metric_description": workload.metric_description}
+        rec = recommend(name, info, baseline, self.cfg.max_accuracy_drop, front, all_points)
+        trials = study.get_trials(deepcopy=False, states=FINISHED)
+        failed = [t for t in trials if t.state.name == "FAIL"]
+        rec["trials"] = {"finished": len(trials), "failed": len(failed),
+                         "complete": len(all_points)}
+        rec["status"] = status
+
+        out = self.paths.study_dir(name)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.paths.root))
+        title = f"{workload.name}: {len(all_points)} candidates, study {name}"
+        limit = self.cfg.max_accuracy_drop
+        (tmp / "recommendation.json").write_text(json.dumps(rec, indent=2, default=str))
+        write_frontier_csv(front, tmp / "frontier.csv")
+        pareto_png(all_points, front, baseline, limit, workload.metric, title, tmp / "pareto.png")
+        pareto_html(all_points, front, baseline, limit, workload.metric, title,
+                    tmp / "pareto.html")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+
+        run_ids = {t.number: t.user_attrs["mlflow_run_id"] for t in trials
+                   if "mlflow_run_id" in t.user_attrs}
+        self.tracker.set_pareto(run_ids, {p.trial for p in front})
+        self.tracker.log_artifacts(out)
+        if rec["recommended"]:
+            self.tracker.log_parent_metrics({"best_speedup": rec["recommended"]["speedup"]})
+        self.emit("done", rec)
+        return SearchResult(
+            study=name, out_dir=out, n_trials=len(trials), n_failed=len(failed),
+            recommendation=rec, frontier=rec["frontier"],
+            tracking_uri=self.tracker.uri, parent_run_id=self.tracker.parent_id or "",
+        )
+
+
+def _reason(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
+
+
+__all__ = ["Search", "SearchResult", "TrialEvent", "search", "UserError"]

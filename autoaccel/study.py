@@ -1,0 +1,103 @@
+"""The Optuna study: storage, sampler, budget, and the guard against mixing studies.
+
+Objectives: quality (maximize) and latency in ms (minimize). The accuracy limit is an Optuna
+constraint (`trial.set_constraint`, feasible when <= 0), which Optuna's samplers and
+`study.best_trials` honour.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Any
+
+import optuna
+
+from autoaccel.errors import UserError
+
+DIRECTIONS = ("maximize", "minimize")
+SAMPLERS = ("tpe", "nsga2", "random")
+FINISHED = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.FAIL,
+    optuna.trial.TrialState.PRUNED,
+)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def check_study_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise UserError(
+            f"--study {name!r}: use letters, digits, '.', '_' or '-' (no spaces or path "
+            "separators), at most 100 characters"
+        )
+    return name
+
+
+def make_sampler(name: str, seed: int | None, budget: int) -> optuna.samplers.BaseSampler:
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, budget // 4)))
+    if name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            multivariate=True,
+            group=True,  # conditional parameters (e.g. calibration only for int8 static)
+            constant_liar=True,  # concurrent workers don't all try the same point
+            n_startup_trials=max(4, min(10, budget // 4)),
+        )
+    raise UserError(f"--sampler {name!r}: use one of {', '.join(SAMPLERS)}")
+
+
+def open_study(
+    name: str, storage: str, sampler: optuna.samplers.BaseSampler, identity: dict[str, Any]
+) -> optuna.Study:
+    """Create or continue a study; refuse to continue one made for a different job."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = _create(name, storage, sampler)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(
+            f"--storage {storage}: cannot open the study store ({_one_line(exc)}); "
+            "check the URL and that the database is reachable and writable"
+        ) from None
+    recorded = study.user_attrs.get("identity")
+    if recorded is None:
+        study.set_user_attr("identity", identity)
+    elif recorded != identity:
+        diffs = [k for k in identity if recorded.get(k) != identity.get(k)]
+        raise UserError(
+            f"study {name!r} was created with a different {', '.join(diffs)} "
+            f"({', '.join(f'{k}={recorded.get(k)!r}' for k in diffs)}); "
+            "give a new --study name to start a separate study"
+        )
+    return study
+
+
+def _create(name: str, storage: str, sampler) -> optuna.Study:
+    for attempt in range(3):
+        try:
+            return optuna.create_study(
+                study_name=name,
+                storage=storage,
+                sampler=sampler,
+                directions=list(DIRECTIONS),
+                load_if_exists=True,
+            )
+        except Exception as exc:  # two workers creating one new study race on the schema
+            if "already exists" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def finished_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def _one_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]

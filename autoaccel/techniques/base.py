@@ -1,0 +1,101 @@
+"""The one shape every acceleration technique has.
+
+A technique declares its search parameters (with the values it can take and the conditions
+under which each is active) and applies one configuration to a candidate. The search space
+YAML narrows those declarations; the flat recipe `{"<technique>.<param>": value}` is the
+Optuna trial's params, the MLflow run's params, and what `export` replays.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autoaccel.workloads.base import Workload
+
+
+class Stage(IntEnum):
+    """When a technique applies; the build runs them in this order."""
+
+    TORCH = 0  # on the torch module, before export (distillation, pruning)
+    ONNX = 1  # on the exported ONNX graph (fusion, quantization)
+    RUNTIME = 2  # settings of the session that runs the model (threads, graph level)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searchable knob: categorical (`choices`) or numeric (`low`..`high`)."""
+
+    name: str
+    default: Any
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    integer: bool = False
+    log: bool = False
+    when: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Active only when each named recipe key (e.g. "quantize.mode") has one of these values."""
+    session: bool = False
+    """A setting of the session that runs the model, not of the model file: never rebuilds."""
+    help: str = ""
+
+    def is_active(self, recipe: dict[str, Any]) -> bool:
+        return all(recipe.get(key) in allowed for key, allowed in self.when.items())
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the build has produced so far: a model in one runtime plus its session settings."""
+
+    backend: str  # "onnxruntime" or "torch"
+    torch_model: Any = None
+    onnx_path: Path | None = None
+    session: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def with_session(self, **settings: Any) -> Candidate:
+        return replace(self, session={**self.session, **settings})
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a technique may use: the workload (calibration data) and a fresh output folder."""
+
+    workload: Workload
+    workdir: Path
+
+
+class Technique(ABC):
+    name: str
+    stage: Stage
+    requires: dict[str, tuple[Any, ...]] = {}
+    """Recipe conditions for the whole technique (e.g. only with the ONNX Runtime backend)."""
+
+    @abstractmethod
+    def params(self, workload: Workload | None) -> tuple[Param, ...]:
+        """The knobs this technique offers for this workload (some depend on the model);
+        for `None`, every knob it can offer (what a search space file may name)."""
+
+    def changes_model(self, config: dict[str, Any]) -> bool:
+        """Whether `apply` must run for this configuration (e.g. quantize mode "none": no)."""
+        return True
+
+    @abstractmethod
+    def apply(self, candidate: Candidate, config: dict[str, Any], ctx: BuildContext) -> Candidate:
+        """Return the candidate with its model transformed by this configuration.
+
+        Writes its model file under `ctx.workdir`; the build caches that folder by the hash of
+        the recipe prefix, so `apply` runs once per distinct prefix. Session settings (params
+        declared `session=True`) are applied by the build, not here.
+        """
+
+    def describe(self, config: dict[str, Any]) -> str | None:
+        """A few words for people (reports, the recommendation); None when it does nothing."""
+        return f"{self.name} " + ", ".join(f"{k}={v}" for k, v in config.items())
+
+    def is_active(self, recipe: dict[str, Any]) -> bool:
+        return all(recipe.get(key) in allowed for key, allowed in self.requires.items())
