@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from autoaccel.search import SearchResult
+    from autoaccel.search_run import SearchResult
 
 
 def search(workload: str | None = None, **options: Any) -> SearchResult:
     """Run or continue a search (see `autoaccel search --help` for every option)."""
-    from autoaccel.search import search as _search
+    from autoaccel.search_run import search as _search
 
     return _search(workload, **options)
 

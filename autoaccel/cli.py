@@ -66,7 +66,7 @@ def search(
     """Search acceleration recipes; write the frontier and a recommendation."""
     from autoaccel.config import SearchConfig
     from autoaccel.console import SearchDisplay
-    from autoaccel.search import Search
+    from autoaccel.search_run import Search
 
     cfg = SearchConfig.build(
         workload=workload, model=model, data=data, space=space, budget=budget,

