@@ -40,6 +40,9 @@ def test_search_reaches_budget_and_writes_outputs(tmp_path):
     }
     rec = json.loads((out / "recommendation.json").read_text())
     assert rec == json.loads(json.dumps(result.recommendation, default=str))
+    confirmed = rec["recommended"]["confirmed"]  # re-timed side by side with the baseline
+    assert confirmed["speedup"] == confirmed["baseline_latency_ms"] / confirmed["latency_ms"]
+    assert confirmed["n_runs"] >= 3 and "confirmed side by side" in rec["recommended"]["summary"]
     rows = _mlflow_runs(runs)
     parents = [r for r in rows if r[2] is None]
     children = [r for r in rows if r[2] is not None]
