@@ -31,37 +31,62 @@ def _root(
 
 @app.command()
 def search(
-    workload: Annotated[str | None, typer.Option(
-        help="Built-in workload (minilm, seed-mlp, digits-cnn) or package.module:factory "
-        "(imports and runs your code). Default: minilm.")] = None,
-    model: Annotated[Path | None, typer.Option(
-        help="Your own ONNX model (with --data instead of --workload).")] = None,
-    data: Annotated[Path | None, typer.Option(
-        help=".npz with x_val, y_val (labels) and optional x_calib, for --model.")] = None,
-    space: Annotated[str, typer.Option(
-        help="Search space: a name in search_spaces/ (default, quick) or a YAML path.")
-    ] = "default",
-    budget: Annotated[int, typer.Option(
-        help="Total finished trials the study should have; re-running continues up to it.")
-    ] = 20,
-    max_accuracy_drop: Annotated[float, typer.Option(
-        help="Accuracy limit: the largest allowed drop of the workload's quality metric "
-        "below the baseline, in the metric's own units (0.01 = 1 point of top-1 accuracy, "
-        "or 0.01 Spearman).")] = 0.01,
-    sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe, nsga2 or random.")
-                       ] = "tpe",
-    seed: Annotated[int, typer.Option(help="Sampler seed (reproducible searches).")] = 0,
-    study: Annotated[str | None, typer.Option(
-        help="Study name (default: <workload>-<space>); the same name continues a study.")
+    workload: Annotated[
+        str | None,
+        typer.Option(
+            help="Built-in workload (minilm, seed-mlp, digits-cnn) or package.module:factory "
+            "(imports and runs your code). Default: minilm."
+        ),
     ] = None,
-    runs_dir: Annotated[Path, typer.Option(
-        help="Folder for every output: stores, cache, study folders.")] = Path("runs"),
-    storage: Annotated[str | None, typer.Option(
-        help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db).")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(
-        help="MLflow tracking URI (default sqlite:///<runs-dir>/mlflow.db).")] = None,
-    measure_seconds: Annotated[float, typer.Option(
-        help="Timed-run budget per candidate, seconds (after warm-up).")] = 1.5,
+    model: Annotated[
+        Path | None, typer.Option(help="Your own ONNX model (with --data instead of --workload).")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help=".npz with x_val, y_val (labels) and optional x_calib, for --model."),
+    ] = None,
+    space: Annotated[
+        str,
+        typer.Option(
+            help="Search space: a name in search_spaces/ (default, quick) or a YAML path."
+        ),
+    ] = "default",
+    budget: Annotated[
+        int,
+        typer.Option(
+            help="Total finished trials the study should have; re-running continues up to it."
+        ),
+    ] = 20,
+    max_accuracy_drop: Annotated[
+        float,
+        typer.Option(
+            help="Accuracy limit: the largest allowed drop of the workload's quality metric "
+            "below the baseline, in the metric's own units (0.01 = 1 point of top-1 accuracy, "
+            "or 0.01 Spearman)."
+        ),
+    ] = 0.01,
+    sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe, nsga2 or random.")] = "tpe",
+    seed: Annotated[int, typer.Option(help="Sampler seed (reproducible searches).")] = 0,
+    study: Annotated[
+        str | None,
+        typer.Option(
+            help="Study name (default: <workload>-<space>); the same name continues a study."
+        ),
+    ] = None,
+    runs_dir: Annotated[
+        Path, typer.Option(help="Folder for every output: stores, cache, study folders.")
+    ] = Path("runs"),
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db)."),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI (default sqlite:///<runs-dir>/mlflow.db)."),
+    ] = None,
+    measure_seconds: Annotated[
+        float, typer.Option(help="Timed-run budget per candidate, seconds (after warm-up).")
+    ] = 1.5,
 ) -> None:
     """Search acceleration recipes; write the frontier and a recommendation."""
     from autoaccel.config import SearchConfig
@@ -69,9 +94,18 @@ def search(
     from autoaccel.search_run import Search
 
     cfg = SearchConfig.build(
-        workload=workload, model=model, data=data, space=space, budget=budget,
-        max_accuracy_drop=max_accuracy_drop, sampler=sampler, seed=seed, study=study,
-        runs_dir=runs_dir, storage=storage, tracking_uri=tracking_uri,
+        workload=workload,
+        model=model,
+        data=data,
+        space=space,
+        budget=budget,
+        max_accuracy_drop=max_accuracy_drop,
+        sampler=sampler,
+        seed=seed,
+        study=study,
+        runs_dir=runs_dir,
+        storage=storage,
+        tracking_uri=tracking_uri,
         measure_seconds=measure_seconds,
     )
     display = SearchDisplay(cfg.budget)
@@ -82,12 +116,15 @@ def search(
 
 @app.command()
 def ui(
-    runs_dir: Annotated[Path, typer.Option(help="The runs folder of your searches.")
-                        ] = Path("runs"),
-    tracking_uri: Annotated[str | None, typer.Option(
-        help="MLflow store (default sqlite:///<runs-dir>/mlflow.db).")] = None,
-    host: Annotated[str, typer.Option(
-        help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    runs_dir: Annotated[Path, typer.Option(help="The runs folder of your searches.")] = Path(
+        "runs"
+    ),
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow store (default sqlite:///<runs-dir>/mlflow.db).")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 5000,
 ) -> None:
     """Open the MLflow UI over the search's store (Ctrl-C stops it)."""
@@ -99,11 +136,26 @@ def ui(
     paths = RunPaths(runs_dir)
     uri = tracking_uri or paths.tracking_uri()
     if tracking_uri is None and not (paths.root / "mlflow.db").exists():
-        raise UserError(f"no MLflow store at {paths.root / 'mlflow.db'}; run `autoaccel search` "
-                        "first or pass --runs-dir/--tracking-uri")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--default-artifact-root", paths.artifacts.as_uri(), "--host", host,
-           "--port", str(port), "--workers", "1"]
+        raise UserError(
+            f"no MLflow store at {paths.root / 'mlflow.db'}; run `autoaccel search` "
+            "first or pass --runs-dir/--tracking-uri"
+        )
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--default-artifact-root",
+        paths.artifacts.as_uri(),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     typer.echo(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C to stop")
     try:
@@ -123,8 +175,11 @@ def techniques() -> None:
     table = Table("key", "values", "default", "active when", "what it does")
     for tech in REGISTRY.values():
         for p in tech.params(None):
-            values = (", ".join(map(str, p.choices)) if p.choices is not None
-                      else f"{p.low:g} .. {p.high:g}")
+            values = (
+                ", ".join(map(str, p.choices))
+                if p.choices is not None
+                else f"{p.low:g} .. {p.high:g}"
+            )
             when = " & ".join(f"{k} in {list(v)}" for k, v in {**tech.requires, **p.when}.items())
             table.add_row(f"{tech.name}.{p.name}", values, str(p.default), when, p.help)
     Console().print(table)
@@ -141,8 +196,10 @@ def main() -> None:
         typer.secho(f"error: {exc}", err=True, fg="red")
         sys.exit(2)
     except KeyboardInterrupt:
-        typer.secho("interrupted: the frontier so far is written; run the same command to "
-                    "continue", err=True)
+        typer.secho(
+            "interrupted: the frontier so far is written; run the same command to continue",
+            err=True,
+        )
         sys.exit(130)
 
 

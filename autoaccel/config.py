@@ -50,11 +50,14 @@ class RunPaths:
             self.root.mkdir(parents=True, exist_ok=True)
             self.cache.mkdir(exist_ok=True)
         except OSError as exc:
-            raise UserError(f"--runs-dir {self.root}: cannot create it ({exc.strerror}); "
-                            "choose a folder you can write to") from None
+            raise UserError(
+                f"--runs-dir {self.root}: cannot create it ({exc.strerror}); "
+                "choose a folder you can write to"
+            ) from None
         if not os.access(self.root, os.W_OK | os.X_OK):
-            raise UserError(f"--runs-dir {self.root}: not writable; choose a folder you can "
-                            "write to")
+            raise UserError(
+                f"--runs-dir {self.root}: not writable; choose a folder you can write to"
+            )
         return self
 
     @property

@@ -62,26 +62,56 @@ class SearchDisplay:
     def final(self, result) -> None:
         rec = result.recommendation
         base = rec["baseline"]
-        table = Table(title=f"Pareto frontier — study {result.study} "
-                      f"({result.n_trials} trials, {result.n_failed} failed)")
-        for col in ("trial", "recipe", rec["metric"], "drop", "latency ms (p50/p90)", "speedup",
-                    "source", "MB"):
+        table = Table(
+            title=f"Pareto frontier — study {result.study} "
+            f"({result.n_trials} trials, {result.n_failed} failed)"
+        )
+        for col in (
+            "trial",
+            "recipe",
+            rec["metric"],
+            "drop",
+            "latency ms (p50/p90)",
+            "speedup",
+            "source",
+            "MB",
+        ):
             table.add_column(col, overflow="fold")
-        table.add_row("base", base["description"], f"{base['accuracy']:.4f}", "",
-                      f"{base['latency_ms']:.3f} / {base['latency_p90_ms']:.3f}", "1.00x",
-                      base["latency_source"], f"{base['size_mb']:.2f}")
+        table.add_row(
+            "base",
+            base["description"],
+            f"{base['accuracy']:.4f}",
+            "",
+            f"{base['latency_ms']:.3f} / {base['latency_p90_ms']:.3f}",
+            "1.00x",
+            base["latency_source"],
+            f"{base['size_mb']:.2f}",
+        )
         for p in rec["frontier"]:
-            table.add_row(str(p["trial"]), p["description"], f"{p['accuracy']:.4f}",
-                          f"{p['accuracy_drop']:+.4f}",
-                          f"{p['latency_ms']:.3f} / {p['latency_p90_ms']:.3f}",
-                          f"{p['speedup']:.2f}x", p["latency_source"], f"{p['size_mb']:.2f}")
+            table.add_row(
+                str(p["trial"]),
+                p["description"],
+                f"{p['accuracy']:.4f}",
+                f"{p['accuracy_drop']:+.4f}",
+                f"{p['latency_ms']:.3f} / {p['latency_p90_ms']:.3f}",
+                f"{p['speedup']:.2f}x",
+                p["latency_source"],
+                f"{p['size_mb']:.2f}",
+            )
         self.console.print(table)
         if rec["recommended"]:
-            self.console.print(f"[bold green]Recommended[/] (trial {rec['recommended']['trial']}): "
-                               f"{rec['recommended']['summary']}", highlight=False)
+            self.console.print(
+                f"[bold green]Recommended[/] (trial {rec['recommended']['trial']}): "
+                f"{rec['recommended']['summary']}",
+                highlight=False,
+            )
         else:
             self.console.print(f"[bold yellow]No recommendation:[/] {rec['reason']}")
-        self.console.print(f"Files: {result.out_dir}  (recommendation.json, frontier.csv, "
-                           "pareto.png, pareto.html)")
-        self.console.print(f"MLflow: {result.tracking_uri} (parent run {result.parent_run_id}); "
-                           "browse with `autoaccel ui`")
+        self.console.print(
+            f"Files: {result.out_dir}  (recommendation.json, frontier.csv, "
+            "pareto.png, pareto.html)"
+        )
+        self.console.print(
+            f"MLflow: {result.tracking_uri} (parent run {result.parent_run_id}); "
+            "browse with `autoaccel ui`"
+        )

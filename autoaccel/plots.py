@@ -9,8 +9,15 @@ from typing import Any
 from autoaccel.frontier import Point
 
 
-def pareto_png(points: list[Point], frontier: list[Point], baseline: dict, limit: float,
-               metric: str, title: str, out: Path) -> None:
+def pareto_png(
+    points: list[Point],
+    frontier: list[Point],
+    baseline: dict,
+    limit: float,
+    metric: str,
+    title: str,
+    out: Path,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,15 +26,38 @@ def pareto_png(points: list[Point], frontier: list[Point], baseline: dict, limit
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ok = [p for p in points if p.feasible]
     bad = [p for p in points if not p.feasible]
-    ax.scatter([p.latency_ms for p in ok], [p.accuracy for p in ok], s=18, c="#9bb4d4",
-               label="within the limit")
-    ax.scatter([p.latency_ms for p in bad], [p.accuracy for p in bad], s=18, c="#d49b9b",
-               marker="x", label="over the accuracy limit")
+    ax.scatter(
+        [p.latency_ms for p in ok],
+        [p.accuracy for p in ok],
+        s=18,
+        c="#9bb4d4",
+        label="within the limit",
+    )
+    ax.scatter(
+        [p.latency_ms for p in bad],
+        [p.accuracy for p in bad],
+        s=18,
+        c="#d49b9b",
+        marker="x",
+        label="over the accuracy limit",
+    )
     if frontier:
-        ax.plot([p.latency_ms for p in frontier], [p.accuracy for p in frontier], "o-",
-                c="#1f4e8c", label="Pareto frontier")
-    ax.scatter([baseline["latency_ms"]], [baseline["accuracy"]], marker="*", s=160, c="#e08a00",
-               label="baseline: " + baseline["description"], zorder=5)
+        ax.plot(
+            [p.latency_ms for p in frontier],
+            [p.accuracy for p in frontier],
+            "o-",
+            c="#1f4e8c",
+            label="Pareto frontier",
+        )
+    ax.scatter(
+        [baseline["latency_ms"]],
+        [baseline["accuracy"]],
+        marker="*",
+        s=160,
+        c="#e08a00",
+        label="baseline: " + baseline["description"],
+        zorder=5,
+    )
     ax.axhline(baseline["accuracy"] - limit, ls="--", c="grey", lw=0.8, label="accuracy limit")
     ax.set_xscale("log")
     ax.set_xlabel("latency, median ms (log scale; measured on cpu-local)")
@@ -39,44 +69,97 @@ def pareto_png(points: list[Point], frontier: list[Point], baseline: dict, limit
     plt.close(fig)
 
 
-def pareto_html(points: list[Point], frontier: list[Point], baseline: dict, limit: float,
-                metric: str, title: str, out: Path) -> None:
+def pareto_html(
+    points: list[Point],
+    frontier: list[Point],
+    baseline: dict,
+    limit: float,
+    metric: str,
+    title: str,
+    out: Path,
+) -> None:
     import plotly.graph_objects as go
 
     def hover(p: Point) -> str:
-        return (f"trial {p.trial}<br>{html.escape(p.description)}<br>"
-                f"{p.latency_ms:.3f} ms ({p.latency_source}), {metric} {p.accuracy:.4f}, "
-                f"{p.speedup:.2f}x")
+        return (
+            f"trial {p.trial}<br>{html.escape(p.description)}<br>"
+            f"{p.latency_ms:.3f} ms ({p.latency_source}), {metric} {p.accuracy:.4f}, "
+            f"{p.speedup:.2f}x"
+        )
 
     fig = go.Figure()
     for name, group, style in (
         ("within the limit", [p for p in points if p.feasible], {"color": "#9bb4d4"}),
-        ("over the limit", [p for p in points if not p.feasible],
-         {"color": "#d49b9b", "symbol": "x"}),
+        (
+            "over the limit",
+            [p for p in points if not p.feasible],
+            {"color": "#d49b9b", "symbol": "x"},
+        ),
     ):
-        fig.add_trace(go.Scatter(
-            x=[p.latency_ms for p in group], y=[p.accuracy for p in group], mode="markers",
-            name=name, marker=style, hovertext=[hover(p) for p in group], hoverinfo="text"))
-    fig.add_trace(go.Scatter(
-        x=[p.latency_ms for p in frontier], y=[p.accuracy for p in frontier],
-        mode="lines+markers", name="Pareto frontier", line={"color": "#1f4e8c"},
-        hovertext=[hover(p) for p in frontier], hoverinfo="text"))
-    fig.add_trace(go.Scatter(
-        x=[baseline["latency_ms"]], y=[baseline["accuracy"]], mode="markers",
-        name="baseline", marker={"symbol": "star", "size": 14, "color": "#e08a00"},
-        hovertext=[html.escape(baseline["description"])], hoverinfo="text"))
-    fig.add_hline(y=baseline["accuracy"] - limit, line_dash="dash", line_color="grey",
-                  annotation_text="accuracy limit")
-    fig.update_layout(title=html.escape(title), xaxis_title="latency, median ms (log)",
-                      yaxis_title=html.escape(metric), xaxis_type="log", template="plotly_white")
+        fig.add_trace(
+            go.Scatter(
+                x=[p.latency_ms for p in group],
+                y=[p.accuracy for p in group],
+                mode="markers",
+                name=name,
+                marker=style,
+                hovertext=[hover(p) for p in group],
+                hoverinfo="text",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[p.latency_ms for p in frontier],
+            y=[p.accuracy for p in frontier],
+            mode="lines+markers",
+            name="Pareto frontier",
+            line={"color": "#1f4e8c"},
+            hovertext=[hover(p) for p in frontier],
+            hoverinfo="text",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[baseline["latency_ms"]],
+            y=[baseline["accuracy"]],
+            mode="markers",
+            name="baseline",
+            marker={"symbol": "star", "size": 14, "color": "#e08a00"},
+            hovertext=[html.escape(baseline["description"])],
+            hoverinfo="text",
+        )
+    )
+    fig.add_hline(
+        y=baseline["accuracy"] - limit,
+        line_dash="dash",
+        line_color="grey",
+        annotation_text="accuracy limit",
+    )
+    fig.update_layout(
+        title=html.escape(title),
+        xaxis_title="latency, median ms (log)",
+        yaxis_title=html.escape(metric),
+        xaxis_type="log",
+        template="plotly_white",
+    )
     fig.write_html(str(out), include_plotlyjs=True, full_html=True)
 
 
 def write_frontier_csv(frontier: list[Point], out: Path) -> None:
     import csv
 
-    fields: list[str] = ["trial", "description", "target", "accuracy", "accuracy_drop",
-                         "latency_ms", "latency_p90_ms", "latency_source", "speedup", "size_mb"]
+    fields: list[str] = [
+        "trial",
+        "description",
+        "target",
+        "accuracy",
+        "accuracy_drop",
+        "latency_ms",
+        "latency_p90_ms",
+        "latency_source",
+        "speedup",
+        "size_mb",
+    ]
     recipe_keys = sorted({k for p in frontier for k in p.recipe})
     with out.open("w", newline="") as fh:
         writer = csv.writer(fh)

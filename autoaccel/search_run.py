@@ -92,12 +92,14 @@ class Search:
             "max_accuracy_drop": cfg.max_accuracy_drop,
         }
         storage = cfg.storage or paths.storage_url()
-        probe = open_study(name, storage, make_sampler(cfg.sampler, cfg.seed, cfg.budget),
-                           identity)
+        probe = open_study(
+            name, storage, make_sampler(cfg.sampler, cfg.seed, cfg.budget), identity
+        )
         # A fresh seed per invocation: a resumed study must not replay its first trials.
         seed = None if cfg.seed is None else cfg.seed + len(probe.trials)
-        study = optuna.load_study(study_name=name, storage=storage,
-                                  sampler=make_sampler(cfg.sampler, seed, cfg.budget))
+        study = optuna.load_study(
+            study_name=name, storage=storage, sampler=make_sampler(cfg.sampler, seed, cfg.budget)
+        )
         self.measure_cfg = MeasureConfig().scaled(cfg.measure_seconds)
         self.workload, self.space, self.paths, self.study = workload, space, paths, study
 
@@ -105,16 +107,26 @@ class Search:
         self.tracker = tracker
         tracker.start_parent(
             f"search {name}",
-            params={"workload": workload.name, "space": str(space.path), "budget": cfg.budget,
-                    "sampler": cfg.sampler, "seed": cfg.seed,
-                    "max_accuracy_drop": cfg.max_accuracy_drop, "storage": storage},
+            params={
+                "workload": workload.name,
+                "space": str(space.path),
+                "budget": cfg.budget,
+                "sampler": cfg.sampler,
+                "seed": cfg.seed,
+                "max_accuracy_drop": cfg.max_accuracy_drop,
+                "storage": storage,
+            },
             tags={"study": name, "workload": workload.name},
         )
         try:
             self._preflight()
             baseline = self._baseline()
-            tracker.log_parent_metrics({"baseline_accuracy": baseline["accuracy"],
-                                        "baseline_latency_ms": baseline["latency_ms"]})
+            tracker.log_parent_metrics(
+                {
+                    "baseline_accuracy": baseline["accuracy"],
+                    "baseline_latency_ms": baseline["latency_ms"],
+                }
+            )
             while (done := finished_count(study)) < cfg.budget:
                 self._trial(baseline, done)
             result = self._finish(name, "FINISHED")
@@ -153,8 +165,11 @@ class Search:
         recipe = {"runtime.backend": backend, "runtime.intra_op_threads": os.cpu_count() or 1}
         if backend == "onnxruntime":
             recipe["compile.graph_level"] = "all"
-        ev = evaluate_candidate(build_candidate(recipe, self.workload, self.paths.cache),
-                                self.workload, self.measure_cfg)
+        ev = evaluate_candidate(
+            build_candidate(recipe, self.workload, self.paths.cache),
+            self.workload,
+            self.measure_cfg,
+        )
         baseline = {
             "accuracy": ev.quality[self.workload.metric],
             "quality": ev.quality,
@@ -191,24 +206,29 @@ class Search:
         except Exception as exc:  # any failing candidate: record why, go on
             reason = _reason(exc)
             self._fail(trial, recipe, tags, reason, traceback.format_exc())
-            self.emit("trial", TrialEvent(trial.number, done + 1, self.cfg.budget, 1, "failed",
-                                          reason=reason))
+            self.emit(
+                "trial",
+                TrialEvent(trial.number, done + 1, self.cfg.budget, 1, "failed", reason=reason),
+            )
             return
         accuracy = ev.quality[workload.metric]
         drop = baseline["accuracy"] - accuracy
         speedup = baseline["latency_ms"] / ev.latency.median_ms
         feasible = drop <= self.cfg.max_accuracy_drop
         trial.set_constraint("accuracy_drop", drop - self.cfg.max_accuracy_drop)
-        trial.set_user_attr("result", {
-            "quality": ev.quality,
-            "latency_p90_ms": ev.latency.p90_ms,
-            "latency_runs": ev.latency.n_runs,
-            "latency_source": ev.latency.source,
-            "target": ev.latency.target,
-            "size_mb": ev.size_mb,
-            "notes": list(candidate.notes),
-            "seconds": {"build": build_s, **ev.seconds},
-        })
+        trial.set_user_attr(
+            "result",
+            {
+                "quality": ev.quality,
+                "latency_p90_ms": ev.latency.p90_ms,
+                "latency_runs": ev.latency.n_runs,
+                "latency_source": ev.latency.source,
+                "target": ev.latency.target,
+                "size_mb": ev.size_mb,
+                "notes": list(candidate.notes),
+                "seconds": {"build": build_s, **ev.seconds},
+            },
+        )
         metrics = {
             **{f"quality.{k}": v for k, v in ev.quality.items()},
             "accuracy": accuracy,
@@ -225,8 +245,10 @@ class Search:
         run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, failed=False)
         trial.set_user_attr("mlflow_run_id", run_id)
         study.tell(trial, [accuracy, ev.latency.median_ms])
-        self.emit("trial", TrialEvent(trial.number, done + 1, self.cfg.budget, 0, "complete",
-                                      speedup, feasible))
+        self.emit(
+            "trial",
+            TrialEvent(trial.number, done + 1, self.cfg.budget, 0, "complete", speedup, feasible),
+        )
 
     def _fail(self, trial, recipe, tags, reason: str, trace: str = "") -> None:
         import optuna
@@ -250,13 +272,19 @@ class Search:
         baseline = study.user_attrs["baseline"]
         all_points = points(study, baseline)
         front = pareto(study, all_points)
-        info = {"name": workload.name, "metric": workload.metric,
-                "metric_description": workload.metric_description}
+        info = {
+            "name": workload.name,
+            "metric": workload.metric,
+            "metric_description": workload.metric_description,
+        }
         rec = recommend(name, info, baseline, self.cfg.max_accuracy_drop, front, all_points)
         trials = study.get_trials(deepcopy=False, states=FINISHED)
         failed = [t for t in trials if t.state.name == "FAIL"]
-        rec["trials"] = {"finished": len(trials), "failed": len(failed),
-                         "complete": len(all_points)}
+        rec["trials"] = {
+            "finished": len(trials),
+            "failed": len(failed),
+            "complete": len(all_points),
+        }
         rec["status"] = status
         if rec["recommended"] and status == "FINISHED":
             self.emit("status", "confirming the recommendation side by side with the baseline")
@@ -269,25 +297,33 @@ class Search:
         (tmp / "recommendation.json").write_text(json.dumps(rec, indent=2, default=str))
         write_frontier_csv(front, tmp / "frontier.csv")
         pareto_png(all_points, front, baseline, limit, workload.metric, title, tmp / "pareto.png")
-        pareto_html(all_points, front, baseline, limit, workload.metric, title,
-                    tmp / "pareto.html")
+        pareto_html(
+            all_points, front, baseline, limit, workload.metric, title, tmp / "pareto.html"
+        )
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
 
-        run_ids = {t.number: t.user_attrs["mlflow_run_id"] for t in trials
-                   if "mlflow_run_id" in t.user_attrs}
+        run_ids = {
+            t.number: t.user_attrs["mlflow_run_id"]
+            for t in trials
+            if "mlflow_run_id" in t.user_attrs
+        }
         self.tracker.set_pareto(run_ids, {p.trial for p in front})
         self.tracker.log_artifacts(out)
         if rec["recommended"]:
             self.tracker.log_parent_metrics({"best_speedup": rec["recommended"]["speedup"]})
         self.emit("done", rec)
         return SearchResult(
-            study=name, out_dir=out, n_trials=len(trials), n_failed=len(failed),
-            recommendation=rec, frontier=rec["frontier"],
-            tracking_uri=self.tracker.uri, parent_run_id=self.tracker.parent_id or "",
+            study=name,
+            out_dir=out,
+            n_trials=len(trials),
+            n_failed=len(failed),
+            recommendation=rec,
+            frontier=rec["frontier"],
+            tracking_uri=self.tracker.uri,
+            parent_run_id=self.tracker.parent_id or "",
         )
-
 
     def _confirm(self, best: dict[str, Any], baseline: dict[str, Any]) -> None:
         """Re-time the recommendation and the baseline interleaved, in one sitting.
@@ -303,8 +339,9 @@ class Search:
         inputs = self.workload.latency_inputs(1)
         fns = {}
         for role, recipe in (("recommended", best["recipe"]), ("baseline", baseline["recipe"])):
-            predict = open_runner(build_candidate(recipe, self.workload, self.paths.cache),
-                                  self.workload.input_names)
+            predict = open_runner(
+                build_candidate(recipe, self.workload, self.paths.cache), self.workload.input_names
+            )
             fns[role] = lambda p=predict: p(inputs)
         cfg = self.measure_cfg.scaled(2 * self.measure_cfg.budget_s)
         lat = measure_interleaved(fns, cfg, rounds=5)

@@ -63,26 +63,34 @@ def load_space(name_or_path: str) -> SearchSpace:
     path = resolve_space_path(name_or_path)
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
-        raise UserError(f"--space {name_or_path}: no such file {path}; use one of {known} or a path")
+        raise UserError(
+            f"--space {name_or_path}: no such file {path}; use one of {known} or a path"
+        )
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise UserError(
+            f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("techniques"), dict):
         raise UserError(f"{path}: needs a top-level 'techniques:' mapping of technique -> params")
     unknown_top = set(raw) - {"version", "techniques", "description"}
     if unknown_top:
-        raise UserError(f"{path}: unknown top-level key(s) {sorted(unknown_top)}; allowed: "
-                        "version, description, techniques")
+        raise UserError(
+            f"{path}: unknown top-level key(s) {sorted(unknown_top)}; allowed: "
+            "version, description, techniques"
+        )
     if raw.get("version", 1) != 1:
         raise UserError(f"{path}: version {raw['version']!r} is not supported; use version: 1")
     blocks: dict[str, dict[str, Any]] = {}
     for tech_name, block in raw["techniques"].items():
         if tech_name not in REGISTRY:
-            raise UserError(f"{path}: techniques.{tech_name} is not a technique; "
-                            f"use one of {', '.join(REGISTRY)}")
+            raise UserError(
+                f"{path}: techniques.{tech_name} is not a technique; "
+                f"use one of {', '.join(REGISTRY)}"
+            )
         block = block or {}
         if not isinstance(block, dict):
             raise UserError(f"{path}: techniques.{tech_name} must map parameter names to values")
@@ -91,8 +99,9 @@ def load_space(name_or_path: str) -> SearchSpace:
         for pname, spec in block.items():
             where = f"{path}: techniques.{tech_name}.{pname}"
             if pname not in declared:
-                raise UserError(f"{where} is not a parameter of {tech_name}; "
-                                f"use one of {', '.join(declared)}")
+                raise UserError(
+                    f"{where} is not a parameter of {tech_name}; use one of {', '.join(declared)}"
+                )
             blocks[tech_name][pname] = _validate_spec(where, declared[pname], spec)
     return SearchSpace(name=path.stem, path=path, blocks=blocks)
 
@@ -107,8 +116,9 @@ def _validate_spec(where: str, param: Param, spec: Any) -> Any:
         values = spec if isinstance(spec, list) else [spec]
         bad = [v for v in values if v not in param.choices or type(v) is not type(param.default)]
         if bad or not values:
-            raise UserError(f"{where}: {bad or 'empty list'} not allowed; "
-                            f"choose from {list(param.choices)}")
+            raise UserError(
+                f"{where}: {bad or 'empty list'} not allowed; choose from {list(param.choices)}"
+            )
         return values
     if isinstance(spec, list):
         values = spec

@@ -39,7 +39,9 @@ def make_sampler(name: str, seed: int | None, budget: int) -> optuna.samplers.Ba
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, budget // 4)))
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=max(4, min(20, budget // 4))
+        )
     if name == "tpe":
         return optuna.samplers.TPESampler(
             seed=seed,

@@ -19,7 +19,9 @@ TESTS = Path(__file__).parent
 def run(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "autoaccel.cli", *args],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(TESTS), **(env or {})},
     )
 
@@ -27,21 +29,51 @@ def run(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess
 def test_help_lists_every_search_option_without_importing_heavy_libraries():
     out = run("search", "--help")
     assert out.returncode == 0
-    for option in ("--workload", "--model", "--data", "--space", "--budget",
-                   "--max-accuracy-drop", "--sampler", "--seed", "--study", "--runs-dir",
-                   "--storage", "--tracking-uri", "--measure-seconds"):
+    for option in (
+        "--workload",
+        "--model",
+        "--data",
+        "--space",
+        "--budget",
+        "--max-accuracy-drop",
+        "--sampler",
+        "--seed",
+        "--study",
+        "--runs-dir",
+        "--storage",
+        "--tracking-uri",
+        "--measure-seconds",
+    ):
         assert option in out.stdout
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys, autoaccel.cli; "
-         "print(sorted(m for m in ('torch', 'mlflow', 'optuna', 'onnxruntime') "
-         "if m in sys.modules))"], capture_output=True, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, autoaccel.cli; "
+            "print(sorted(m for m in ('torch', 'mlflow', 'optuna', 'onnxruntime') "
+            "if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert probe.stdout.strip() == "[]"
 
 
 def test_search_end_to_end_prints_frontier_and_recommendation(tmp_path):
     runs = tmp_path / "out"
-    out = run("search", "--workload", "digits-cnn", "--budget", "3", "--space", "quick",
-              "--runs-dir", str(runs), "--measure-seconds", "0.03")
+    out = run(
+        "search",
+        "--workload",
+        "digits-cnn",
+        "--budget",
+        "3",
+        "--space",
+        "quick",
+        "--runs-dir",
+        str(runs),
+        "--measure-seconds",
+        "0.03",
+    )
     assert out.returncode == 0, out.stderr
     assert "Pareto frontier" in out.stdout
     assert "Recommended" in out.stdout or "No recommendation" in out.stdout
@@ -97,13 +129,38 @@ def _free_port() -> int:
 
 def test_ui_serves_mlflow_on_loopback(tmp_path):
     runs = tmp_path / "runs"
-    assert run("search", "--workload", "seed-mlp", "--budget", "1", "--space", "quick",
-               "--runs-dir", str(runs), "--measure-seconds", "0.03").returncode == 0
+    assert (
+        run(
+            "search",
+            "--workload",
+            "seed-mlp",
+            "--budget",
+            "1",
+            "--space",
+            "quick",
+            "--runs-dir",
+            str(runs),
+            "--measure-seconds",
+            "0.03",
+        ).returncode
+        == 0
+    )
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autoaccel.cli", "ui", "--runs-dir", str(runs),
-         "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "autoaccel.cli",
+            "ui",
+            "--runs-dir",
+            str(runs),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 90
         status = None
@@ -114,8 +171,10 @@ def test_ui_serves_mlflow_on_loopback(tmp_path):
             except OSError:
                 time.sleep(0.5)
         assert status == 200
-        url = (f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
-               "?experiment_name=seed-mlp-quick")
+        url = (
+            f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
+            "?experiment_name=seed-mlp-quick"
+        )
         with urllib.request.urlopen(url, timeout=5) as r:
             assert json.load(r)["experiment"]["name"] == "seed-mlp-quick"
     finally:

@@ -36,7 +36,10 @@ def test_search_reaches_budget_and_writes_outputs(tmp_path):
     assert len(study.trials) == 5
     out = runs / "seed-mlp-quick"
     assert {p.name for p in out.iterdir()} == {
-        "recommendation.json", "frontier.csv", "pareto.png", "pareto.html",
+        "recommendation.json",
+        "frontier.csv",
+        "pareto.png",
+        "pareto.html",
     }
     rec = json.loads((out / "recommendation.json").read_text())
     assert rec == json.loads(json.dumps(result.recommendation, default=str))

@@ -81,7 +81,9 @@ def _step(candidate: Candidate, cache_dir: Path, key: str, make) -> Candidate:
             shutil.rmtree(workdir, ignore_errors=True)
     notes = json.loads((final / "notes.json").read_text())
     return replace(
-        candidate, onnx_path=final / "model.onnx", torch_model=None,
+        candidate,
+        onnx_path=final / "model.onnx",
+        torch_model=None,
         notes=(*candidate.notes, *notes),
     )
 

@@ -6,7 +6,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from autoaccel.evaluate.measure import Latency, MeasureConfig, measure
+from autoaccel.evaluate.measure import DEFAULT_PROTOCOL, Latency, MeasureConfig, measure
 from autoaccel.evaluate.runners import open_runner
 from autoaccel.techniques import Candidate
 from autoaccel.workloads.base import Workload
@@ -21,7 +21,7 @@ class Evaluation:
 
 
 def evaluate_candidate(
-    candidate: Candidate, workload: Workload, cfg: MeasureConfig = MeasureConfig()
+    candidate: Candidate, workload: Workload, cfg: MeasureConfig = DEFAULT_PROTOCOL
 ) -> Evaluation:
     t0 = time.perf_counter()
     predict = open_runner(candidate, workload.input_names)

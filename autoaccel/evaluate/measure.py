@@ -35,6 +35,9 @@ class MeasureConfig:
         )
 
 
+DEFAULT_PROTOCOL = MeasureConfig()
+
+
 @dataclass(frozen=True)
 class Latency:
     median_ms: float
@@ -80,14 +83,14 @@ def summarize(samples_ns: list[int], target: str = "cpu-local") -> Latency:
     )
 
 
-def measure(fn: Callable[[], object], cfg: MeasureConfig = MeasureConfig()) -> Latency:
+def measure(fn: Callable[[], object], cfg: MeasureConfig = DEFAULT_PROTOCOL) -> Latency:
     """Time one candidate: warm-up, then runs until `min_runs` and `budget_s` are both met."""
     _warm(fn, cfg)
     return summarize(_timed(fn, cfg.min_runs, cfg.budget_s, cfg.max_runs))
 
 
 def measure_interleaved(
-    fns: dict[str, Callable[[], object]], cfg: MeasureConfig = MeasureConfig(), rounds: int = 5
+    fns: dict[str, Callable[[], object]], cfg: MeasureConfig = DEFAULT_PROTOCOL, rounds: int = 5
 ) -> dict[str, Latency]:
     """Time several candidates in alternating rounds so slow drift affects all of them alike."""
     for fn in fns.values():

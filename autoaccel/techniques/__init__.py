@@ -45,4 +45,14 @@ def describe_recipe(recipe: dict) -> str:
     return "; ".join(parts)
 
 
-__all__ = ["REGISTRY", "BuildContext", "Candidate", "Param", "Stage", "Technique", "by_stage", "config_of", "describe_recipe"]
+__all__ = [
+    "REGISTRY",
+    "BuildContext",
+    "Candidate",
+    "Param",
+    "Stage",
+    "Technique",
+    "by_stage",
+    "config_of",
+    "describe_recipe",
+]

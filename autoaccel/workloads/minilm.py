@@ -100,9 +100,7 @@ def _training_sentences() -> tuple[str, ...]:
     docs = _read_lines("lee_background.cor")
     sentences = [s.strip() for d in docs for s in re.split(r"(?<=[.!?])\s+", d)]
     judging = [t for t in judging_texts() if " " in t]  # documents and reviews, not words
-    return tuple(
-        s for s in sentences if len(s.split()) >= 3 and not any(s in t for t in judging)
-    )
+    return tuple(s for s in sentences if len(s.split()) >= 3 and not any(s in t for t in judging))
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -258,7 +256,8 @@ class MiniLMWorkload(Workload):
         assert out is not None
         return out
 
-    def _torch_predict(self, inputs: Inputs) -> np.ndarray:
+    def teacher_predict(self, inputs: Inputs) -> np.ndarray:
+        """The fp32 torch teacher as a `Predict` (the reference every candidate is held to)."""
         import torch
 
         model = self.torch_model()
@@ -271,7 +270,7 @@ class MiniLMWorkload(Workload):
         path = self.cache_dir / "workloads" / f"{self.name}-{self.fingerprint()}-teacher.npy"
         if path.exists():
             return np.load(path)
-        emb = self.embed(self._torch_predict, _judging_data()["polarity"])
+        emb = self.embed(self.teacher_predict, _judging_data()["polarity"])
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
         np.save(tmp, emb)
