@@ -108,8 +108,8 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    """Row-normalised float64 copy; NaN / inf (a broken candidate) become zeros, not errors."""
-    x = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    """Row-normalised float64 copy (inputs are finite: `embed` refuses anything else)."""
+    x = np.asarray(x, dtype=np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
@@ -250,6 +250,8 @@ class MiniLMWorkload(Workload):
             emb = np.asarray(predict(self.tokenize([texts[i] for i in idx])))
             if emb.ndim != 2 or emb.shape[0] != len(idx):
                 raise ValueError(f"predict returned shape {emb.shape} for a batch of {len(idx)}")
+            if not np.isfinite(emb).all():  # a broken candidate fails its trial, not scores 0
+                raise ValueError("the candidate produced non-finite (NaN/inf) embeddings")
             if out is None:
                 out = np.zeros((len(texts), emb.shape[1]), dtype=np.float32)
             out[idx] = emb
