@@ -6,7 +6,6 @@ reason, and the loop goes on.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -159,10 +158,11 @@ class Search:
             return stored
         from autoaccel.build import build_candidate
         from autoaccel.evaluate import evaluate_candidate
+        from autoaccel.machine import usable_cores
 
         self.emit("status", "measuring the baseline")
         backend = "torch" if self.workload.torch_model_available() else "onnxruntime"
-        recipe = {"runtime.backend": backend, "runtime.intra_op_threads": os.cpu_count() or 1}
+        recipe = {"runtime.backend": backend, "runtime.intra_op_threads": usable_cores()}
         if backend == "onnxruntime":
             recipe["compile.graph_level"] = "all"
         ev = evaluate_candidate(

@@ -82,7 +82,7 @@ def load_space(name_or_path: str) -> SearchSpace:
             f"{path}: unknown top-level key(s) {sorted(unknown_top)}; allowed: "
             "version, description, techniques"
         )
-    if raw.get("version", 1) != 1:
+    if type(raw.get("version", 1)) is not int or raw.get("version", 1) != 1:
         raise UserError(f"{path}: version {raw['version']!r} is not supported; use version: 1")
     blocks: dict[str, dict[str, Any]] = {}
     for tech_name, block in raw["techniques"].items():
@@ -126,6 +126,8 @@ def _validate_spec(where: str, param: Param, spec: Any) -> Any:
         extra = set(spec) - {"low", "high", "log"}
         if extra or "low" not in spec or "high" not in spec:
             raise UserError(f"{where}: give a list of values or {{low: N, high: M}}")
+        if not isinstance(spec.get("log", False), bool):
+            raise UserError(f"{where}: log must be true or false, not {spec['log']!r}")
         values = [spec["low"], spec["high"]]
     else:
         values = [spec]

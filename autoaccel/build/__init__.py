@@ -27,6 +27,7 @@ EXPORT_SETTINGS = {"opset": 17, "exporter": "torchscript"}
 def build_candidate(recipe: dict[str, Any], workload: Workload, cache_dir: Path) -> Candidate:
     """Build the candidate a recipe describes, reusing cached steps."""
     backend = recipe.get("runtime.backend", "onnxruntime")
+    recipe = {**recipe, "runtime.backend": backend}  # techniques' conditions read it
     if backend == "torch":
         if not workload.torch_model_available():
             raise InfeasibleRecipe(f"{workload.name} has no torch model to run in PyTorch")

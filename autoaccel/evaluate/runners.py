@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import numpy as np
 
+from autoaccel.machine import usable_cores
 from autoaccel.techniques import Candidate
 from autoaccel.workloads.base import Inputs, Predict
 
@@ -32,7 +32,7 @@ def _ort_runner(candidate: Candidate) -> Predict:
     opts.graph_optimization_level = getattr(
         ort.GraphOptimizationLevel, _GRAPH_LEVELS[session.get("graph_level", "all")]
     )
-    opts.intra_op_num_threads = int(session.get("intra_op_threads", os.cpu_count() or 1))
+    opts.intra_op_num_threads = int(session.get("intra_op_threads", usable_cores()))
     parallel = session.get("execution_mode") == "parallel"
     opts.execution_mode = (
         ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
@@ -54,7 +54,7 @@ def _torch_runner(candidate: Candidate, input_names: tuple[str, ...]) -> Callabl
     import torch
 
     model = candidate.torch_model.eval()
-    threads = int(candidate.session.get("intra_op_threads", os.cpu_count() or 1))
+    threads = int(candidate.session.get("intra_op_threads", usable_cores()))
 
     def predict(inputs: Inputs) -> np.ndarray:
         # torch's thread count is process-wide: pin it on every call, it costs nanoseconds

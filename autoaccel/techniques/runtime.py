@@ -6,9 +6,9 @@ Every parameter here is a session setting: it changes how the model runs, never 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from autoaccel.machine import usable_cores
 from autoaccel.techniques.base import BuildContext, Candidate, Param, Stage, Technique
 
 _BACKENDS = ("onnxruntime", "torch")
@@ -30,7 +30,7 @@ class Runtime(Technique):
             ),
             Param(
                 "intra_op_threads",
-                os.cpu_count() or 1,
+                usable_cores(),
                 low=1,
                 high=256,
                 integer=True,

@@ -1,7 +1,8 @@
 """A user's own ONNX model judged on their own `.npz` validation data.
 
 The archive holds `x_val` (inputs, batch first), `y_val` (class labels) and optionally
-`x_calib` (calibration inputs; the first 256 of `x_val` are used without it). Quality is
+`x_calib` (calibration inputs; without it the first 256 rows of `x_val` are used, which then
+also judge: give `x_calib` from training data for an unbiased figure). Quality is
 top-1 accuracy. There is no torch model, so torch-level techniques are skipped and the
 baseline is ONNX Runtime fp32 with a default session.
 """
@@ -52,6 +53,8 @@ class OnnxFileWorkload(Workload):
         ).hexdigest()[:16]
 
     def _load_data(self, graph_input) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import onnx
+
         try:
             with np.load(self.data_path, allow_pickle=False) as archive:
                 arrays = {k: archive[k] for k in archive.files}
@@ -77,8 +80,11 @@ class OnnxFileWorkload(Workload):
         for key in ("x_val", "x_calib"):
             if key in arrays:
                 _check_shape(key, arrays[key], expected, self.data_path)
+        # A model exported without dynamic axes takes one batch size only: feed it that.
+        self.fixed_batch: int | None = expected[0] if expected and expected[0] else None
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type)
         x_calib = arrays.get("x_calib", x_val[:256])
-        return x_val.astype(np.float32), y_val, x_calib.astype(np.float32)
+        return x_val.astype(dtype), y_val, x_calib.astype(dtype)
 
     def onnx_model(self) -> Path:
         return self.model_path
@@ -86,20 +92,29 @@ class OnnxFileWorkload(Workload):
     def identity(self) -> dict:
         return {"digest": self._digest}
 
+    def _batches(self, x: np.ndarray, size: int) -> list[np.ndarray]:
+        """Slices of `size` rows; with a fixed-batch model the last one is padded by
+        repeating its last row (the caller drops the padding's outputs)."""
+        out = []
+        for i in range(0, len(x), size):
+            chunk = x[i : i + size]
+            if self.fixed_batch and len(chunk) < size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), 0)])
+            out.append(np.ascontiguousarray(chunk))
+        return out
+
     def latency_inputs(self, batch_size: int = 1) -> Inputs:
-        return {self.input_names[0]: np.ascontiguousarray(self.x_val[:batch_size])}
+        size = self.fixed_batch or batch_size
+        return {self.input_names[0]: self._batches(self.x_val[:size], size)[0]}
 
     def calibration_inputs(self) -> list[Inputs]:
-        name = self.input_names[0]
-        return [{name: self.x_calib[i : i + 32]} for i in range(0, len(self.x_calib), 32)]
+        size = self.fixed_batch or 32
+        return [{self.input_names[0]: b} for b in self._batches(self.x_calib, size)]
 
     def evaluate(self, predict: Predict) -> dict[str, float]:
-        out = np.concatenate(
-            [
-                predict({self.input_names[0]: self.x_val[i : i + 256]})
-                for i in range(0, len(self.x_val), 256)
-            ]
-        )
+        batches = self._batches(self.x_val, self.fixed_batch or 256)
+        out = np.concatenate([predict({self.input_names[0]: b}) for b in batches])
+        out = out[: len(self.x_val)]
         return {"accuracy": float(np.mean(np.argmax(out, axis=1) == self.y_val))}
 
 

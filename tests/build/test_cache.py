@@ -1,0 +1,104 @@
+"""The build cache: one model file per distinct model-changing prefix, written atomically."""
+
+from __future__ import annotations
+
+import pytest
+
+import autoaccel.build
+from autoaccel.build import build_candidate
+
+ORT = {"runtime.backend": "onnxruntime", "runtime.intra_op_threads": 1}
+DYNAMIC = {**ORT, "quantize.mode": "int8_dynamic", "quantize.per_channel": True}
+
+
+def _hidden_entries(cache):
+    models = cache / "models"
+    return [p.name for p in models.iterdir() if p.name.startswith(".")]
+
+
+def test_same_recipe_reuses_model_file_when_built_twice(seed_mlp, tmp_path):
+    first = build_candidate(DYNAMIC, seed_mlp, tmp_path)
+    mtime = first.onnx_path.stat().st_mtime_ns
+    second = build_candidate(DYNAMIC, seed_mlp, tmp_path)
+    assert second.onnx_path == first.onnx_path
+    assert second.onnx_path.stat().st_mtime_ns == mtime
+    assert second.notes == first.notes == ("exported to ONNX", "quantized int8_dynamic")
+
+
+def test_cached_step_is_not_rerun_when_built_again(seed_mlp, tmp_path, monkeypatch):
+    build_candidate(DYNAMIC, seed_mlp, tmp_path)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("export ran again")
+
+    monkeypatch.setattr(autoaccel.build, "_export", boom)
+    assert build_candidate(DYNAMIC, seed_mlp, tmp_path).onnx_path.exists()
+
+
+def test_recipes_differing_only_in_session_settings_share_model_file(seed_mlp, tmp_path):
+    a = build_candidate({**DYNAMIC, "runtime.intra_op_threads": 1}, seed_mlp, tmp_path)
+    b = build_candidate(
+        {
+            **DYNAMIC,
+            "runtime.intra_op_threads": 2,
+            "runtime.execution_mode": "parallel",
+            "compile.graph_level": "basic",
+        },
+        seed_mlp,
+        tmp_path,
+    )
+    assert a.onnx_path == b.onnx_path
+    assert a.session != b.session
+    assert len(list((tmp_path / "models").iterdir())) == 2  # export + quantize
+
+
+def test_different_quantize_modes_give_different_model_files(seed_mlp, tmp_path):
+    paths = {
+        mode: build_candidate({**ORT, "quantize.mode": mode}, seed_mlp, tmp_path).onnx_path
+        for mode in ("none", "fp16", "int8_dynamic", "int8_static")
+    }
+    assert len(set(paths.values())) == 4
+    contents = {p.read_bytes() for p in paths.values()}
+    assert len(contents) == 4
+
+
+def test_quantize_settings_give_different_files_when_mode_is_the_same(seed_mlp, tmp_path):
+    static = {**ORT, "quantize.mode": "int8_static", "quantize.per_channel": True}
+    minmax = build_candidate({**static, "quantize.calibration": "minmax"}, seed_mlp, tmp_path)
+    entropy = build_candidate({**static, "quantize.calibration": "entropy"}, seed_mlp, tmp_path)
+    assert minmax.onnx_path != entropy.onnx_path
+
+
+def test_unquantized_build_exports_once_and_shares_export_with_quantized(seed_mlp, tmp_path):
+    plain = build_candidate({**ORT, "quantize.mode": "none"}, seed_mlp, tmp_path)
+    build_candidate(DYNAMIC, seed_mlp, tmp_path)
+    folders = sorted(p for p in (tmp_path / "models").iterdir())
+    assert plain.onnx_path.parent in folders
+    assert len(folders) == 2
+
+
+def test_workloads_with_different_identity_never_share_cache(seed_mlp, digits_cnn, tmp_path):
+    a = build_candidate(DYNAMIC, seed_mlp, tmp_path)
+    b = build_candidate(DYNAMIC, digits_cnn, tmp_path)
+    assert a.onnx_path != b.onnx_path
+
+
+def test_build_leaves_no_temp_folder_behind(seed_mlp, tmp_path):
+    for mode in ("none", "fp16", "int8_dynamic", "int8_static"):
+        build_candidate({**ORT, "quantize.mode": mode}, seed_mlp, tmp_path)
+    assert _hidden_entries(tmp_path) == []
+    assert all((p / "model.onnx").is_file() for p in (tmp_path / "models").iterdir())
+
+
+def test_failed_build_leaves_no_temp_folder_and_no_cache_entry(seed_mlp, tmp_path, monkeypatch):
+    def crash(candidate, workload, workdir):
+        (workdir / "model.onnx").write_bytes(b"half a model")
+        raise RuntimeError("crashed mid-export")
+
+    monkeypatch.setattr(autoaccel.build, "_export", crash)
+    with pytest.raises(RuntimeError, match="crashed mid-export"):
+        build_candidate(ORT, seed_mlp, tmp_path)
+    assert list((tmp_path / "models").iterdir()) == []
+    monkeypatch.undo()
+    candidate = build_candidate(ORT, seed_mlp, tmp_path)  # the next build starts clean
+    assert candidate.onnx_path.read_bytes() != b"half a model"

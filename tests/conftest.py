@@ -1,0 +1,114 @@
+"""Shared fixtures: one cache per session, so each tiny teacher is trained once."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autoaccel.workloads.digits import DigitsCNN, SeedMLP
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Train on one thread: on a busy 2-core machine two threads make training ~10x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def single_torch_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def seed_mlp(cache_dir: Path) -> SeedMLP:
+    workload = SeedMLP(cache_dir)
+    with one_torch_thread():
+        workload.torch_model()
+    return workload
+
+
+class TransformerLike(SeedMLP):
+    """seed-mlp claiming an ONNX Runtime transformer model type (never trained or built)."""
+
+    name = "transformer-like"
+    onnx_model_type = "bert"
+
+
+@pytest.fixture(scope="session")
+def transformer_like(cache_dir: Path) -> SeedMLP:
+    return TransformerLike(cache_dir)
+
+
+@pytest.fixture(scope="session")
+def digits_cnn(cache_dir: Path) -> DigitsCNN:
+    workload = DigitsCNN(cache_dir)
+    with one_torch_thread():
+        workload.torch_model()
+    return workload
+
+
+def _write_linear_onnx(folder: Path, n_features: int = 4, n_classes: int = 3) -> Path:
+    """A tiny classifier exported from torch (Linear + Softmax), batch axis dynamic."""
+    import warnings
+
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(n_features, n_classes), torch.nn.Softmax(dim=1))
+    path = folder / "tiny.onnx"
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval(),
+            (torch.zeros(1, n_features),),
+            str(path),
+            input_names=["features"],
+            output_names=["output"],
+            dynamic_axes={"features": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    return path
+
+
+def _predict_with_onnx(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(model.onnx, data.npz) whose labels are the model's own predictions (accuracy 1.0)."""
+    folder = tmp_path_factory.mktemp("tiny-onnx")
+    model = _write_linear_onnx(folder)
+    x_val = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+    y_val = _predict_with_onnx(model, x_val).argmax(axis=1)
+    data = folder / "data.npz"
+    np.savez(data, x_val=x_val, y_val=y_val)
+    return model, data
+
+
+@pytest.fixture(scope="session")
+def onnx_only(tiny_onnx_files: tuple[Path, Path]):
+    from autoaccel.workloads.onnx_file import OnnxFileWorkload
+
+    return OnnxFileWorkload(*tiny_onnx_files)
