@@ -45,6 +45,8 @@ class SearchDisplay:
     def handle(self, kind: str, payload: Any) -> None:
         if kind == "status":
             self.progress.update(self.task, description=payload)
+        elif kind == "resumed":  # trials already in the study count toward the budget
+            self.progress.update(self.task, completed=payload)
         elif kind == "trial":
             self.failed += payload.failed
             if payload.feasible and payload.speedup is not None:
@@ -66,17 +68,10 @@ class SearchDisplay:
             title=f"Pareto frontier — study {result.study} "
             f"({result.n_trials} trials, {result.n_failed} failed)"
         )
-        for col in (
-            "trial",
-            "recipe",
-            rec["metric"],
-            "drop",
-            "latency ms (p50/p90)",
-            "speedup",
-            "source",
-            "MB",
-        ):
-            table.add_column(col, overflow="fold")
+        table.add_column("trial", no_wrap=True)
+        table.add_column("recipe", overflow="fold", ratio=1, min_width=24)
+        for col in (rec["metric"], "drop", "p50/p90 ms", "speedup", "source", "MB"):
+            table.add_column(col, no_wrap=True, justify="right")
         table.add_row(
             "base",
             base["description"],

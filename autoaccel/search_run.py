@@ -126,6 +126,7 @@ class Search:
                     "baseline_latency_ms": baseline["latency_ms"],
                 }
             )
+            self.emit("resumed", finished_count(study))
             while (done := finished_count(study)) < cfg.budget:
                 self._trial(baseline, done)
             result = self._finish(name, "FINISHED")

@@ -1,0 +1,300 @@
+"""Knowledge distillation building blocks: losses, a layer-dropping BERT student, a loop.
+
+Pure functions, no search logic: a technique decides *what* to distil; this module knows
+*how*. The teacher is always the workload's fp32 torch model.
+
+Data: `minilm_training_batches` uses only `MiniLMWorkload.training_texts()` (sentences of
+gensim's `lee_background.cor`), which never overlap the judging texts (`lee.cor`, WordSim-353,
+SimLex-999, `pang_lee_polarity.cor`): the workload drops any training sentence that appears
+inside a judging text, so a distilled student is never trained on what it is judged on.
+`digits_training_batches` uses only the digits train split, never the validation split.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from autoaccel.workloads.base import Inputs
+
+if TYPE_CHECKING:
+    import torch
+
+    from autoaccel.workloads.digits import _DigitsWorkload
+    from autoaccel.workloads.minilm import MiniLMWorkload
+
+Batch = tuple[Inputs, np.ndarray | None]
+"""Named numpy inputs (batch first) and the labels, or None where the loss needs none."""
+
+LossFn = Callable[[Any, Any, Any], Any]
+"""(student_out, teacher_out, labels or None) -> scalar loss tensor."""
+
+
+def logits_from_probs(probs: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities, usable as logits for models that end in Softmax (the digits nets).
+
+    softmax is shift-invariant: softmax(log p) = p / sum(p) = p, so log p differs from the
+    model's pre-softmax logits only by a per-row constant and gives the same softened
+    distributions at any temperature. The clamp keeps log finite for probabilities that
+    underflowed to 0 (the gradient through clamped entries is then 0).
+    """
+    return probs.clamp_min(1e-9).log()
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor | None,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
+    """Hinton et al. (2015): alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1-alpha) * CE.
+
+    T^2 keeps the soft term's gradient scale independent of T. KL is averaged over the batch
+    (`batchmean`, the true KL per example); CE uses the hard labels at T = 1. With alpha = 1
+    the labels are not needed and may be None.
+    """
+    import torch.nn.functional as F
+
+    t = float(temperature)
+    log_p_student = F.log_softmax(student_logits / t, dim=-1)
+    log_p_teacher = F.log_softmax(teacher_logits / t, dim=-1)
+    soft = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    loss = alpha * t * t * soft
+    if alpha != 1.0:
+        if labels is None:
+            raise ValueError("kd_loss needs labels unless alpha == 1 (pure distillation)")
+        loss = loss + (1.0 - alpha) * F.cross_entropy(student_logits, labels.long())
+    return loss
+
+
+def embedding_loss(
+    student_emb: torch.Tensor, teacher_emb: torch.Tensor, labels: Any = None
+) -> torch.Tensor:
+    """mean(1 - cosine): what sentence-embedding metrics compare, independent of norm.
+
+    `labels` is ignored; it is there so this is a `LossFn` that `train` can take directly.
+    """
+    import torch.nn.functional as F
+
+    return (1.0 - F.cosine_similarity(student_emb, teacher_emb, dim=-1)).mean()
+
+
+def default_layers(total: int, keep: int) -> list[int]:
+    """Evenly spaced teacher layers for a `keep`-layer student: floor(i * (total-1)/(keep-1)).
+
+    Always the first layer (it reads the embeddings it was trained on) and the last (its
+    output is what pooling was trained on); in between, rounded down: 6->2 [0, 5],
+    6->3 [0, 2, 5], 6->4 [0, 1, 3, 5], 12->4 [0, 3, 7, 11]. keep == 1 gives [0].
+    """
+    if not 1 <= keep <= total:
+        raise ValueError(f"cannot keep {keep} of {total} layers (need 1 <= keep <= total)")
+    if keep == 1:
+        return [0]
+    return [i * (total - 1) // (keep - 1) for i in range(keep)]
+
+
+def bert_student(encoder: torch.nn.Module, keep_layers: Sequence[int]) -> torch.nn.Module:
+    """A deep copy of a MiniLM `SentenceEncoder` with only `keep_layers` of its BERT encoder.
+
+    The kept layers start as copies of the teacher's (the usual layer-dropping initialisation:
+    a good start that distillation then repairs); embeddings and pooling are copied too. The
+    copy shares no storage with the teacher, so training it leaves the teacher intact.
+    """
+    import torch
+
+    layers = encoder.bert.encoder.layer
+    keep = list(keep_layers)
+    if not keep or sorted(set(keep)) != keep or keep[0] < 0 or keep[-1] >= len(layers):
+        raise ValueError(
+            f"keep_layers must be increasing, distinct indices in 0..{len(layers) - 1}: {keep}"
+        )
+    student = copy.deepcopy(encoder)
+    kept = [student.bert.encoder.layer[i] for i in keep]
+    for new_index, layer in enumerate(kept):
+        for module in layer.modules():  # transformers numbers layers for its KV cache
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    student.bert.encoder.layer = torch.nn.ModuleList(kept)
+    student.bert.config.num_hidden_layers = len(kept)
+    return student.eval()
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    """What one distillation run did: step count, wall time, loss of its first and last step."""
+
+    steps: int
+    seconds: float
+    first_loss: float
+    last_loss: float
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _lr_factor(step: int, steps: int, warmup_steps: int) -> float:
+    """Linear warm-up from ~0 to 1 over `warmup_steps`, then linear decay to 0 at `steps`."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return max(0.0, (steps - step) / max(1, steps - warmup_steps))
+
+
+def train(
+    student: torch.nn.Module,
+    teacher: torch.nn.Module,
+    batches: Sequence[Batch],
+    loss_fn: LossFn,
+    steps: int,
+    lr: float,
+    seed: int,
+    input_names: Sequence[str],
+    *,
+    warmup: float = 0.1,
+    weight_decay: float = 0.01,
+    max_grad_norm: float = 1.0,
+) -> TrainStats:
+    """Distil `teacher` into `student` in place for `steps` AdamW steps; return the stats.
+
+    Each step takes the next batch, cycling over `batches` in order, and feeds the inputs
+    positionally in `input_names` order (the workload's export order). The teacher runs in
+    eval mode without gradients; its output per batch is computed once and reused when the
+    cycle repeats. Only parameters with `requires_grad` are trained (freeze some to keep them).
+    The learning rate warms up linearly over the first `warmup` fraction of steps and then
+    decays linearly to 0; gradients are clipped to `max_grad_norm`.
+
+    Deterministic: `seed` drives all randomness inside the loop (dropout) on a forked torch
+    RNG, and torch runs on one thread (results differ in the last bits across thread counts);
+    the previous thread count and RNG state are restored. The initial weights are the
+    caller's. The student is left in eval mode.
+    """
+    import torch
+
+    if steps < 1 or not batches:
+        raise ValueError(f"need steps >= 1 and at least one batch (got {steps}, {len(batches)})")
+    params = [p for p in student.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the student has no trainable parameters")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return _loop(
+                student,
+                teacher,
+                batches,
+                loss_fn,
+                steps,
+                lr,
+                input_names,
+                params,
+                warmup,
+                weight_decay,
+                max_grad_norm,
+            )
+    finally:
+        torch.set_num_threads(threads)
+        student.eval()
+
+
+def _loop(
+    student: torch.nn.Module,
+    teacher: torch.nn.Module,
+    batches: Sequence[Batch],
+    loss_fn: LossFn,
+    steps: int,
+    lr: float,
+    input_names: Sequence[str],
+    params: list[torch.nn.Parameter],
+    warmup: float,
+    weight_decay: float,
+    max_grad_norm: float,
+) -> TrainStats:
+    import torch
+
+    def tensors(inputs: Inputs) -> list[torch.Tensor]:
+        return [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in input_names]
+
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    warmup_steps = max(1, math.ceil(warmup * steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(s, steps, warmup_steps)
+    )
+    teacher.eval()
+    student.train()
+    teacher_cache: dict[int, Any] = {}
+    losses: list[float] = []
+    start = time.perf_counter()
+    for step in range(steps):
+        index = step % len(batches)
+        inputs, labels = batches[index]
+        args = tensors(inputs)
+        if index not in teacher_cache:
+            with torch.no_grad():
+                teacher_cache[index] = teacher(*args)
+        target = None if labels is None else torch.from_numpy(np.asarray(labels))
+        loss = loss_fn(student(*args), teacher_cache[index], target)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"distillation loss became {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        if step == 0 or step == steps - 1:
+            losses.append(float(loss.detach()))
+    seconds = time.perf_counter() - start
+    return TrainStats(steps=steps, seconds=seconds, first_loss=losses[0], last_loss=losses[-1])
+
+
+def _truncate(inputs: Inputs, max_length: int) -> Inputs:
+    """Cut token rows at `max_length`, keeping each cut row's final [SEP] (as the tokenizer's
+    own truncation would) so a shorter limit needs no second tokenizer."""
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    if ids.shape[1] <= max_length:
+        return inputs
+    lengths = mask.sum(axis=1)
+    ids, mask = ids[:, :max_length].copy(), mask[:, :max_length].copy()
+    for row in np.flatnonzero(lengths > max_length):
+        ids[row, -1] = inputs["input_ids"][row, lengths[row] - 1]
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def minilm_training_batches(
+    workload: MiniLMWorkload, batch_size: int = 16, max_length: int = 128
+) -> list[Batch]:
+    """lee_background sentences as (tokenized inputs, None) batches, similar lengths together.
+
+    Sentences are sorted by length and cut into batches (little padding: roughly twice the
+    steps per second of random batches), then the batch order is shuffled with a fixed seed so
+    a cycle does not run from the shortest to the longest. Fixed: the same list every call.
+    """
+    if max_length > workload.max_length:
+        raise ValueError(f"max_length {max_length} exceeds the workload's {workload.max_length}")
+    texts = workload.training_texts()
+    lengths = workload.tokenize(texts)["attention_mask"].sum(axis=1)
+    order = np.argsort(lengths, kind="stable")
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    shuffled = np.random.default_rng(0).permutation(len(chunks))
+    batches: list[Batch] = []
+    for c in shuffled:
+        inputs = workload.tokenize([texts[i] for i in chunks[c]])
+        batches.append((_truncate(inputs, max_length), None))
+    return batches
+
+
+def digits_training_batches(workload: _DigitsWorkload, batch_size: int = 64) -> list[Batch]:
+    """The digits train split in its (already shuffled, stratified) order, with labels."""
+    x, y = workload.x_train, workload.y_train
+    return [
+        ({"x": np.ascontiguousarray(x[i : i + batch_size])}, np.asarray(y[i : i + batch_size]))
+        for i in range(0, len(x), batch_size)
+    ]
