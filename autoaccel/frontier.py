@@ -43,7 +43,7 @@ def points(study: optuna.Study, baseline: dict[str, Any]) -> list[Point]:
     out = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         result = t.user_attrs.get("result")
-        if not result:
+        if not result or "duplicate_of" in t.user_attrs:  # the same candidate, counted once
             continue
         recipe = t.user_attrs.get("recipe", t.params)
         out.append(

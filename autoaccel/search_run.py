@@ -196,6 +196,9 @@ class Search:
         recipe = suggest_recipe(trial, self.space, workload)
         trial.set_user_attr("recipe", recipe)
         tags = {"target": "cpu-local", "latency_source": "measured", "pareto": "false"}
+        if (earlier := self._same_recipe(recipe)) is not None:
+            self._reuse(trial, recipe, tags, earlier, baseline, done)
+            return
         try:
             t0 = time.perf_counter()
             candidate = build_candidate(recipe, workload, self.paths.cache)
@@ -227,7 +230,7 @@ class Search:
                 "target": ev.latency.target,
                 "size_mb": ev.size_mb,
                 "notes": list(candidate.notes),
-                "seconds": {"build": build_s, **ev.seconds},
+                "seconds": {"build": build_s, "train": candidate.train_seconds, **ev.seconds},
             },
         )
         metrics = {
@@ -240,12 +243,45 @@ class Search:
             "speedup": speedup,
             "size_mb": ev.size_mb,
             "seconds.build": build_s,
+            "seconds.train": candidate.train_seconds,
             **{f"seconds.{k}": v for k, v in ev.seconds.items()},
         }
         tags["feasible"] = str(feasible).lower()
         run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, failed=False)
         trial.set_user_attr("mlflow_run_id", run_id)
         study.tell(trial, [accuracy, ev.latency.median_ms])
+        self.emit(
+            "trial",
+            TrialEvent(trial.number, done + 1, self.cfg.budget, 0, "complete", speedup, feasible),
+        )
+
+    def _same_recipe(self, recipe: dict[str, Any]):
+        """A completed trial with exactly this recipe (samplers repeat points in small
+        spaces): its figures are reused instead of spending minutes on the same candidate."""
+        import optuna
+
+        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if t.user_attrs.get("recipe") == recipe and "result" in t.user_attrs:
+                return t
+        return None
+
+    def _reuse(self, trial, recipe, tags, earlier, baseline, done: int) -> None:
+        drop = baseline["accuracy"] - earlier.values[0]
+        feasible = drop <= self.cfg.max_accuracy_drop
+        trial.set_constraint("accuracy_drop", drop - self.cfg.max_accuracy_drop)
+        trial.set_user_attr("result", earlier.user_attrs["result"])
+        trial.set_user_attr("duplicate_of", earlier.number)
+        speedup = baseline["latency_ms"] / earlier.values[1]
+        metrics = {
+            "accuracy": earlier.values[0],
+            "accuracy_drop": drop,
+            "latency_ms": earlier.values[1],
+            "speedup": speedup,
+        }
+        tags = {**tags, "feasible": str(feasible).lower(), "duplicate_of": str(earlier.number)}
+        run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, failed=False)
+        trial.set_user_attr("mlflow_run_id", run_id)
+        self.study.tell(trial, list(earlier.values))
         self.emit(
             "trial",
             TrialEvent(trial.number, done + 1, self.cfg.budget, 0, "complete", speedup, feasible),

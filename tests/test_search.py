@@ -95,3 +95,16 @@ def test_conflicting_study_is_refused(tmp_path):
     autoaccel.search("seed-mlp", budget=1, runs_dir=tmp_path, study="shared", **FAST)
     with pytest.raises(UserError, match="different workload"):
         autoaccel.search("digits-cnn", budget=1, runs_dir=tmp_path, study="shared", **FAST)
+
+
+def test_repeated_recipe_reuses_figures_instead_of_rebuilding(tmp_path):
+    space = tmp_path / "one.yaml"  # a space with a single point: every trial repeats it
+    space.write_text("version: 1\ntechniques:\n  runtime:\n    backend: [onnxruntime]\n")
+    result = autoaccel.search(
+        "seed-mlp", budget=3, runs_dir=tmp_path, space=str(space), measure_seconds=0.03
+    )
+    study = _study(tmp_path, "seed-mlp-one")
+    assert result.n_trials == 3
+    assert [t.user_attrs.get("duplicate_of") for t in study.trials] == [None, 0, 0]
+    assert study.trials[1].values == study.trials[0].values
+    assert [p["trial"] for p in result.frontier] == [0]

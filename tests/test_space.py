@@ -10,6 +10,7 @@ import pytest
 
 from autoaccel.errors import UserError
 from autoaccel.space import SPACES_DIR, load_space, suggest_recipe
+from autoaccel.techniques import REGISTRY
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -40,7 +41,8 @@ def _recipes(space, workload, n: int, enqueue: list[dict] | None = None) -> list
 def test_shipped_space_loads(name):
     space = load_space(name)
     assert space.name == name
-    assert set(space.blocks) <= {"runtime", "compile", "quantize"}
+    assert set(space.blocks) <= set(REGISTRY)
+    assert {"distill", "quantize"} <= set(space.blocks)  # compression + quantization jointly
     assert space.blocks["quantize"]["mode"]
     assert len(space.digest()) == 16
 
@@ -59,8 +61,8 @@ BAD_SPACES = {
     "malformed-yaml": ("techniques: [unclosed\n", ["not valid YAML"]),
     "missing-techniques": ("version: 1\n", ["'techniques:'"]),
     "unknown-technique": (
-        "techniques:\n  prune: {}\n",
-        ["techniques.prune", "runtime, compile, quantize"],
+        "techniques:\n  sparsify: {}\n",
+        ["techniques.sparsify", "runtime, distill, prune, compile, quantize"],
     ),
     "unknown-param": (
         "techniques:\n  runtime:\n    cores: [1]\n",
@@ -174,8 +176,10 @@ def test_params_missing_from_yaml_take_defaults_and_are_not_searched(tmp_path, s
     assert trial.params == {"quantize.mode": "int8_static"}
     assert recipe == {
         "runtime.backend": "onnxruntime",
-        "runtime.intra_op_threads": os.cpu_count() or 1,
+        "runtime.intra_op_threads": len(os.sched_getaffinity(0)),
         "runtime.execution_mode": "sequential",
+        "distill.mode": "none",
+        "prune.mode": "none",
         "compile.graph_level": "all",
         "quantize.mode": "int8_static",
         "quantize.per_channel": True,

@@ -21,25 +21,33 @@ from autoaccel.errors import InfeasibleRecipe
 from autoaccel.techniques import BuildContext, Candidate, Stage, by_stage, config_of
 from autoaccel.workloads.base import Workload
 
-EXPORT_SETTINGS = {"opset": 17, "exporter": "torchscript"}
+EXPORT_SETTINGS = {"opset": 17, "exporter": "torchscript", "v": 2}
 
 
 def build_candidate(recipe: dict[str, Any], workload: Workload, cache_dir: Path) -> Candidate:
     """Build the candidate a recipe describes, reusing cached steps."""
     backend = recipe.get("runtime.backend", "onnxruntime")
     recipe = {**recipe, "runtime.backend": backend}  # techniques' conditions read it
-    if backend == "torch":
-        if not workload.torch_model_available():
-            raise InfeasibleRecipe(f"{workload.name} has no torch model to run in PyTorch")
-        candidate = Candidate(backend="torch", torch_model=workload.torch_model())
-    else:
-        candidate = Candidate(backend="onnxruntime")
+    if backend == "torch" and not workload.torch_model_available():
+        raise InfeasibleRecipe(f"{workload.name} has no torch model to run in PyTorch")
+    candidate = Candidate(backend=backend)
     key = workload.fingerprint()
+    torch_steps = []
     for tech in by_stage():
-        if backend == "onnxruntime" and tech.stage > Stage.TORCH and candidate.onnx_path is None:
-            key = _chain(key, "export", EXPORT_SETTINGS)
-            candidate = _step(candidate, cache_dir, key, lambda c, d: _export(c, workload, d))
-        if not tech.is_active(recipe):
+        if tech.stage == Stage.TORCH and tech.is_active(recipe):
+            config = config_of(tech, recipe, workload)
+            if tech.changes_model(config):
+                key = _chain(key, tech.name, config)
+                torch_steps.append((tech, config, key))
+    export_key = _chain(key, "export", EXPORT_SETTINGS)
+    exported = (cache_dir / "models" / export_key / "model.onnx").exists()
+    if workload.torch_model_available() and (backend == "torch" or not exported):
+        candidate = _torch_stage(candidate, workload, torch_steps, cache_dir)
+    if backend == "onnxruntime":
+        key = export_key
+        candidate = _step(candidate, cache_dir, key, lambda c, d: _export(c, workload, d))
+    for tech in by_stage():
+        if tech.stage == Stage.TORCH or not tech.is_active(recipe):
             continue
         config = config_of(tech, recipe, workload)
         session = {p.name for p in tech.params(workload) if p.session}
@@ -54,6 +62,47 @@ def build_candidate(recipe: dict[str, Any], workload: Workload, cache_dir: Path)
             )
         candidate = candidate.with_session(**{k: v for k, v in config.items() if k in session})
     return candidate
+
+
+def _torch_stage(candidate: Candidate, workload: Workload, steps, cache_dir: Path) -> Candidate:
+    """Distil / prune the teacher. A trained result is cached as a state dict under
+    `cache/torch/<key>/` and reloaded into the cheaply rebuilt architecture
+    (`torch.load(weights_only=True)`), so a trial that shares it never trains again."""
+    import torch
+
+    model = workload.torch_model()
+    seconds, notes = 0.0, list(candidate.notes)
+    for tech, config, key in steps:
+        folder = cache_dir / "torch" / key
+        student = tech.structure(model, config, workload)
+        if (folder / "state.pt").exists():
+            student.load_state_dict(torch.load(folder / "state.pt", weights_only=True))
+            meta = json.loads((folder / "meta.json").read_text())
+            notes.append(f"{tech.describe(config)} (cached; trained {meta['seconds']:.0f} s)")
+        else:
+            spent = tech.train(student, workload.torch_model(), config, workload)
+            seconds += spent
+            _save_state(folder, student.state_dict(), {"seconds": spent, "config": config})
+            notes.append(f"{tech.describe(config)} (trained {spent:.0f} s)")
+        model = student.eval()
+    return replace(candidate, torch_model=model, train_seconds=seconds, notes=tuple(notes))
+
+
+def _save_state(folder: Path, state: dict, meta: dict) -> None:
+    import torch
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        torch.save(state, tmp / "state.pt")
+        (tmp / "meta.json").write_text(json.dumps(meta, default=str))
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another worker saved the same result first: keep theirs
+            if not (folder / "state.pt").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _chain(key: str, step: str, config: dict[str, Any]) -> str:
@@ -72,7 +121,8 @@ def _step(candidate: Candidate, cache_dir: Path, key: str, make) -> Candidate:
             if made.onnx_path != workdir / "model.onnx":
                 raise RuntimeError(f"build step wrote {made.onnx_path}, not {workdir}/model.onnx")
             added = made.notes[len(candidate.notes) :]
-            (workdir / "notes.json").write_text(json.dumps(list(added)))
+            meta = {"notes": list(added), "info": made.info}
+            (workdir / "meta.json").write_text(json.dumps(meta, default=str))
             try:
                 os.rename(workdir, final)
             except OSError:  # another worker finished the same step first: use theirs
@@ -80,12 +130,13 @@ def _step(candidate: Candidate, cache_dir: Path, key: str, make) -> Candidate:
                     raise
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-    notes = json.loads((final / "notes.json").read_text())
+    meta = json.loads((final / "meta.json").read_text())
     return replace(
         candidate,
         onnx_path=final / "model.onnx",
         torch_model=None,
-        notes=(*candidate.notes, *notes),
+        notes=(*candidate.notes, *meta["notes"]),
+        info={**candidate.info, **meta["info"]},
     )
 
 
@@ -97,5 +148,11 @@ def _export(candidate: Candidate, workload: Workload, workdir: Path) -> Candidat
         return replace(candidate, onnx_path=out)
     from autoaccel.build.export import export_onnx
 
-    export_onnx(candidate.torch_model or workload.torch_model(), workload, out)
-    return replace(candidate, onnx_path=out, notes=(*candidate.notes, "exported to ONNX"))
+    model = candidate.torch_model or workload.torch_model()
+    export_onnx(model, workload, out)
+    return replace(
+        candidate,
+        onnx_path=out,
+        notes=(*candidate.notes, "exported to ONNX"),
+        info={**candidate.info, "fusion": workload.fusion_options(model)},
+    )

@@ -7,12 +7,23 @@ the build applies techniques by `Stage`.
 
 from __future__ import annotations
 
-from autoaccel.techniques.base import BuildContext, Candidate, Param, Stage, Technique
+from autoaccel.techniques.base import (
+    BuildContext,
+    Candidate,
+    Param,
+    Stage,
+    Technique,
+    TorchTechnique,
+)
 from autoaccel.techniques.compile import Compile
+from autoaccel.techniques.distill import Distill
+from autoaccel.techniques.prune import Prune
 from autoaccel.techniques.quantize import Quantize
 from autoaccel.techniques.runtime import Runtime
 
-REGISTRY: dict[str, Technique] = {t.name: t for t in (Runtime(), Compile(), Quantize())}
+REGISTRY: dict[str, Technique] = {
+    t.name: t for t in (Runtime(), Distill(), Prune(), Compile(), Quantize())
+}
 
 
 def by_stage() -> list[Technique]:
@@ -52,6 +63,7 @@ __all__ = [
     "Param",
     "Stage",
     "Technique",
+    "TorchTechnique",
     "by_stage",
     "config_of",
     "describe_recipe",

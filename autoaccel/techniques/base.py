@@ -56,6 +56,10 @@ class Candidate:
     onnx_path: Path | None = None
     session: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    info: dict[str, Any] = field(default_factory=dict)
+    """Facts about the model later steps need (e.g. attention heads for fusion)."""
+    train_seconds: float = 0.0
+    """Training spent building this candidate in this trial (0 when every step was cached)."""
 
     def with_session(self, **settings: Any) -> Candidate:
         return replace(self, session={**self.session, **settings})
@@ -99,3 +103,43 @@ class Technique(ABC):
 
     def is_active(self, recipe: dict[str, Any]) -> bool:
         return all(recipe.get(key) in allowed for key, allowed in self.requires.items())
+
+
+class TorchTechnique(Technique):
+    """A technique that changes the torch model before export (distillation, pruning).
+
+    Split in two so a trained result can be cached as a state dict and reloaded safely
+    (`torch.load(weights_only=True)`): `structure` gives the new architecture without any
+    training (cheap and deterministic), `train` recovers quality (the expensive part).
+    """
+
+    stage = Stage.TORCH
+
+    def params(self, workload: Workload | None) -> tuple[Param, ...]:
+        return self.declare(workload) if _trainable(workload) else ()
+
+    @abstractmethod
+    def declare(self, workload: Workload | None) -> tuple[Param, ...]:
+        """The knobs, for a workload that offers training data (or any, for `None`)."""
+
+    @abstractmethod
+    def structure(self, model: Any, config: dict[str, Any], workload: Workload) -> Any:
+        """A new module of the target shape, derived from `model` without training it."""
+
+    @abstractmethod
+    def train(self, model: Any, teacher: Any, config: dict[str, Any], workload: Workload) -> float:
+        """Train `model` in place against the fp32 `teacher`; return the seconds spent."""
+
+    def apply(self, candidate: Candidate, config: dict[str, Any], ctx: BuildContext) -> Candidate:
+        teacher = ctx.workload.torch_model()
+        model = self.structure(candidate.torch_model, config, ctx.workload)
+        seconds = self.train(model, teacher, config, ctx.workload)
+        return replace(
+            candidate, torch_model=model, train_seconds=candidate.train_seconds + seconds
+        )
+
+
+def _trainable(workload: Workload | None) -> bool:
+    return workload is None or (
+        workload.torch_model_available() and workload.output_kind is not None
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from autoaccel.techniques._quiet import quiet
 from autoaccel.techniques.base import BuildContext, Candidate, Param, Stage, Technique
 
 GRAPH_LEVELS = ("disable", "basic", "extended", "all")
@@ -48,12 +49,14 @@ class Compile(Technique):
     def apply(self, candidate: Candidate, config: dict[str, Any], ctx: BuildContext) -> Candidate:
         from onnxruntime.transformers.optimizer import optimize_model
 
-        optimized = optimize_model(
-            str(candidate.onnx_path),
-            model_type=ctx.workload.onnx_model_type,
-            opt_level=0,  # fusions only: the session applies the chosen graph level
-            use_gpu=False,
-        )
+        with quiet():
+            optimized = optimize_model(
+                str(candidate.onnx_path),
+                model_type=ctx.workload.onnx_model_type,
+                opt_level=0,  # fusions only: the session applies the chosen graph level
+                use_gpu=False,
+                **candidate.info.get("fusion", {}),  # heads/width it cannot always detect
+            )
         fused = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
         out = ctx.workdir / "model.onnx"
         optimized.save_model_to_file(str(out))

@@ -37,6 +37,9 @@ class Workload(ABC):
     """ONNX export axes that vary (batch, sequence length), per input name."""
     onnx_model_type: str | None = None
     """Model type for ONNX Runtime's transformer optimizer ("bert"), None where none applies."""
+    output_kind: str | None = None
+    """"probabilities" (classifier) or "embedding": which distillation loss fits the outputs.
+    None: the workload offers no training data, so distillation and fine-tuning don't apply."""
 
     def torch_model(self) -> torch.nn.Module | None:
         """The fp32 teacher in eval mode, or None for an ONNX-only workload."""
@@ -61,6 +64,19 @@ class Workload(ABC):
     @abstractmethod
     def evaluate(self, predict: Predict) -> dict[str, float]:
         """Run `predict` over the validation data; return the metric and any side figures."""
+
+    train_lr: float = 1e-4
+    """Learning rate for distillation and recovery fine-tuning."""
+
+    def fusion_options(self, model) -> dict:
+        """Arguments for ONNX Runtime's transformer optimizer (e.g. num_heads, hidden_size)
+        that it cannot detect by itself; `model` is the (possibly pruned) torch model."""
+        return {}
+
+    def training_batches(self) -> list[tuple[Inputs, np.ndarray | None]]:
+        """Batches (inputs, labels or None) from the training split, never the judging data,
+        for distillation and recovery fine-tuning. Needed when `output_kind` is set."""
+        raise TypeError(f"workload {self.name} declares no training data (output_kind=None)")
 
     @abstractmethod
     def identity(self) -> dict:

@@ -28,6 +28,8 @@ def _digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 class _DigitsWorkload(Workload):
+    output_kind = "probabilities"
+    train_lr = 1e-3
     metric = "accuracy"
     metric_description = "top-1 accuracy on the digits validation split (540 images)"
     input_names = ("x",)
@@ -100,6 +102,11 @@ class _DigitsWorkload(Workload):
                 loss.backward()
                 opt.step()
         model.eval()
+
+    def training_batches(self) -> list:
+        from autoaccel.compress.distillation import digits_training_batches
+
+        return digits_training_batches(self)
 
     def latency_inputs(self, batch_size: int = 1) -> Inputs:
         return {"x": np.ascontiguousarray(self.x_val[:batch_size])}

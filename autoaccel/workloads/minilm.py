@@ -173,8 +173,32 @@ class MiniLMWorkload(Workload):
     onnx_model_type = "bert"
     num_heads = 12
     hidden_size = 384
+    num_layers = 6
+    output_kind = "embedding"
+    train_lr = 1e-4
+
+    def training_batches(self) -> list:
+        """lee_background sentences only (see the module docstring for the split)."""
+        from autoaccel.compress.distillation import minilm_training_batches
+
+        if self._train_batches is None:
+            self._train_batches = minilm_training_batches(self)
+        return self._train_batches
+
+    def fusion_options(self, model) -> dict:
+        """Heads and width of the (possibly pruned) encoder, for ORT's attention fusion."""
+        attn = model.bert.encoder.layer[0].attention.self
+        heads = int(
+            getattr(attn, "num_attention_heads", 0) or model.bert.config.num_attention_heads
+        )
+        # after head pruning the attention width (heads x head size) is below the model's
+        return {
+            "num_heads": heads,
+            "hidden_size": int(getattr(attn, "all_head_size", 0) or model.bert.config.hidden_size),
+        }
 
     def __init__(self, cache_dir: Path, max_length: int = 128) -> None:
+        self._train_batches: list | None = None
         self.cache_dir = Path(cache_dir)
         self.max_length = max_length
         self._model = None
@@ -195,7 +219,10 @@ class MiniLMWorkload(Workload):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # "Loading weights" bars would break the search UI
         path = model_dir()
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         bert = AutoModel.from_pretrained(path, attn_implementation="eager", local_files_only=True)

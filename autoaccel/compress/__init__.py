@@ -1,0 +1,1 @@
+"""Compression operations on torch modules: pruning and distillation (no search logic)."""

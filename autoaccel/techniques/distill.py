@@ -1,0 +1,110 @@
+"""Knowledge distillation into a smaller student derived from the teacher.
+
+Transformers: keep `layers` of the teacher's encoder layers (evenly spaced, first and last
+always kept) and optionally narrow the feed-forward blocks (`width`); classifiers: keep
+`width` of every hidden layer's channels/neurons (the most important by L1 norm). The
+student starts from the teacher's own weights and is trained toward the teacher's outputs on
+the workload's training split (which never overlaps the data that judges quality).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from autoaccel.techniques._training import distill_into, example_args
+from autoaccel.techniques.base import Param, TorchTechnique
+
+WIDTHS = (1.0, 0.75, 0.5, 0.25)
+
+
+class Distill(TorchTechnique):
+    name = "distill"
+
+    def declare(self, workload) -> tuple[Param, ...]:
+        student = {"distill.mode": ("student",)}
+        params = [
+            Param("mode", "none", choices=("none", "student"), help="train a smaller student"),
+        ]
+        layers = 12 if workload is None else getattr(workload, "num_layers", None)
+        if layers and (workload is None or workload.onnx_model_type):
+            params.append(
+                Param(
+                    "layers",
+                    max(1, layers // 2),
+                    choices=tuple(range(1, layers + 1)),
+                    when=student,
+                    help="transformer layers kept (the teacher's own, evenly spaced)",
+                )
+            )
+        params += [
+            Param(
+                "width",
+                1.0,
+                choices=WIDTHS,
+                when=student,
+                help="share of hidden channels / feed-forward neurons the student keeps",
+            ),
+            Param(
+                "steps",
+                600,
+                low=0,
+                high=100_000,
+                integer=True,
+                when=student,
+                help="distillation training steps (AdamW, warm-up then linear decay)",
+            ),
+        ]
+        if workload is None or workload.output_kind == "probabilities":
+            params += [
+                Param(
+                    "temperature",
+                    4.0,
+                    low=1.0,
+                    high=20.0,
+                    when=student,
+                    help="softening of the teacher's probabilities (classifiers)",
+                ),
+                Param(
+                    "alpha",
+                    0.7,
+                    low=0.0,
+                    high=1.0,
+                    when=student,
+                    help="weight of the soft-target loss vs the hard labels (classifiers)",
+                ),
+            ]
+        return tuple(params)
+
+    def describe(self, config: dict[str, Any]) -> str | None:
+        if config.get("mode", "none") == "none":
+            return None
+        parts = []
+        if "layers" in config:
+            parts.append(f"{config['layers']} layers")
+        if config["width"] < 1.0:
+            parts.append(f"{config['width']:.0%} width")
+        return f"distilled student ({', '.join(parts) or 'same shape'}, {config['steps']} steps)"
+
+    def changes_model(self, config: dict[str, Any]) -> bool:
+        return config.get("mode", "none") == "student"
+
+    def structure(self, model, config: dict[str, Any], workload) -> Any:
+        if "layers" in config:  # a transformer: drop layers, then narrow the FFN blocks
+            from autoaccel.compress.distillation import bert_student, default_layers
+            from autoaccel.compress.pruning import transformer as prune_transformer
+
+            total = workload.num_layers
+            student = bert_student(model, default_layers(total, int(config["layers"])))
+            if config["width"] < 1.0:
+                prune_transformer(student, heads_fraction=0.0, ffn_fraction=1 - config["width"])
+            return student
+        from autoaccel.compress.pruning import structured
+
+        student = copy.deepcopy(model)
+        if config["width"] < 1.0:
+            student = structured(student, 1 - config["width"], example_args(workload))
+        return student
+
+    def train(self, model, teacher, config: dict[str, Any], workload) -> float:
+        return distill_into(model, teacher, workload, int(config["steps"]), config)
