@@ -22,8 +22,12 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": usable_cores(), "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return {
+        "cpu": cpu,
+        "cores": usable_cores(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
 
 
 def write(name: str, payload: dict[str, Any], table: list[list[str]], header: list[str]) -> None:
