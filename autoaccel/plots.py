@@ -1,4 +1,5 @@
-"""Pareto plots: a PNG for reports and an interactive, self-contained HTML (plotly inline)."""
+"""A study's files: Pareto plots (PNG; self-contained interactive HTML with plotly inline),
+the frontier CSV and the recommendation JSON, written together or not at all."""
 
 from __future__ import annotations
 
@@ -167,3 +168,32 @@ def write_frontier_csv(frontier: list[Point], out: Path) -> None:
         for p in frontier:
             row: list[Any] = [getattr(p, f) for f in fields]
             writer.writerow(row + [p.recipe.get(k, "") for k in recipe_keys])
+
+
+def write_study_folder(
+    out: Path,
+    rec: dict,
+    points: list[Point],
+    frontier: list[Point],
+    baseline: dict,
+    limit: float,
+    metric: str,
+    title: str,
+) -> None:
+    """Write every file into a temporary sibling, then swap it in: readers never see a
+    half-written study folder."""
+    import json
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        (tmp / "recommendation.json").write_text(json.dumps(rec, indent=2, default=str))
+        write_frontier_csv(frontier, tmp / "frontier.csv")
+        pareto_png(points, frontier, baseline, limit, metric, title, tmp / "pareto.png")
+        pareto_html(points, frontier, baseline, limit, metric, title, tmp / "pareto.html")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

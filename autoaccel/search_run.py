@@ -5,9 +5,6 @@ reason, and the loop goes on.
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -302,7 +299,7 @@ class Search:
         """Frontier, recommendation, plots: written atomically under runs/<study>/ and logged
         to the parent run."""
         from autoaccel.frontier import pareto, points, recommend
-        from autoaccel.plots import pareto_html, pareto_png, write_frontier_csv
+        from autoaccel.plots import write_study_folder
         from autoaccel.study import FINISHED
 
         study, workload = self.study, self.workload
@@ -328,18 +325,17 @@ class Search:
             self._confirm(rec["recommended"], baseline)
 
         out = self.paths.study_dir(name)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.paths.root))
         title = f"{workload.name}: {len(all_points)} candidates, study {name}"
-        limit = self.cfg.max_accuracy_drop
-        (tmp / "recommendation.json").write_text(json.dumps(rec, indent=2, default=str))
-        write_frontier_csv(front, tmp / "frontier.csv")
-        pareto_png(all_points, front, baseline, limit, workload.metric, title, tmp / "pareto.png")
-        pareto_html(
-            all_points, front, baseline, limit, workload.metric, title, tmp / "pareto.html"
+        write_study_folder(
+            out,
+            rec,
+            all_points,
+            front,
+            baseline,
+            self.cfg.max_accuracy_drop,
+            workload.metric,
+            title,
         )
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
 
         run_ids = {
             t.number: t.user_attrs["mlflow_run_id"]

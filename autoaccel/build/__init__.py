@@ -8,6 +8,7 @@ temporary folder that is renamed into place: a crash never leaves a half-written
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -91,15 +92,22 @@ def _torch_stage(candidate: Candidate, workload: Workload, steps, cache_dir: Pat
 def _save_state(folder: Path, state: dict, meta: dict) -> None:
     import torch
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+    with _atomic_folder(folder) as tmp:
         torch.save(state, tmp / "state.pt")
         (tmp / "meta.json").write_text(json.dumps(meta, default=str))
+
+
+@contextlib.contextmanager
+def _atomic_folder(final: Path):
+    """Yield a temporary sibling folder that becomes `final` only if the block succeeds."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        yield tmp
         try:
-            os.rename(tmp, folder)
-        except OSError:  # another worker saved the same result first: keep theirs
-            if not (folder / "state.pt").exists():
+            os.rename(tmp, final)
+        except OSError:  # another worker finished the same step first: keep theirs
+            if not final.exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -114,22 +122,13 @@ def _step(candidate: Candidate, cache_dir: Path, key: str, make) -> Candidate:
     """Run `make(candidate, workdir)` once per key; later calls reuse its model file."""
     final = cache_dir / "models" / key
     if not (final / "model.onnx").exists():
-        final.parent.mkdir(parents=True, exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
-        try:
+        with _atomic_folder(final) as workdir:
             made = make(candidate, workdir)
             if made.onnx_path != workdir / "model.onnx":
                 raise RuntimeError(f"build step wrote {made.onnx_path}, not {workdir}/model.onnx")
             added = made.notes[len(candidate.notes) :]
             meta = {"notes": list(added), "info": made.info}
             (workdir / "meta.json").write_text(json.dumps(meta, default=str))
-            try:
-                os.rename(workdir, final)
-            except OSError:  # another worker finished the same step first: use theirs
-                if not (final / "model.onnx").exists():
-                    raise
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
     meta = json.loads((final / "meta.json").read_text())
     return replace(
         candidate,
