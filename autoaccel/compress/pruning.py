@@ -2,10 +2,12 @@
 
 - Zeroing: magnitude (L1) unstructured pruning, local or global, and N:M semi-structured
   sparsity, with `torch.nn.utils.prune` so fine-tuning keeps the pattern while the
-  re-parametrisation is in place; `make_permanent` bakes the zeros into plain weights.
+  re-parametrisation (`weight_orig` * `weight_mask`) is in place; `make_permanent` bakes the
+  zeros into plain weights.
 - Removing: `structured` removes channels / neurons of any traceable model with
   torch-pruning's dependency graph (coupled layers shrink together); `transformer` removes
-  attention heads and feed-forward neurons of a BERT encoder by slicing its Linear layers.
+  attention heads and feed-forward neurons of a BERT encoder by slicing its Linear layers
+  (transformers 5.x no longer has `BertModel.prune_heads`).
 
 Importance everywhere is the L1 norm of the weights a unit owns (a channel's filter and the
 next layer's matching inputs; a head's Q/K/V rows and output-projection columns; an FFN
@@ -13,6 +15,8 @@ neuron's row in the up-projection and column in the down-projection).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -26,37 +30,46 @@ def _layers(model: nn.Module) -> list[nn.Module]:
 
 
 def unstructured(model: nn.Module, amount: float, scope: str = "local") -> nn.Module:
-    """Zero the `amount` smallest-magnitude weights per layer ("local") or model-wide."""
+    """Zero the `amount` smallest-magnitude weights per layer ("local") or model-wide
+    ("global": one threshold over all layers, so layers with small weights lose more)."""
     if scope == "global":
         prune.global_unstructured(
             [(m, "weight") for m in _layers(model)],
             pruning_method=prune.L1Unstructured,
             amount=amount,
         )
-    else:
+    elif scope == "local":
         for m in _layers(model):
             prune.l1_unstructured(m, "weight", amount=amount)
+    else:
+        raise ValueError(f"scope must be 'local' or 'global', not {scope!r}")
     return model
+
+
+def _rows(weight: torch.Tensor) -> torch.Tensor:
+    """(out, reduction) view with the input channels innermost: a Conv2d weight becomes
+    (out, kh * kw * in), so consecutive groups never straddle two kernel positions."""
+    w = weight.detach()
+    return w.reshape(w.shape[0], -1) if w.dim() == 2 else w.permute(0, 2, 3, 1).flatten(1)
 
 
 def n_m_mask(weight: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
     """Keep the n largest of every m consecutive weights along the reduction (input) axis."""
-    w = weight.detach()
-    flat = (
-        w.reshape(w.shape[0], -1)
-        if w.dim() == 2
-        else w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
-    )
+    flat = _rows(weight)
     groups = flat.abs().reshape(flat.shape[0], -1, m)
     keep = groups.topk(n, dim=2).indices
     mask = torch.zeros_like(groups).scatter_(2, keep, 1.0).reshape(flat.shape)
-    if w.dim() == 2:
+    if weight.dim() == 2:
         return mask
-    return mask.reshape(w.shape[0], w.shape[2], w.shape[3], w.shape[1]).permute(0, 3, 1, 2)
+    out, inp, kh, kw = weight.shape
+    return mask.reshape(out, kh, kw, inp).permute(0, 3, 1, 2).contiguous()
 
 
 def n_m_sparsity(model: nn.Module, n: int = 2, m: int = 4) -> list[str]:
-    """Apply N:M masks to every layer whose reduction size divides by m; names the skipped."""
+    """Apply N:M masks to every layer whose input size divides by m; returns the names of
+    the layers it skipped (e.g. a first conv with one input channel)."""
+    if not 0 < n <= m:
+        raise ValueError(f"N:M sparsity needs 0 < n <= m, got {n}:{m}")
     skipped = []
     for name, layer in model.named_modules():
         if not isinstance(layer, _PRUNABLE):
@@ -71,12 +84,9 @@ def n_m_sparsity(model: nn.Module, n: int = 2, m: int = 4) -> list[str]:
 
 def check_n_m(weight: torch.Tensor, n: int = 2, m: int = 4) -> bool:
     """Whether every group of m weights along the reduction axis has at most n non-zeros."""
-    w = weight.detach()
-    flat = (
-        w.reshape(w.shape[0], -1)
-        if w.dim() == 2
-        else w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
-    )
+    if weight.shape[1] % m:
+        raise ValueError(f"input size {weight.shape[1]} is not a multiple of {m}")
+    flat = _rows(weight)
     return bool((flat.reshape(flat.shape[0], -1, m).ne(0).sum(2) <= n).all())
 
 
@@ -97,7 +107,7 @@ def make_permanent(model: nn.Module) -> nn.Module:
 
 
 def sparsity(model: nn.Module) -> float:
-    """Fraction of zero weights over every Linear / Conv2d weight."""
+    """Fraction of zero weights over every Linear / Conv2d weight (masks applied)."""
     total = zeros = 0
     for m in _layers(model):
         total += m.weight.numel()
@@ -106,79 +116,102 @@ def sparsity(model: nn.Module) -> float:
 
 
 def count_params(model: nn.Module) -> int:
+    """Stored parameter elements (zeros count: only removing units makes a model smaller)."""
     return sum(p.numel() for p in model.parameters())
 
 
-def structured(model: nn.Module, amount: float, example_inputs: tuple) -> nn.Module:
+def structured(
+    model: nn.Module,
+    amount: float,
+    example_inputs: tuple,
+    ignored_layers: Sequence[nn.Module] = (),
+) -> nn.Module:
     """Remove `amount` of every hidden layer's channels / neurons (in place; returns it).
 
-    torch-pruning traces the model and prunes coupled layers together (a conv's output
-    channels with the next layer's inputs, through Flatten). The final classifier's outputs
-    are never pruned: its class count is the model's contract.
+    torch-pruning traces the model on `example_inputs` and prunes coupled layers together (a
+    conv's output channels with the next layer's inputs, also through Flatten). A channel's
+    importance is the L1 norm of the weights it owns, averaged over the group's layers
+    (`GroupMagnitudeImportance(p=1)`: its filter or row, and the next layer's input slice it
+    feeds); the lowest `amount` of each layer go. The final classifier's outputs (and any
+    `ignored_layers`) are never pruned: the class count is the model's contract.
     """
     import torch_pruning as tp
 
-    last = _layers(model)[-1]
-    pruner = tp.pruner.MetaPruner(
-        model,
-        example_inputs,
-        importance=tp.importance.GroupMagnitudeImportance(p=1),
-        pruning_ratio=amount,
-        ignored_layers=[last],
-    )
-    pruner.step()
-    return model
+    if not 0 <= amount < 1:
+        raise ValueError(f"structured pruning amount must be in [0, 1), got {amount}")
+    was_training = model.training
+    with torch.enable_grad():  # the dependency graph is read from autograd's graph
+        pruner = tp.pruner.BasePruner(
+            model,
+            example_inputs,
+            importance=tp.importance.GroupMagnitudeImportance(p=1),
+            pruning_ratio=amount,
+            ignored_layers=[_layers(model)[-1], *ignored_layers],
+        )
+        pruner.step()
+    return model.train(was_training)  # tracing switched it to eval
 
 
 def transformer(encoder: nn.Module, heads_fraction: float, ffn_fraction: float) -> nn.Module:
-    """Remove attention heads and feed-forward neurons from every layer of `encoder.bert`.
+    """Remove attention heads and feed-forward neurons from every layer of a BERT encoder
+    (a `BertModel`, or a wrapper holding one at `.bert`); in place, returns `encoder`.
 
-    Uniform per layer (the same head count everywhere) so ONNX Runtime's attention fusion,
-    which takes one head count, still applies.
+    Per layer, the `round(fraction * count)` least important heads / FFN neurons go (at
+    least one of each stays). Uniform per layer (the same head count everywhere) so ONNX
+    Runtime's attention fusion, which takes one head count, still applies.
     """
-    for layer in encoder.bert.encoder.layer:
-        attn = layer.attention.self
-        heads = attn.num_attention_heads
-        drop_heads = min(heads - 1, round(heads_fraction * heads))
-        if drop_heads:
-            _drop_heads(layer, drop_heads)
-        inner = layer.intermediate.dense.out_features
-        drop = min(inner - 1, round(ffn_fraction * inner))
-        if drop:
-            score = layer.intermediate.dense.weight.abs().sum(
-                1
-            ) + layer.output.dense.weight.abs().sum(0)
-            keep = score.argsort(descending=True)[: inner - drop].sort().values
-            layer.intermediate.dense = _slice(layer.intermediate.dense, keep, dim=0)
-            layer.output.dense = _slice(layer.output.dense, keep, dim=1)
+    if not (0 <= heads_fraction < 1 and 0 <= ffn_fraction < 1):
+        raise ValueError(f"fractions must be in [0, 1), got {heads_fraction}, {ffn_fraction}")
+    bert = getattr(encoder, "bert", encoder)
+    with torch.no_grad():
+        for layer in bert.encoder.layer:
+            heads = layer.attention.self.num_attention_heads
+            drop_heads = min(heads - 1, round(heads_fraction * heads))
+            if drop_heads:
+                _drop_heads(layer, drop_heads)
+            up, down = layer.intermediate.dense, layer.output.dense
+            inner = up.out_features
+            drop = min(inner - 1, round(ffn_fraction * inner))
+            if drop:
+                score = up.weight.abs().sum(1) + down.weight.abs().sum(0)
+                keep = score.argsort(descending=True)[: inner - drop].sort().values
+                layer.intermediate.dense = _slice(up, keep, dim=0)
+                layer.output.dense = _slice(down, keep, dim=1)
     return encoder
 
 
+prune_transformer = transformer
+
+
 def _drop_heads(layer: nn.Module, drop: int) -> None:
+    """Slice the `drop` heads with the smallest L1 norm (Q/K/V rows + output columns)."""
     attn, out = layer.attention.self, layer.attention.output.dense
-    heads = attn.num_attention_heads
-    size = attn.attention_head_size
-    score = torch.zeros(heads)
-    for h in range(heads):
-        rows = slice(h * size, (h + 1) * size)
-        score[h] = sum(lin.weight[rows].abs().sum() for lin in (attn.query, attn.key, attn.value))
-        score[h] += out.weight[:, rows].abs().sum()
+    heads, size = attn.num_attention_heads, attn.attention_head_size
+    qkv = (attn.query, attn.key, attn.value)
+    score = sum(lin.weight.abs().reshape(heads, size, -1).sum((1, 2)) for lin in qkv)
+    score = score + out.weight.abs().reshape(out.out_features, heads, size).sum((0, 2))
     kept = score.argsort(descending=True)[: heads - drop].sort().values
-    index = torch.cat([torch.arange(h * size, (h + 1) * size) for h in kept.tolist()])
+    index = (kept[:, None] * size + torch.arange(size)).flatten()
     for name in ("query", "key", "value"):
         setattr(attn, name, _slice(getattr(attn, name), index, dim=0))
     layer.attention.output.dense = _slice(out, index, dim=1)
-    attn.num_attention_heads = heads - drop
-    attn.all_head_size = size * (heads - drop)
+    attn.num_attention_heads = heads - drop  # forward reshapes with -1; these are for readers
+    attn.all_head_size = size * (heads - drop)  # (fusion options, reports)
 
 
 def _slice(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
     """A smaller Linear keeping `index` of its outputs (dim 0) or inputs (dim 1)."""
-    weight = linear.weight.detach().index_select(dim, index).clone()
+    weight = linear.weight.detach().index_select(dim, index.to(linear.weight.device))
     out_f, in_f = weight.shape
-    new = nn.Linear(in_f, out_f, bias=linear.bias is not None)
+    new = nn.Linear(
+        in_f,
+        out_f,
+        bias=linear.bias is not None,
+        device=weight.device,
+        dtype=weight.dtype,
+    )
     new.weight.data.copy_(weight)
     if linear.bias is not None:
         bias = linear.bias.detach()
-        new.bias.data.copy_(bias.index_select(0, index) if dim == 0 else bias)
-    return new
+        new.bias.data.copy_(bias.index_select(0, index.to(bias.device)) if dim == 0 else bias)
+    return new.train(linear.training)
