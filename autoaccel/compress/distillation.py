@@ -182,43 +182,6 @@ def train(
     params = [p for p in student.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the student has no trainable parameters")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return _loop(
-                student,
-                teacher,
-                batches,
-                loss_fn,
-                steps,
-                lr,
-                input_names,
-                params,
-                warmup,
-                weight_decay,
-                max_grad_norm,
-            )
-    finally:
-        torch.set_num_threads(threads)
-        student.eval()
-
-
-def _loop(
-    student: torch.nn.Module,
-    teacher: torch.nn.Module,
-    batches: Sequence[Batch],
-    loss_fn: LossFn,
-    steps: int,
-    lr: float,
-    input_names: Sequence[str],
-    params: list[torch.nn.Parameter],
-    warmup: float,
-    weight_decay: float,
-    max_grad_norm: float,
-) -> TrainStats:
-    import torch
 
     def tensors(inputs: Inputs) -> list[torch.Tensor]:
         return [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in input_names]
@@ -229,30 +192,38 @@ def _loop(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: _lr_factor(s, steps, warmup_steps)
     )
-    teacher.eval()
-    student.train()
     teacher_cache: dict[int, Any] = {}
     losses: list[float] = []
-    start = time.perf_counter()
-    for step in range(steps):
-        index = step % len(batches)
-        inputs, labels = batches[index]
-        args = tensors(inputs)
-        if index not in teacher_cache:
-            with torch.no_grad():
-                teacher_cache[index] = teacher(*args)
-        target = None if labels is None else torch.from_numpy(np.asarray(labels))
-        loss = loss_fn(student(*args), teacher_cache[index], target)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"distillation loss became {loss.item()} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        optimizer.step()
-        schedule.step()
-        if step == 0 or step == steps - 1:
-            losses.append(float(loss.detach()))
-    seconds = time.perf_counter() - start
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            teacher.eval()
+            student.train()
+            start = time.perf_counter()
+            for step in range(steps):
+                index = step % len(batches)
+                inputs, labels = batches[index]
+                args = tensors(inputs)
+                if index not in teacher_cache:
+                    with torch.no_grad():
+                        teacher_cache[index] = teacher(*args)
+                target = None if labels is None else torch.from_numpy(np.asarray(labels))
+                loss = loss_fn(student(*args), teacher_cache[index], target)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"distillation loss became {loss.item()} at {step}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                if step in (0, steps - 1):
+                    losses.append(float(loss.detach()))
+            seconds = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+        student.eval()
     return TrainStats(steps=steps, seconds=seconds, first_loss=losses[0], last_loss=losses[-1])
 
 
