@@ -11,6 +11,9 @@ import logging
 def quiet():
     """ORT's quantizer and transformer optimizer print progress and advice to stdout and
     the logging system; silence both for the duration."""
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)  # its C++ warnings bypass Python logging
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from autoaccel.errors import InfeasibleRecipe
 from autoaccel.techniques._quiet import quiet
 from autoaccel.techniques.base import BuildContext, Candidate, Param, Stage, Technique
 
@@ -66,7 +67,16 @@ class Quantize(Technique):
                 _int8_dynamic(candidate.onnx_path, out, config["per_channel"])
             else:
                 batches = ctx.workload.calibration_inputs()
-                _int8_static(candidate.onnx_path, out, config, batches)
+                try:
+                    _int8_static(candidate.onnx_path, out, config, batches)
+                except ValueError as exc:
+                    if "Histogram has not been collected" not in str(exc):
+                        raise
+                    raise InfeasibleRecipe(
+                        f"int8 static with {config['calibration']} calibration collected no "
+                        "histograms on this graph (ORT's calibrator and fused transformer ops);"
+                        " minmax calibration or an unfused graph works"
+                    ) from None
         return replace(candidate, onnx_path=out, notes=(*candidate.notes, f"quantized {mode}"))
 
 
