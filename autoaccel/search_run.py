@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from autoaccel.config import RunPaths, SearchConfig
-from autoaccel.errors import UserError
+from autoaccel.errors import InfeasibleRecipe, UserError
 
 
 @dataclass
@@ -206,7 +206,15 @@ class Search:
             raise
         except Exception as exc:  # any failing candidate: record why, go on
             reason = _reason(exc)
-            self._fail(trial, recipe, tags, reason, traceback.format_exc())
+            infeasible = isinstance(exc, InfeasibleRecipe)
+            self._fail(
+                trial,
+                recipe,
+                tags,
+                reason,
+                "" if infeasible else traceback.format_exc(),
+                infeasible=infeasible,
+            )
             self.emit(
                 "trial",
                 TrialEvent(trial.number, done + 1, self.cfg.budget, 1, "failed", reason=reason),
@@ -284,16 +292,26 @@ class Search:
             TrialEvent(trial.number, done + 1, self.cfg.budget, 0, "complete", speedup, feasible),
         )
 
-    def _fail(self, trial, recipe, tags, reason: str, trace: str = "") -> None:
+    def _fail(
+        self, trial, recipe, tags, reason: str, trace: str = "", infeasible: bool = False
+    ) -> None:
+        """Record a failed trial. A recipe that cannot run as asked (InfeasibleRecipe) is
+        told to Optuna as PRUNED with a violated constraint, not FAIL: samplers ignore FAIL
+        trials and would keep proposing the same impossible recipe, while TPE ranks
+        infeasible trials below every feasible one and learns to avoid them."""
         import optuna
 
-        tags = {**tags, "fail_reason": reason[:5000]}
+        tags = {**tags, "fail_reason": reason[:5000], "infeasible": str(infeasible).lower()}
         if trace:
             tags["traceback"] = trace[-5000:]
         run_id = self.tracker.log_trial(trial.number, recipe, {}, tags, failed=True)
         trial.set_user_attr("mlflow_run_id", run_id)
         trial.set_user_attr("fail_reason", reason)
-        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if infeasible:
+            trial.set_constraint("recipe_runs", 1.0)
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
     def _finish(self, name: str, status: str) -> SearchResult:
         """Frontier, recommendation, plots: written atomically under runs/<study>/ and logged
@@ -313,7 +331,7 @@ class Search:
         }
         rec = recommend(name, info, baseline, self.cfg.max_accuracy_drop, front, all_points)
         trials = study.get_trials(deepcopy=False, states=FINISHED)
-        failed = [t for t in trials if t.state.name == "FAIL"]
+        failed = [t for t in trials if t.state.name in ("FAIL", "PRUNED")]
         rec["trials"] = {
             "finished": len(trials),
             "failed": len(failed),

@@ -108,3 +108,30 @@ def test_repeated_recipe_reuses_figures_instead_of_rebuilding(tmp_path):
     assert [t.user_attrs.get("duplicate_of") for t in study.trials] == [None, 0, 0]
     assert study.trials[1].values == study.trials[0].values
     assert [p["trial"] for p in result.frontier] == [0]
+
+
+def test_infeasible_recipe_is_recorded_with_reason_and_steers_the_sampler_away(tmp_path):
+    from autoaccel.search_run import Search
+
+    search = Search.__new__(Search)  # exercise the failure path directly on a real study
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    search.study = study
+
+    class _Tracker:
+        def log_trial(self, *args, **kwargs):
+            return "run-id"
+
+    search.tracker = _Tracker()
+    trial = study.ask()
+    search._fail(
+        trial,
+        {"runtime.backend": "torch"},
+        {},
+        "InfeasibleRecipe: no torch model",
+        infeasible=True,
+    )
+    frozen = study.trials[0]
+    assert frozen.state == optuna.trial.TrialState.PRUNED
+    assert frozen.constraints == {"recipe_runs": 1.0}
+    assert frozen.user_attrs["fail_reason"] == "InfeasibleRecipe: no torch model"
+    assert study.best_trials == []
