@@ -4,21 +4,28 @@ the frontier CSV and the recommendation JSON, written together or not at all."""
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autoaccel.frontier import Point
 
 
-def pareto_png(
-    points: list[Point],
-    frontier: list[Point],
-    baseline: dict,
-    limit: float,
-    metric: str,
-    title: str,
-    out: Path,
-) -> None:
+@dataclass(frozen=True)
+class StudyView:
+    """What every plot of a study shows: all points, the frontier, the baseline and limit."""
+
+    points: list[Point]
+    frontier: list[Point]
+    baseline: dict
+    limit: float
+    metric: str
+    title: str
+
+
+def pareto_png(view: StudyView, out: Path) -> None:
+    points, frontier, baseline = view.points, view.frontier, view.baseline
+    limit, metric, title = view.limit, view.metric, view.title
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,15 +77,9 @@ def pareto_png(
     plt.close(fig)
 
 
-def pareto_html(
-    points: list[Point],
-    frontier: list[Point],
-    baseline: dict,
-    limit: float,
-    metric: str,
-    title: str,
-    out: Path,
-) -> None:
+def pareto_html(view: StudyView, out: Path) -> None:
+    points, frontier, baseline = view.points, view.frontier, view.baseline
+    limit, metric, title = view.limit, view.metric, view.title
     import plotly.graph_objects as go
 
     def hover(p: Point) -> str:
@@ -190,8 +191,9 @@ def write_study_folder(
     try:
         (tmp / "recommendation.json").write_text(json.dumps(rec, indent=2, default=str))
         write_frontier_csv(frontier, tmp / "frontier.csv")
-        pareto_png(points, frontier, baseline, limit, metric, title, tmp / "pareto.png")
-        pareto_html(points, frontier, baseline, limit, metric, title, tmp / "pareto.html")
+        view = StudyView(points, frontier, baseline, limit, metric, title)
+        pareto_png(view, tmp / "pareto.png")
+        pareto_html(view, tmp / "pareto.html")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
