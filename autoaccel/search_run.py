@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from autoaccel.config import RunPaths, SearchConfig
+from autoaccel.early_stop import TrainingStopped
 from autoaccel.errors import InfeasibleRecipe, UserError
 
 
@@ -194,16 +195,27 @@ class Search:
         trial.set_user_attr("recipe", recipe)
         tags = {"target": "cpu-local", "latency_source": "measured", "pareto": "false"}
         if (earlier := self._same_recipe(recipe)) is not None:
-            self._reuse(trial, recipe, tags, earlier, baseline, done)
+            if earlier.state.name == "PRUNED":  # stopped early before: it would be again
+                self._stopped_again(trial, recipe, tags, earlier)
+                event = TrialEvent(trial.number, done + 1, self.cfg.budget, 1, "stopped")
+                self.emit("trial", event)
+            else:
+                self._reuse(trial, recipe, tags, earlier, baseline, done)
             return
+        monitor = self._monitor(baseline)
+        t0 = time.perf_counter()
         try:
-            t0 = time.perf_counter()
-            candidate = build_candidate(recipe, workload, self.paths.cache)
+            candidate = build_candidate(recipe, workload, self.paths.cache, monitor)
             build_s = time.perf_counter() - t0
             ev = evaluate_candidate(candidate, workload, self.measure_cfg)
         except KeyboardInterrupt:
             self._fail(trial, recipe, tags, "interrupted by the user (Ctrl-C)")
             raise
+        except TrainingStopped as stop:
+            self._stopped(trial, recipe, tags, stop, monitor, time.perf_counter() - t0)
+            event = TrialEvent(trial.number, done + 1, self.cfg.budget, 1, "stopped")
+            self.emit("trial", event)
+            return
         except Exception as exc:  # any failing candidate: record why, go on
             reason = _reason(exc)
             infeasible = isinstance(exc, InfeasibleRecipe)
@@ -251,6 +263,9 @@ class Search:
             "seconds.train": candidate.train_seconds,
             **{f"seconds.{k}": v for k, v in ev.seconds.items()},
         }
+        if monitor is not None and monitor.curve:
+            trial.set_user_attr("curve", monitor.curve)
+            metrics.update(_curve_metrics(monitor.curve))
         tags["feasible"] = str(feasible).lower()
         run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, failed=False)
         trial.set_user_attr("mlflow_run_id", run_id)
@@ -260,13 +275,65 @@ class Search:
             TrialEvent(trial.number, done + 1, self.cfg.budget, 0, "complete", speedup, feasible),
         )
 
-    def _same_recipe(self, recipe: dict[str, Any]):
-        """A completed trial with exactly this recipe (samplers repeat points in small
-        spaces): its figures are reused instead of spending minutes on the same candidate."""
+    def _monitor(self, baseline: dict[str, Any]):
+        """The early-stopping watcher for this trial's training (None without training data),
+        primed with the curves of the study's completed trials."""
         import optuna
 
-        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            if t.user_attrs.get("recipe") == recipe and "result" in t.user_attrs:
+        from autoaccel.early_stop import HeadroomRule, TrialMonitor, curves_from, torch_quality
+
+        wl = self.workload
+        if not (wl.torch_model_available() and wl.output_kind):
+            return None
+        done = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        rule = HeadroomRule(
+            min_accuracy=baseline["accuracy"] - self.cfg.max_accuracy_drop,
+            history=curves_from(done),
+            margin=self.cfg.max_accuracy_drop,
+        )
+        return TrialMonitor(rule, torch_quality(wl))
+
+    def _stopped(self, trial, recipe, tags, stop, monitor, seconds: float) -> None:
+        """A training run the early-stopping rule cut short: PRUNED, with the accuracy
+        constraint it was projected to violate, so samplers learn to avoid its region."""
+        import optuna
+
+        projected_drop = self.study.user_attrs["baseline"]["accuracy"] - stop.projected
+        trial.set_constraint("accuracy_drop", projected_drop - self.cfg.max_accuracy_drop)
+        trial.set_user_attr("curve", monitor.curve)
+        trial.set_user_attr("early_stopped", str(stop))
+        trial.set_user_attr("fail_reason", str(stop))
+        metrics = {"seconds.build": seconds, **_curve_metrics(monitor.curve)}
+        tags = {**tags, "early_stopped": "true", "fail_reason": str(stop), "feasible": "false"}
+        run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, status="KILLED")
+        trial.set_user_attr("mlflow_run_id", run_id)
+        self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+
+    def _stopped_again(self, trial, recipe, tags, earlier) -> None:
+        import optuna
+
+        reason = earlier.user_attrs["early_stopped"]
+        for key, value in earlier.constraints.items():
+            trial.set_constraint(key, value)
+        trial.set_user_attr("early_stopped", reason)
+        trial.set_user_attr("duplicate_of", earlier.number)
+        tags = {**tags, "early_stopped": "true", "fail_reason": reason, "feasible": "false"}
+        tags["duplicate_of"] = str(earlier.number)
+        run_id = self.tracker.log_trial(trial.number, recipe, {}, tags, status="KILLED")
+        trial.set_user_attr("mlflow_run_id", run_id)
+        self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+
+    def _same_recipe(self, recipe: dict[str, Any]):
+        """A completed (or early-stopped) trial with exactly this recipe (samplers repeat
+        points in small spaces): its outcome is reused instead of spending minutes on the
+        same candidate."""
+        import optuna
+
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        for t in self.study.get_trials(deepcopy=False, states=states):
+            if t.user_attrs.get("recipe") == recipe and (
+                "result" in t.user_attrs or "early_stopped" in t.user_attrs
+            ):
                 return t
         return None
 
@@ -412,6 +479,15 @@ class Search:
             f"vs {lat['baseline'].median_ms:.3f} ms, interleaved)"
         )
         self.tracker.log_parent_metrics({"confirmed_speedup": speedup})
+
+
+def _curve_metrics(curve: dict[str, dict[float, float]]) -> dict[str, float]:
+    """`train_quality.<stage>.<percent>` metrics: the quality seen during training."""
+    return {
+        f"train_quality.{stage}.{round(float(f) * 100)}pct": q
+        for stage, points in curve.items()
+        for f, q in points.items()
+    }
 
 
 def _reason(exc: Exception) -> str:

@@ -58,8 +58,11 @@ class Tracker:
         params: dict[str, Any],
         metrics: dict[str, float],
         tags: dict[str, str],
-        failed: bool,
+        failed: bool = False,
+        status: str | None = None,
     ) -> str:
+        """One nested run for a trial; `status` (e.g. KILLED for an early-stopped trial)
+        overrides the FINISHED / FAILED that `failed` picks."""
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{number:04d}",
@@ -71,7 +74,8 @@ class Tracker:
             },
         )
         self._log(run.info.run_id, params=params, metrics=metrics)
-        self.client.set_terminated(run.info.run_id, "FAILED" if failed else "FINISHED")
+        status = status or ("FAILED" if failed else "FINISHED")
+        self.client.set_terminated(run.info.run_id, status)
         return run.info.run_id
 
     def log_parent_metrics(self, metrics: dict[str, float]) -> None:

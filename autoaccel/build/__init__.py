@@ -14,19 +14,30 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from autoaccel.errors import InfeasibleRecipe
 from autoaccel.techniques import BuildContext, Candidate, Stage, by_stage, config_of
+from autoaccel.techniques.base import TrainingMonitor
 from autoaccel.workloads.base import Workload
 
 EXPORT_SETTINGS = {"opset": 17, "exporter": "torchscript", "v": 2}
 
 
-def build_candidate(recipe: dict[str, Any], workload: Workload, cache_dir: Path) -> Candidate:
-    """Build the candidate a recipe describes, reusing cached steps."""
+def build_candidate(
+    recipe: dict[str, Any],
+    workload: Workload,
+    cache_dir: Path,
+    monitor: Callable[[str], TrainingMonitor] | None = None,
+) -> Candidate:
+    """Build the candidate a recipe describes, reusing cached steps.
+
+    `monitor(stage_name)`, when given, supplies the watcher of each training step (the
+    search's early-stopping rule); a cached step never trains, so it is never watched.
+    """
     backend = recipe.get("runtime.backend", "onnxruntime")
     recipe = {**recipe, "runtime.backend": backend}  # techniques' conditions read it
     if backend == "torch" and not workload.torch_model_available():
@@ -43,7 +54,7 @@ def build_candidate(recipe: dict[str, Any], workload: Workload, cache_dir: Path)
     export_key = _chain(key, "export", EXPORT_SETTINGS)
     exported = (cache_dir / "models" / export_key / "model.onnx").exists()
     if workload.torch_model_available() and (backend == "torch" or not exported):
-        candidate = _torch_stage(candidate, workload, torch_steps, cache_dir)
+        candidate = _torch_stage(candidate, workload, torch_steps, cache_dir, monitor)
     if backend == "onnxruntime":
         key = export_key
         candidate = _step(candidate, cache_dir, key, lambda c, d: _export(c, workload, d))
@@ -65,7 +76,9 @@ def build_candidate(recipe: dict[str, Any], workload: Workload, cache_dir: Path)
     return candidate
 
 
-def _torch_stage(candidate: Candidate, workload: Workload, steps, cache_dir: Path) -> Candidate:
+def _torch_stage(
+    candidate: Candidate, workload: Workload, steps, cache_dir: Path, monitor=None
+) -> Candidate:
     """Distil / prune the teacher. A trained result is cached as a state dict under
     `cache/torch/<key>/` and reloaded into the cheaply rebuilt architecture
     (`torch.load(weights_only=True)`), so a trial that shares it never trains again."""
@@ -81,7 +94,8 @@ def _torch_stage(candidate: Candidate, workload: Workload, steps, cache_dir: Pat
             meta = json.loads((folder / "meta.json").read_text())
             notes.append(f"{tech.describe(config)} (cached; trained {meta['seconds']:.0f} s)")
         else:
-            spent = tech.train(student, workload.torch_model(), config, workload)
+            watch = monitor(tech.name) if monitor is not None else None
+            spent = tech.train(student, workload.torch_model(), config, workload, watch)
             seconds += spent
             _save_state(folder, student.state_dict(), {"seconds": spent, "config": config})
             notes.append(f"{tech.describe(config)} (trained {spent:.0f} s)")

@@ -160,6 +160,8 @@ def train(
     warmup: float = 0.1,
     weight_decay: float = 0.01,
     max_grad_norm: float = 1.0,
+    monitor: Callable[[Any, float], None] | None = None,
+    monitor_at: Sequence[float] = (),
 ) -> TrainStats:
     """Distil `teacher` into `student` in place for `steps` AdamW steps; return the stats.
 
@@ -169,6 +171,10 @@ def train(
     cycle repeats. Only parameters with `requires_grad` are trained (freeze some to keep them).
     The learning rate warms up linearly over the first `warmup` fraction of steps and then
     decays linearly to 0; gradients are clipped to `max_grad_norm`.
+
+    `monitor(student, fraction)` is called (student in eval mode) after the steps at each
+    fraction in `monitor_at`; it may raise to stop training early (the search's early-stopping
+    rule does). Checks are outside the timed loop's arithmetic but inside its wall time.
 
     Deterministic: `seed` drives all randomness inside the loop (dropout) on a forked torch
     RNG, and torch runs on one thread (results differ in the last bits across thread counts);
@@ -194,6 +200,7 @@ def train(
     )
     teacher_cache: dict[int, Any] = {}
     losses: list[float] = []
+    checks = {max(1, round(f * steps)): f for f in monitor_at if 0 < round(f * steps) < steps}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -220,6 +227,10 @@ def train(
                 schedule.step()
                 if step in (0, steps - 1):
                     losses.append(float(loss.detach()))
+                if monitor is not None and step + 1 in checks:
+                    student.eval()
+                    monitor(student, checks[step + 1])
+                    student.train()
             seconds = time.perf_counter() - start
     finally:
         torch.set_num_threads(threads)

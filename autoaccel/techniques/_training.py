@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from autoaccel.techniques.base import TrainingMonitor
+
 SEED = 0
 
 
 def distill_into(
-    model: Any, teacher: Any, workload: Any, steps: int, config: dict[str, Any]
+    model: Any,
+    teacher: Any,
+    workload: Any,
+    steps: int,
+    config: dict[str, Any],
+    monitor: TrainingMonitor | None = None,
 ) -> float:
     """Train `model` toward the fp32 teacher on the workload's training split; seconds spent.
 
@@ -45,6 +52,8 @@ def distill_into(
         lr=workload.train_lr,
         seed=SEED,
         input_names=workload.input_names,
+        monitor=monitor,
+        monitor_at=monitor.fractions if monitor is not None else (),
     )
     return stats.seconds
 

@@ -12,10 +12,19 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from autoaccel.workloads.base import Workload
+
+
+IMPLIED: dict[str, Any] = {"target.name": "cpu-local", "runtime.backend": "onnxruntime"}
+"""What a recipe that leaves these keys out means: recipes for an estimated target have no
+runtime settings (they run the ONNX graph), and recipes from before targets existed ran here."""
+
+
+def recipe_value(recipe: dict[str, Any], key: str) -> Any:
+    return recipe.get(key, IMPLIED.get(key))
 
 
 class Stage(IntEnum):
@@ -44,7 +53,7 @@ class Param:
     help: str = ""
 
     def is_active(self, recipe: dict[str, Any]) -> bool:
-        return all(recipe.get(key) in allowed for key, allowed in self.when.items())
+        return all(recipe_value(recipe, key) in allowed for key, allowed in self.when.items())
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,15 @@ class BuildContext:
 
     workload: Workload
     workdir: Path
+
+
+class TrainingMonitor(Protocol):
+    """Watches a training run: called with the model (eval mode) at each of `fractions` of the
+    steps; raises to stop a run that cannot pay off (see `autoaccel.early_stop`)."""
+
+    fractions: tuple[float, ...]
+
+    def __call__(self, model: Any, fraction: float) -> None: ...
 
 
 class Technique(ABC):
@@ -102,7 +120,7 @@ class Technique(ABC):
         return f"{self.name} " + ", ".join(f"{k}={v}" for k, v in config.items())
 
     def is_active(self, recipe: dict[str, Any]) -> bool:
-        return all(recipe.get(key) in allowed for key, allowed in self.requires.items())
+        return all(recipe_value(recipe, k) in allowed for k, allowed in self.requires.items())
 
 
 class TorchTechnique(Technique):
@@ -127,8 +145,16 @@ class TorchTechnique(Technique):
         """A new module of the target shape, derived from `model` without training it."""
 
     @abstractmethod
-    def train(self, model: Any, teacher: Any, config: dict[str, Any], workload: Workload) -> float:
-        """Train `model` in place against the fp32 `teacher`; return the seconds spent."""
+    def train(
+        self,
+        model: Any,
+        teacher: Any,
+        config: dict[str, Any],
+        workload: Workload,
+        monitor: TrainingMonitor | None = None,
+    ) -> float:
+        """Train `model` in place against the fp32 `teacher`; return the seconds spent.
+        `monitor`, when given, is called during training and may stop it by raising."""
 
     def apply(self, candidate: Candidate, config: dict[str, Any], ctx: BuildContext) -> Candidate:
         teacher = ctx.workload.torch_model()

@@ -106,5 +106,5 @@ class Distill(TorchTechnique):
             student = structured(student, 1 - config["width"], example_args(workload))
         return student
 
-    def train(self, model, teacher, config: dict[str, Any], workload) -> float:
-        return distill_into(model, teacher, workload, int(config["steps"]), config)
+    def train(self, model, teacher, config: dict[str, Any], workload, monitor=None) -> float:
+        return distill_into(model, teacher, workload, int(config["steps"]), config, monitor)

@@ -102,7 +102,7 @@ class Prune(TorchTechnique):
         pruning.make_permanent(model)
         return model
 
-    def train(self, model, teacher, config: dict[str, Any], workload) -> float:
+    def train(self, model, teacher, config: dict[str, Any], workload, monitor=None) -> float:
         from autoaccel.compress import pruning
 
         steps = int(config["finetune_steps"])
@@ -111,7 +111,7 @@ class Prune(TorchTechnique):
         zeroing = config["mode"] in _ZEROING
         if zeroing:  # train with the zeros masked so the pattern survives fine-tuning
             pruning.freeze_zeros(model)
-        seconds = distill_into(model, teacher, workload, steps, config)
+        seconds = distill_into(model, teacher, workload, steps, config, monitor)
         if zeroing:
             pruning.make_permanent(model)
         return seconds

@@ -1,0 +1,144 @@
+"""Early stopping of training trials that cannot reach the accuracy limit."""
+
+from __future__ import annotations
+
+import copy
+import sqlite3
+from types import SimpleNamespace
+
+import optuna
+import pytest
+
+import autoaccel
+from autoaccel.early_stop import (
+    FRACTIONS,
+    Curve,
+    HeadroomRule,
+    TrainingStopped,
+    TrialMonitor,
+    curves_from,
+)
+
+
+def _curves(*gains_at_quarter: float, stage: str = "distill") -> list[Curve]:
+    return [Curve(stage, {0.25: 0.5, 0.5: 0.5 + g / 2}, 0.5 + g) for g in gains_at_quarter]
+
+
+def test_rule_never_stops_before_enough_curves():
+    rule = HeadroomRule(min_accuracy=0.9, history=_curves(0.01, 0.02), margin=0.0)
+    rule.check("distill", 0.25, 0.0)  # hopeless, but only two curves to learn from
+
+
+def test_rule_stops_run_that_cannot_reach_limit_even_with_best_recovery():
+    rule = HeadroomRule(min_accuracy=0.9, history=_curves(0.05, 0.10, 0.20), margin=0.01)
+    assert rule.headroom("distill", 0.25) == pytest.approx(0.20)
+    with pytest.raises(TrainingStopped, match="below the limit 0.9000") as stop:
+        rule.check("distill", 0.25, 0.6)  # at most 0.80 + margin 0.01 < 0.90
+    assert stop.value.projected == pytest.approx(0.80)
+
+
+def test_rule_keeps_run_that_best_recovery_could_lift_to_limit():
+    rule = HeadroomRule(min_accuracy=0.9, history=_curves(0.05, 0.10, 0.20), margin=0.01)
+    rule.check("distill", 0.25, 0.70)  # 0.90 reachable: goes on
+    rule.check("distill", 0.25, 0.695)  # 0.895 + margin 0.01 >= 0.90: still goes on
+
+
+def test_rule_learns_only_from_the_same_stage():
+    rule = HeadroomRule(min_accuracy=0.9, history=_curves(0.0, 0.0, 0.0, stage="prune"), margin=0)
+    rule.check("distill", 0.25, 0.1)  # no distill curves yet
+    with pytest.raises(TrainingStopped):
+        rule.check("prune", 0.25, 0.1)
+
+
+def test_curves_from_reads_stored_attrs_and_skips_two_stage_runs():
+    def trial(curve, value):
+        return SimpleNamespace(user_attrs={"curve": curve}, values=[value])
+
+    stored = {"distill": {str(f): 0.4 for f in FRACTIONS}}  # JSON turns keys into strings
+    two = {"distill": {str(f): 0.4 for f in FRACTIONS}, "prune": {"0.25": 0.3, "0.5": 0.3}}
+    partial = {"distill": {"0.25": 0.4}}
+    curves = curves_from([trial(stored, 0.7), trial(two, 0.7), trial(partial, 0.7)])
+    assert curves == [Curve("distill", {0.25: 0.4, 0.5: 0.4}, 0.7)]
+
+
+def test_training_loop_calls_monitor_at_fractions_and_stops_when_it_raises(
+    seed_mlp, single_torch_thread
+):
+    from autoaccel.compress.distillation import kd_loss, logits_from_probs, train
+
+    teacher = seed_mlp.torch_model()
+    seen = []
+
+    def monitor(model, fraction):
+        assert not model.training  # checked in eval mode
+        seen.append(fraction)
+        if fraction == 0.5:
+            raise TrainingStopped("enough", 0.0)
+
+    def loss(s, t, y):
+        return kd_loss(logits_from_probs(s), logits_from_probs(t), y, 4.0, 0.7)
+
+    with pytest.raises(TrainingStopped):
+        train(
+            copy.deepcopy(teacher),
+            teacher,
+            seed_mlp.training_batches(),
+            loss,
+            steps=40,
+            lr=1e-3,
+            seed=0,
+            input_names=seed_mlp.input_names,
+            monitor=monitor,
+            monitor_at=FRACTIONS,
+        )
+    assert seen == [0.25, 0.5]
+
+
+def test_trial_monitor_records_every_check():
+    rule = HeadroomRule(min_accuracy=0.0, history=[], margin=0.0)
+    monitor = TrialMonitor(rule, evaluate=lambda model: 0.42)
+    watch = monitor("prune")
+    assert watch.fractions == FRACTIONS
+    watch(object(), 0.25)
+    assert monitor.curve == {"prune": {0.25: 0.42}}
+
+
+SPACE = """
+version: 1
+techniques:
+  runtime:
+    backend: [onnxruntime]
+  distill:
+    mode: [student]
+    width: [0.5]
+    steps: [40]
+"""
+
+
+def test_search_prunes_stopped_trial_and_never_retrains_same_recipe(tmp_path, monkeypatch):
+    def always_stop(self, stage, fraction, quality):
+        raise TrainingStopped(f"stopped at {fraction:.0%} of {stage} training (test)", 0.0)
+
+    monkeypatch.setattr(HeadroomRule, "check", always_stop)
+    space = tmp_path / "distill.yaml"
+    space.write_text(SPACE)
+    runs = tmp_path / "runs"
+    result = autoaccel.search(
+        "seed-mlp", budget=2, runs_dir=runs, space=str(space), measure_seconds=0.03
+    )
+    assert result.n_trials == 2 and result.recommendation["recommended"] is None
+    study = optuna.load_study(study_name=result.study, storage=f"sqlite:///{runs / 'optuna.db'}")
+    first, second = study.trials
+    assert first.state == second.state == optuna.trial.TrialState.PRUNED
+    assert first.user_attrs["curve"].keys() == {"distill"}
+    assert "stopped at 25% of distill training" in first.user_attrs["early_stopped"]
+    assert first.constraints["accuracy_drop"] > 0  # told Optuna it is infeasible
+    assert second.user_attrs["duplicate_of"] == 0 and "curve" not in second.user_attrs
+    assert not (runs / "cache" / "torch").exists() or not any((runs / "cache" / "torch").iterdir())
+    con = sqlite3.connect(runs / "mlflow.db")
+    rows = con.execute(
+        "select r.status from runs r join tags t on t.run_uuid = r.run_uuid "
+        "where t.key = 'early_stopped' and t.value = 'true'"
+    ).fetchall()
+    con.close()
+    assert [r[0] for r in rows] == ["KILLED", "KILLED"]
