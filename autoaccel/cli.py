@@ -87,6 +87,13 @@ def search(
     measure_seconds: Annotated[
         float, typer.Option(help="Timed-run budget per candidate, seconds (after warm-up).")
     ] = 1.5,
+    targets: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated hardware profiles to search over (autoaccel targets list); "
+            "cpu-local is measured, the others estimated. Default: the space's list, else all."
+        ),
+    ] = None,
 ) -> None:
     """Search acceleration recipes; write the frontier and a recommendation."""
     from autoaccel.config import SearchConfig
@@ -107,6 +114,7 @@ def search(
         storage=storage,
         tracking_uri=tracking_uri,
         measure_seconds=measure_seconds,
+        targets=_split(targets),
     )
     display = SearchDisplay(cfg.budget)
     with display:
@@ -183,6 +191,52 @@ def techniques() -> None:
             when = " & ".join(f"{k} in {list(v)}" for k, v in {**tech.requires, **p.when}.items())
             table.add_row(f"{tech.name}.{p.name}", values, str(p.default), when, p.help)
     Console().print(table)
+
+
+targets_app = typer.Typer(help="Hardware targets: the profiles in hardware_profiles/.")
+app.add_typer(targets_app, name="targets")
+
+
+@targets_app.command("list")
+def targets_list() -> None:
+    """One line per target: kind, main peak rates, memory bandwidth, power, how it is timed."""
+    from rich.console import Console
+    from rich.table import Column, Table
+
+    from autoaccel.targets.profile import load_profiles
+
+    table = Table("kind", "peak (dense, TOPS)", "memory GB/s", "power W", "latency")
+    table.columns.insert(0, Column("target", no_wrap=True))
+    for name, prof in load_profiles().items():
+        peaks = ", ".join(f"{p} {f.value:.4g}" for p, f in prof.peak_tops.items())
+        how = "measured" if name == "cpu-local" else f"estimated:{name}"
+        table.add_row(
+            name,
+            prof.kind,
+            peaks,
+            f"{prof.memory.bandwidth_gbps.value:g}",
+            f"{prof.power_w.value:g}",
+            how,
+        )
+    Console().print(table)
+
+
+@targets_app.command("show")
+def targets_show(name: Annotated[str, typer.Argument(help="A target from `targets list`.")]):
+    """Every figure of one profile with its source."""
+    import yaml
+
+    from autoaccel.targets.profile import select_profiles
+
+    prof = select_profiles([name])[name]
+    typer.echo(yaml.safe_dump(prof.model_dump(exclude_none=True), sort_keys=False, width=99))
+
+
+def _split(value: str | None) -> list[str] | None:
+    """"a, b" -> ["a", "b"]; None stays None."""
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def main() -> None:

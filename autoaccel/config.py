@@ -27,6 +27,9 @@ class SearchConfig(BaseModel):
     storage: str | None = None
     tracking_uri: str | None = None
     measure_seconds: float = Field(1.5, gt=0.0, le=120.0)
+    targets: list[str] | None = Field(
+        None, description="hardware profiles to search over (default: the space's, else all)"
+    )
 
     @classmethod
     def build(cls, **values) -> SearchConfig:

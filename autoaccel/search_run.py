@@ -15,6 +15,8 @@ from typing import Any
 from autoaccel.config import RunPaths, SearchConfig
 from autoaccel.early_stop import TrainingStopped
 from autoaccel.errors import InfeasibleRecipe, UserError
+from autoaccel.techniques.base import recipe_value
+from autoaccel.techniques.target import LOCAL
 
 
 @dataclass
@@ -77,6 +79,7 @@ class Search:
         if cfg.study is not None:
             check_study_name(cfg.study)
         space = load_space(cfg.space)
+        space, self.targets = _with_targets(space, cfg.targets)
         paths = RunPaths(cfg.runs_dir)
         self.emit("status", "loading workload")
         workload = load_workload(cfg.workload, paths.cache, cfg.model, cfg.data)
@@ -112,6 +115,7 @@ class Search:
                 "seed": cfg.seed,
                 "max_accuracy_drop": cfg.max_accuracy_drop,
                 "storage": storage,
+                "targets": ",".join(self.targets),
             },
             tags={"study": name, "workload": workload.name},
         )
@@ -186,14 +190,15 @@ class Search:
 
     def _trial(self, baseline: dict[str, Any], done: int) -> None:
         from autoaccel.build import build_candidate
-        from autoaccel.evaluate import evaluate_candidate
         from autoaccel.space import suggest_recipe
 
         study, workload = self.study, self.workload
         trial = study.ask()
         recipe = suggest_recipe(trial, self.space, workload)
         trial.set_user_attr("recipe", recipe)
-        tags = {"target": "cpu-local", "latency_source": "measured", "pareto": "false"}
+        target_name = recipe_value(recipe, "target.name")
+        source = "measured" if target_name == LOCAL else f"estimated:{target_name}"
+        tags = {"target": target_name, "latency_source": source, "pareto": "false"}
         if (earlier := self._same_recipe(recipe)) is not None:
             if earlier.state.name == "PRUNED":  # stopped early before: it would be again
                 self._stopped_again(trial, recipe, tags, earlier)
@@ -207,7 +212,7 @@ class Search:
         try:
             candidate = build_candidate(recipe, workload, self.paths.cache, monitor)
             build_s = time.perf_counter() - t0
-            ev = evaluate_candidate(candidate, workload, self.measure_cfg)
+            ev, hardware = self._evaluate(candidate, recipe, target_name)
         except KeyboardInterrupt:
             self._fail(trial, recipe, tags, "interrupted by the user (Ctrl-C)")
             raise
@@ -248,6 +253,7 @@ class Search:
                 "size_mb": ev.size_mb,
                 "notes": list(candidate.notes),
                 "seconds": {"build": build_s, "train": candidate.train_seconds, **ev.seconds},
+                "hardware": hardware,
             },
         )
         metrics = {
@@ -262,6 +268,8 @@ class Search:
             "seconds.build": build_s,
             "seconds.train": candidate.train_seconds,
             **{f"seconds.{k}": v for k, v in ev.seconds.items()},
+            **{k: v for k, v in hardware.items() if isinstance(v, int | float)},
+            **{f"estimate.{k}": v for k, v in hardware.get("breakdown_ms", {}).items()},
         }
         if monitor is not None and monitor.curve:
             trial.set_user_attr("curve", monitor.curve)
@@ -274,6 +282,47 @@ class Search:
             "trial",
             TrialEvent(trial.number, done + 1, self.cfg.budget, 0, "complete", speedup, feasible),
         )
+
+    def _evaluate(self, candidate, recipe: dict[str, Any], target_name: str):
+        """Quality, always run here; latency measured on cpu-local, else estimated by the
+        target's cost model from the candidate's graph. Returns the evaluation and the
+        hardware figures (throughput, energy, cost; what each rests on)."""
+        from dataclasses import replace
+
+        from autoaccel.evaluate import Latency, evaluate_candidate
+        from autoaccel.evaluate.estimate import estimate_candidate, local_figures
+        from autoaccel.techniques.target import plan_of
+
+        if target_name == LOCAL:
+            ev = evaluate_candidate(candidate, self.workload, self.measure_cfg)
+            figures = local_figures(ev.latency.median_ms, self.targets.get(LOCAL))
+            return ev, {**figures, "batch_size": 1}
+        if candidate.onnx_path is None:
+            raise InfeasibleRecipe(
+                f"{target_name} is estimated from an ONNX graph; none was built"
+            )
+        target, plan = self.targets[target_name], plan_of(recipe)
+        # estimate first: an infeasible plan or precision costs no quality run
+        est, graph = estimate_candidate(candidate.onnx_path, self.workload, target, plan)
+        ev = evaluate_candidate(candidate, self.workload, self.measure_cfg, time_it=False)
+        latency = Latency(
+            est.latency_ms, est.latency_ms, est.latency_ms, 0, est.source, target_name
+        )
+        figures = {
+            "throughput_qps": est.throughput_qps,
+            "batch_size": plan.batch_size,
+            "devices": plan.devices,
+            "macs": graph.macs,
+            "weight_mb": graph.weight_bytes / 1e6,
+            "breakdown_ms": est.breakdown_ms,
+            "estimate_notes": list(est.notes),
+        }
+        if est.energy_j is not None:
+            figures["energy_j"] = est.energy_j
+            figures["energy_source"] = est.source
+        if est.cost_per_million_usd is not None:
+            figures["cost_per_million_usd"] = est.cost_per_million_usd
+        return replace(ev, latency=latency), figures
 
     def _monitor(self, baseline: dict[str, Any]):
         """The early-stopping watcher for this trial's training (None without training data),
@@ -405,9 +454,16 @@ class Search:
             "complete": len(all_points),
         }
         rec["status"] = status
-        if rec["recommended"] and status == "FINISHED":
-            self.emit("status", "confirming the recommendation side by side with the baseline")
-            self._confirm(rec["recommended"], baseline)
+        local_best = rec.get("best_measured")
+        if local_best and status == "FINISHED":
+            # only a measured figure can be re-timed; an estimate is confirmed by the
+            # cost model's fidelity benchmark, not here
+            self.emit(
+                "status", "confirming the best measured recipe side by side with the baseline"
+            )
+            self._confirm(local_best, baseline)
+            if rec["recommended"] and rec["recommended"]["trial"] == local_best["trial"]:
+                rec["recommended"] = local_best
 
         out = self.paths.study_dir(name)
         title = f"{workload.name}: {len(all_points)} candidates, study {name}"
@@ -479,6 +535,21 @@ class Search:
             f"vs {lat['baseline'].median_ms:.3f} ms, interleaved)"
         )
         self.tracker.log_parent_metrics({"confirmed_speedup": speedup})
+
+
+def _with_targets(space, names: list[str] | None):
+    """The space with `target.name` set to the targets this search covers (`--targets`,
+    else the space's own list, else every profile), and those targets loaded."""
+    from dataclasses import replace
+
+    from autoaccel.targets import load_targets
+    from autoaccel.techniques.target import profile_names
+
+    block = dict(space.blocks.get("target", {}))
+    names = names or block.get("name") or list(profile_names())
+    targets = load_targets(list(names))
+    block["name"] = list(targets)
+    return replace(space, blocks={"target": block, **space.blocks}), targets
 
 
 def _curve_metrics(curve: dict[str, dict[float, float]]) -> dict[str, float]:

@@ -124,7 +124,12 @@ def test_search_prunes_stopped_trial_and_never_retrains_same_recipe(tmp_path, mo
     space.write_text(SPACE)
     runs = tmp_path / "runs"
     result = autoaccel.search(
-        "seed-mlp", budget=2, runs_dir=runs, space=str(space), measure_seconds=0.03
+        "seed-mlp",
+        budget=2,
+        runs_dir=runs,
+        space=str(space),
+        measure_seconds=0.03,
+        targets=["cpu-local"],
     )
     assert result.n_trials == 2 and result.recommendation["recommended"] is None
     study = optuna.load_study(study_name=result.study, storage=f"sqlite:///{runs / 'optuna.db'}")

@@ -74,7 +74,7 @@ def test_failing_trials_are_recorded_and_search_goes_on(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     space = tmp_path / "no-training.yaml"  # the flaky count assumes one evaluation per trial
     space.write_text("version: 1\ntechniques:\n  quantize:\n    mode: [none, int8_dynamic]\n")
-    options = {**FAST, "space": str(space)}
+    options = {**FAST, "space": str(space), "targets": ["cpu-local"]}
     result = autoaccel.search("support_workloads:flaky", budget=4, runs_dir=runs, **options)
     assert result.n_trials == 4 and result.n_failed == 2
     study = _study(runs, "flaky-mlp-no-training")
@@ -104,7 +104,12 @@ def test_repeated_recipe_reuses_figures_instead_of_rebuilding(tmp_path):
     space = tmp_path / "one.yaml"  # a space with a single point: every trial repeats it
     space.write_text("version: 1\ntechniques:\n  runtime:\n    backend: [onnxruntime]\n")
     result = autoaccel.search(
-        "seed-mlp", budget=3, runs_dir=tmp_path, space=str(space), measure_seconds=0.03
+        "seed-mlp",
+        budget=3,
+        runs_dir=tmp_path,
+        space=str(space),
+        measure_seconds=0.03,
+        targets=["cpu-local"],
     )
     study = _study(tmp_path, "seed-mlp-one")
     assert result.n_trials == 3

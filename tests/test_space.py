@@ -175,6 +175,7 @@ def test_params_missing_from_yaml_take_defaults_and_are_not_searched(tmp_path, s
     recipe = suggest_recipe(trial, space, seed_mlp)
     assert trial.params == {"quantize.mode": "int8_static"}
     assert recipe == {
+        "target.name": "cpu-local",
         "runtime.backend": "onnxruntime",
         "runtime.intra_op_threads": len(os.sched_getaffinity(0)),
         "runtime.execution_mode": "sequential",

@@ -72,7 +72,8 @@ def build_candidate(
                 key,
                 lambda c, d, t=tech, cfg=config: t.apply(c, cfg, BuildContext(workload, d)),
             )
-        candidate = candidate.with_session(**{k: v for k, v in config.items() if k in session})
+        if tech.configures_session:
+            candidate = candidate.with_session(**{k: v for k, v in config.items() if k in session})
     return candidate
 
 

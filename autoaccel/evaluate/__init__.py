@@ -15,14 +15,19 @@ from autoaccel.workloads.base import Workload
 @dataclass(frozen=True)
 class Evaluation:
     quality: dict[str, float]
-    latency: Latency
+    latency: Latency | None  # None when the candidate is estimated, not timed, here
     size_mb: float
     seconds: dict[str, float] = field(default_factory=dict)
 
 
 def evaluate_candidate(
-    candidate: Candidate, workload: Workload, cfg: MeasureConfig = DEFAULT_PROTOCOL
+    candidate: Candidate,
+    workload: Workload,
+    cfg: MeasureConfig = DEFAULT_PROTOCOL,
+    time_it: bool = True,
 ) -> Evaluation:
+    """Quality on the validation data (always run for real) and, with `time_it`, latency by
+    the measurement protocol."""
     t0 = time.perf_counter()
     predict = open_runner(candidate, workload.input_names)
     t1 = time.perf_counter()
@@ -32,7 +37,7 @@ def evaluate_candidate(
         raise ValueError(f"non-finite quality figure(s) {bad}: the candidate's outputs are broken")
     t2 = time.perf_counter()
     inputs = workload.latency_inputs(1)
-    latency = measure(lambda: predict(inputs), cfg)
+    latency = measure(lambda: predict(inputs), cfg) if time_it else None
     t3 = time.perf_counter()
     return Evaluation(
         quality=quality,

@@ -96,6 +96,9 @@ class Technique(ABC):
     stage: Stage
     requires: dict[str, tuple[Any, ...]] = {}
     """Recipe conditions for the whole technique (e.g. only with the ONNX Runtime backend)."""
+    configures_session: bool = True
+    """Whether its session params are settings of the session that runs the model (False for
+    the target choice: it says where the model is timed, not how it runs)."""
 
     @abstractmethod
     def params(self, workload: Workload | None) -> tuple[Param, ...]:
