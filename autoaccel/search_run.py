@@ -549,7 +549,7 @@ def _with_targets(space, names: list[str] | None):
     names = names or block.get("name") or list(profile_names())
     targets = load_targets(list(names))
     block["name"] = list(targets)
-    return replace(space, blocks={"target": block, **space.blocks}), targets
+    return replace(space, blocks={**space.blocks, "target": block}), targets
 
 
 def _curve_metrics(curve: dict[str, dict[float, float]]) -> dict[str, float]:

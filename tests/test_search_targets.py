@@ -41,7 +41,8 @@ def test_estimated_targets_are_labelled_and_carry_hardware_figures(tmp_path):
         **FAST,
     )
     trials = [t for t in _trials(runs, result.study) if t.state.name == "COMPLETE"]
-    assert trials
+    seen = {t.user_attrs["recipe"]["target.name"] for t in trials}
+    assert len(seen) >= 2 and seen <= {"cpu-local", "nvidia-t4", "nvidia-a100-80gb"}
     for t in trials:
         res, name = t.user_attrs["result"], t.user_attrs["recipe"]["target.name"]
         if name == "cpu-local":
@@ -102,3 +103,21 @@ def test_targets_list_and_show_print_profiles():
     assert "google-edge-tpu" in listed.output and "measured" in listed.output
     shown = runner.invoke(app, ["targets", "show", "nvidia-t4"])
     assert shown.exit_code == 0 and "bandwidth_gbps" in shown.output and "source" in shown.output
+
+
+def test_targets_option_overrides_space_list_and_keeps_its_plan_params(tmp_path):
+    from autoaccel.search_run import _with_targets
+    from autoaccel.space import load_space
+
+    space = load_space(
+        _space(tmp_path, "  target:\n    name: [cpu-local]\n    batch_size: [1, 8]\n")
+    )
+    narrowed, targets = _with_targets(space, ["nvidia-l4", "hailo-8"])
+    assert narrowed.blocks["target"] == {"name": ["nvidia-l4", "hailo-8"], "batch_size": [1, 8]}
+    assert list(targets) == ["nvidia-l4", "hailo-8"]
+    kept, _ = _with_targets(space, None)  # no --targets: the space's own list
+    assert kept.blocks["target"]["name"] == ["cpu-local"]
+    everything, _ = _with_targets(
+        load_space(_space(tmp_path, "  quantize:\n    mode: [none]\n")), None
+    )
+    assert len(everything.blocks["target"]["name"]) >= 11  # no list anywhere: every profile
