@@ -87,6 +87,29 @@ def search(
     measure_seconds: Annotated[
         float, typer.Option(help="Timed-run budget per candidate, seconds (after warm-up).")
     ] = 1.5,
+    prefer: Annotated[
+        str,
+        typer.Option(
+            help="What the recommendation minimises among candidates within the accuracy "
+            "limit: latency, cost ($ per million inferences) or energy (J per inference)."
+        ),
+    ] = "latency",
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="What the study optimises (after MLPerf Inference): single-stream (batch-1 "
+            "latency), offline (throughput at the best batch size) or server (queries per "
+            "second under --latency-bound-ms with dynamic batching, simulated from measured "
+            "batch latencies)."
+        ),
+    ] = "single-stream",
+    latency_bound_ms: Annotated[
+        float, typer.Option(help="server: the p99 latency bound in ms.")
+    ] = 100.0,
+    arrival_rate: Annotated[
+        float | None,
+        typer.Option(help="server: also report p50/p99 at this Poisson arrival rate (qps)."),
+    ] = None,
     targets: Annotated[
         str | None,
         typer.Option(
@@ -115,6 +138,10 @@ def search(
         tracking_uri=tracking_uri,
         measure_seconds=measure_seconds,
         targets=_split(targets),
+        prefer=prefer,
+        scenario=scenario,
+        latency_bound_ms=latency_bound_ms,
+        arrival_rate=arrival_rate,
     )
     display = SearchDisplay(cfg.budget)
     with display:
@@ -193,6 +220,53 @@ def techniques() -> None:
     Console().print(table)
 
 
+@app.command()
+def report(
+    study: Annotated[
+        str | None,
+        typer.Option(help="Study name (default: the only study in the storage)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for report.md/report.html (default runs/<study>).")
+    ] = None,
+    runs_dir: Annotated[Path, typer.Option(help="The runs folder of your searches.")] = Path(
+        "runs"
+    ),
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db)."),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI (default sqlite:///<runs-dir>/mlflow.db)."),
+    ] = None,
+    prefer: Annotated[
+        str, typer.Option(help="Recommendation objective: latency, cost or energy.")
+    ] = "latency",
+) -> None:
+    """Write the hardware-selection report (Markdown + self-contained HTML) of a study and log
+    it to the study's latest MLflow parent run."""
+    from autoaccel.config import RunPaths
+    from autoaccel.errors import UserError
+    from autoaccel.report import write_report
+    from autoaccel.study import load_existing_study
+    from autoaccel.tracking import Tracker
+
+    if prefer not in ("latency", "cost", "energy"):
+        raise UserError(f"--prefer {prefer!r}: use latency, cost or energy")
+    paths = RunPaths(runs_dir)
+    found = load_existing_study(study, storage or paths.storage_url())
+    folder = out or paths.study_dir(found.study_name)
+    md, html_path = write_report(found, folder, prefer=prefer)
+    uri = tracking_uri or paths.tracking_uri()
+    if tracking_uri or (paths.root / "mlflow.db").exists():
+        tracker = Tracker(uri, found.study_name, paths.artifacts)
+        if (parent := tracker.latest_parent()) is not None:
+            tracker.log_files(parent, [md, html_path])
+            typer.echo(f"logged to MLflow run {parent}")
+    typer.echo(f"wrote {html_path} and {md}")
+
+
 targets_app = typer.Typer(help="Hardware targets: the profiles in hardware_profiles/.")
 app.add_typer(targets_app, name="targets")
 
@@ -233,7 +307,7 @@ def targets_show(name: Annotated[str, typer.Argument(help="A target from `target
 
 
 def _split(value: str | None) -> list[str] | None:
-    """"a, b" -> ["a", "b"]; None stays None."""
+    """ "a, b" -> ["a", "b"]; None stays None."""
     if value is None:
         return None
     return [v.strip() for v in value.split(",") if v.strip()]

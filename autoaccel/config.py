@@ -27,6 +27,10 @@ class SearchConfig(BaseModel):
     storage: str | None = None
     tracking_uri: str | None = None
     measure_seconds: float = Field(1.5, gt=0.0, le=120.0)
+    prefer: Literal["latency", "cost", "energy"] = "latency"
+    scenario: Literal["single-stream", "offline", "server"] = "single-stream"
+    latency_bound_ms: float = Field(100.0, gt=0.0, le=1e6)
+    arrival_rate: float | None = Field(None, gt=0.0, le=1e7)
     targets: list[str] | None = Field(
         None, description="hardware profiles to search over (default: the space's, else all)"
     )

@@ -60,6 +60,8 @@ class SearchDisplay:
             )
         elif kind == "done":
             self.progress.update(self.task, description="done")
+        elif kind == "warning":
+            self.console.print(f"[bold yellow]warning:[/] {payload}", highlight=False)
 
     def final(self, result) -> None:
         rec = result.recommendation
@@ -70,14 +72,22 @@ class SearchDisplay:
         )
         table.add_column("trial", no_wrap=True)
         table.add_column("recipe", overflow="fold", ratio=1, min_width=24)
-        for col in (rec["metric"], "drop", "p50/p90 ms", "speedup", "source", "MB"):
+        scenario = base.get("scenario", {}).get("scenario", "single-stream")
+        figure = "p50/p90 ms" if scenario == "single-stream" else f"{scenario} qps"
+        for col in (rec["metric"], "drop", figure, "speedup", "source", "MB"):
             table.add_column(col, no_wrap=True, justify="right")
+
+        def shown(p: dict) -> str:
+            if scenario == "single-stream":
+                return f"{p['latency_ms']:.3f} / {p['latency_p90_ms']:.3f}"
+            return f"{p['scenario']['throughput_qps']:,.0f}"
+
         table.add_row(
             "base",
             base["description"],
             f"{base['accuracy']:.4f}",
             "",
-            f"{base['latency_ms']:.3f} / {base['latency_p90_ms']:.3f}",
+            shown(base),
             "1.00x",
             base["latency_source"],
             f"{base['size_mb']:.2f}",
@@ -88,7 +98,7 @@ class SearchDisplay:
                 p["description"],
                 f"{p['accuracy']:.4f}",
                 f"{p['accuracy_drop']:+.4f}",
-                f"{p['latency_ms']:.3f} / {p['latency_p90_ms']:.3f}",
+                shown(p),
                 f"{p['speedup']:.2f}x",
                 p["latency_source"],
                 f"{p['size_mb']:.2f}",
@@ -103,8 +113,8 @@ class SearchDisplay:
         else:
             self.console.print(f"[bold yellow]No recommendation:[/] {rec['reason']}")
         self.console.print(
-            f"Files: {result.out_dir}  (recommendation.json, frontier.csv, "
-            "pareto.png, pareto.html)"
+            f"Files: {result.out_dir}  (report.html, report.md, recommendation.json, "
+            "frontier.csv, pareto.png, pareto.html)"
         )
         self.console.print(
             f"MLflow: {result.tracking_uri} (parent run {result.parent_run_id}); "

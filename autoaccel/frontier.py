@@ -3,11 +3,27 @@
 Everything here is rebuilt from the study's storage alone, so a resumed or concurrent search
 always reports the same frontier for the same trials.
 
-Policy (prefer latency): among feasible frontier points (accuracy drop within the limit), the
-one with the lowest median latency, whatever its target; its summary says whether that latency
-is measured or estimated (`estimated:<profile>`), and speedup is always against the baseline
-measured on this machine. `best_measured` is the fastest feasible point measured here: the one
-re-timed side by side with the baseline at the end of a search.
+Policy (`recommend(..., prefer=...)`, `choose`):
+
+- Only feasible candidates count: quality within the accuracy limit of the baseline. An
+  infeasible point is never recommended; when none is feasible the recommendation is `null`
+  with a `reason` and the `closest` points (smallest quality drop first).
+- `prefer` names the figure to minimise: `latency` (median ms of one batch; the default),
+  `cost` ($ per million inferences) or `energy` (joules per inference). For cost and energy
+  only candidates that have the figure count (a target without a published price has no
+  cost); the pick lies on the frontier of quality against that figure (`objective_frontier`;
+  for latency, Optuna's `best_trials`), or within noise of its best point (tie rule).
+- Tie rule, measured over estimated: a figure measured here is evidence, an estimate is a
+  cost model's opinion. A measured candidate whose figure is within the noise of the best
+  figure wins over an estimated best: within 15 % when the measured latency is under 1 ms
+  (sub-millisecond timings on a shared 2-core machine move that much between runs), within
+  5 % otherwise. Cost and energy of a measured candidate are its measured latency times the
+  profile's price or power, so the same relative noise applies. Among tied measured points
+  the better figure wins, then the higher quality.
+- Whatever the pick, its summary says whether the latency is measured or estimated
+  (`estimated:<profile>`), and speedup is always against the baseline measured on this
+  machine. `best_measured` is the fastest feasible point measured here: the one re-timed side
+  by side with the baseline at the end of a search.
 """
 
 from __future__ import annotations
@@ -17,6 +33,7 @@ from typing import Any
 
 import optuna
 
+from autoaccel.errors import UserError
 from autoaccel.techniques import describe_recipe
 
 
@@ -39,6 +56,19 @@ class Point:
     energy_j: float | None = None
     cost_per_million_usd: float | None = None
     batch_size: int = 1
+    energy_source: str | None = None
+    objective_ms: float | None = None
+    """What the study minimised: the latency (single-stream; the default) or ms per query
+    (offline/server)."""
+    scenario: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.objective_ms is None:
+            object.__setattr__(self, "objective_ms", self.latency_ms)
+
+    @property
+    def measured(self) -> bool:
+        return self.latency_source == "measured"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +83,7 @@ def points(study: optuna.Study, baseline: dict[str, Any]) -> list[Point]:
             continue
         recipe = t.user_attrs.get("recipe", t.params)
         hardware = result.get("hardware", {})
+        scenario = hardware.get("scenario", {})
         out.append(
             Point(
                 trial=t.number,
@@ -61,17 +92,20 @@ def points(study: optuna.Study, baseline: dict[str, Any]) -> list[Point]:
                 target=result["target"],
                 accuracy=t.values[0],
                 accuracy_drop=baseline["accuracy"] - t.values[0],
-                latency_ms=t.values[1],
+                latency_ms=result.get("latency_ms", t.values[1]),
                 latency_p90_ms=result["latency_p90_ms"],
                 latency_source=result["latency_source"],
-                speedup=baseline["latency_ms"] / t.values[1],
+                speedup=objective_of(baseline) / t.values[1],
                 size_mb=result["size_mb"],
                 quality=result["quality"],
                 feasible=all(v <= 0 for v in t.constraints.values()),
-                throughput_qps=hardware.get("throughput_qps"),
+                throughput_qps=scenario.get("throughput_qps", hardware.get("throughput_qps")),
                 energy_j=hardware.get("energy_j"),
                 cost_per_million_usd=hardware.get("cost_per_million_usd"),
                 batch_size=hardware.get("batch_size", 1),
+                energy_source=hardware.get("energy_source"),
+                objective_ms=t.values[1],
+                scenario=scenario,
             )
         )
     return out
@@ -80,7 +114,82 @@ def points(study: optuna.Study, baseline: dict[str, Any]) -> list[Point]:
 def pareto(study: optuna.Study, all_points: list[Point]) -> list[Point]:
     """Feasible, non-dominated points (Optuna's `best_trials`), fastest first."""
     best = {t.number for t in study.best_trials}
-    return sorted((p for p in all_points if p.trial in best), key=lambda p: p.latency_ms)
+    return sorted((p for p in all_points if p.trial in best), key=lambda p: p.objective_ms)
+
+
+def objective_of(baseline: dict[str, Any]) -> float:
+    """The baseline's value of the study's objective (studies before scenarios: latency)."""
+    return baseline.get("objective_ms", baseline["latency_ms"])
+
+
+# prefer -> (Point attribute, words for people)
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "latency": ("objective_ms", "median latency (ms per query in offline/server scenarios)"),
+    "cost": ("cost_per_million_usd", "cost per million inferences"),
+    "energy": ("energy_j", "energy per inference"),
+}
+SUB_MS_NOISE = 0.15  # relative noise of a sub-millisecond measured latency
+NOISE = 0.05  # relative noise of a measured latency of 1 ms or more
+
+
+def tie_tolerance(latency_ms: float) -> float:
+    """How far (relative) a measured figure may be above the best and still tie with it."""
+    return SUB_MS_NOISE if latency_ms < 1.0 else NOISE
+
+
+def figure(point: Point, prefer: str) -> float | None:
+    return getattr(point, _objective(prefer)[0])
+
+
+def objective_frontier(all_points: list[Point], prefer: str = "latency") -> list[Point]:
+    """Feasible points that have the figure and that no other such point beats on both
+    quality and the figure; best figure first."""
+    pool = _pool(all_points, prefer)
+    front = [
+        p
+        for p in pool
+        if not any(
+            q.accuracy >= p.accuracy
+            and figure(q, prefer) <= figure(p, prefer)
+            and (q.accuracy > p.accuracy or figure(q, prefer) < figure(p, prefer))
+            for q in pool
+        )
+    ]
+    return sorted(front, key=lambda p: (figure(p, prefer), -p.accuracy, p.trial))
+
+
+def choose(all_points: list[Point], prefer: str = "latency") -> tuple[Point | None, str]:
+    """The policy's pick among feasible points for one objective, and why (module doc)."""
+    attr, words = _objective(prefer)
+    feasible = [p for p in all_points if p.feasible]
+    pool = _pool(all_points, prefer)
+    if not pool:
+        why = (
+            f"none of the {len(feasible)} feasible candidates has a {words} figure"
+            if feasible
+            else "no candidate meets the accuracy limit"
+        )
+        return None, why
+    best = min(pool, key=lambda p: (figure(p, prefer), -p.accuracy, not p.measured, p.trial))
+    why = f"lowest {words} among {len(pool)} feasible candidate{'s' * (len(pool) != 1)}"
+    if best.measured:
+        return best, why
+    value = figure(best, prefer)
+    tied = [
+        p
+        for p in pool
+        if p.measured and figure(p, prefer) <= value * (1 + tie_tolerance(p.latency_ms))
+    ]
+    if not tied:
+        return best, f"{why} ({best.latency_source})"
+    pick = min(tied, key=lambda p: (figure(p, prefer), -p.accuracy, p.trial))
+    tol = tie_tolerance(pick.latency_ms)
+    mine, theirs = _fmt(figure(pick, prefer), prefer), _fmt(value, prefer)
+    return pick, (
+        f"{why.replace('lowest', 'within noise of the lowest')}: trial {pick.trial}, measured "
+        f"on {pick.target} ({mine}), ties within {tol:.0%} with trial {best.trial} "
+        f"({best.latency_source}, {theirs}); a measured figure is preferred to an estimate"
+    )
 
 
 def recommend(
@@ -90,7 +199,11 @@ def recommend(
     limit: float,
     frontier: list[Point],
     all_points: list[Point],
+    prefer: str = "latency",
 ) -> dict[str, Any]:
+    """The recommendation JSON. `frontier` is quality against latency (Optuna's
+    `best_trials`); `prefer` picks the objective the recommendation minimises."""
+    _, words = _objective(prefer)
     rec: dict[str, Any] = {
         "study": study_name,
         "workload": workload["name"],
@@ -102,32 +215,60 @@ def recommend(
             "min_accuracy": baseline["accuracy"] - limit,
             "unit": f"absolute {workload['metric']} (same unit as the metric)",
         },
-        "policy": "prefer latency: fastest feasible frontier point",
+        "prefer": prefer,
+        "policy": (
+            f"prefer {prefer}: lowest {words} among feasible candidates; a measured one "
+            f"within noise ({SUB_MS_NOISE:.0%} under 1 ms, {NOISE:.0%} above) of an "
+            "estimated best is preferred"
+        ),
         "recommended": None,
+        "rationale": None,
         "reason": None,
         "frontier": [p.as_dict() for p in frontier],
     }
-    if frontier:
-        best = frontier[0]
-        rec["recommended"] = {**best.as_dict(), "summary": summary(best, baseline, workload)}
-    measured = [p for p in all_points if p.feasible and p.latency_source == "measured"]
+    candidates = all_points or frontier
+    if prefer != "latency":
+        rec["objective_frontier"] = [p.as_dict() for p in objective_frontier(candidates, prefer)]
+    pick, why = choose(candidates, prefer)
+    if pick is not None:
+        rec["recommended"] = {**pick.as_dict(), "summary": summary(pick, baseline, workload)}
+        rec["rationale"] = why
+    measured = [p for p in candidates if p.feasible and p.measured]
     if measured:
         # the best on this machine, measured: what a user can run and re-time today
-        here = min(measured, key=lambda p: p.latency_ms)
+        here = min(measured, key=lambda p: p.objective_ms)
         rec["best_measured"] = {**here.as_dict(), "summary": summary(here, baseline, workload)}
     else:
         rec["best_measured"] = None
-    if not frontier and all_points:
-        closest = sorted(all_points, key=lambda p: p.accuracy_drop)[:3]
+    if pick is None and any(p.feasible for p in candidates):
+        rec["reason"] = f"prefer {prefer}: {why}"
+    elif pick is None and candidates:
+        closest = sorted(candidates, key=lambda p: (p.accuracy_drop, p.objective_ms))[:3]
         rec["reason"] = (
             f"no candidate kept {workload['metric']} within {limit} of the baseline "
             f"({baseline['accuracy']:.4f}); the closest was trial {closest[0].trial} "
             f"(drop {closest[0].accuracy_drop:.4f})"
         )
         rec["closest"] = [p.as_dict() for p in closest]
-    elif not frontier:
+    elif pick is None:
         rec["reason"] = "no trial completed; see the failed trials' reasons"
     return rec
+
+
+def _objective(prefer: str) -> tuple[str, str]:
+    if prefer not in OBJECTIVES:
+        raise UserError(f"prefer {prefer!r}: use one of {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[prefer]
+
+
+def _pool(all_points: list[Point], prefer: str) -> list[Point]:
+    return [p for p in all_points if p.feasible and figure(p, prefer) is not None]
+
+
+def _fmt(value: float, prefer: str) -> str:
+    if prefer == "cost":
+        return f"${value:.4g} per million"
+    return f"{value:.4g} {'ms' if prefer == 'latency' else 'J'}"
 
 
 def summary(point: Point, baseline: dict[str, Any], workload: dict[str, str]) -> str:
@@ -138,8 +279,24 @@ def summary(point: Point, baseline: dict[str, Any], workload: dict[str, str]) ->
     )
     drop = point.accuracy_drop
     change = f"{workload['metric']} {-drop:+.4f}" if drop else f"{workload['metric']} unchanged"
+    scenario = point.scenario.get("scenario", "single-stream")
+    if scenario == "single-stream":
+        figures = f"{point.latency_ms:.3f} ms vs {baseline['latency_ms']:.3f} ms"
+    else:
+        base = baseline["scenario"]
+        how = (
+            f"batch {point.scenario['batch_size']}"
+            if scenario == "offline"
+            else f"max batch {point.scenario['max_batch']}, window "
+            f"{point.scenario['window_ms']:g} ms, p99 {point.scenario['p99_ms']:.1f} ms <= "
+            f"{point.scenario['latency_bound_ms']:g} ms"
+        )
+        figures = (
+            f"{scenario}: {point.throughput_qps:,.0f} vs {base['throughput_qps']:,.0f} queries/s, "
+            f"{how}"
+        )
     return (
         f"{point.description}: {point.speedup:.1f}x faster than {baseline['description']} "
-        f"({point.latency_ms:.3f} ms vs {baseline['latency_ms']:.3f} ms, {source}), "
+        f"({figures}, {source}), "
         f"{change} ({point.accuracy:.4f} vs {baseline['accuracy']:.4f})"
     )

@@ -15,6 +15,8 @@ from typing import Any
 from autoaccel.config import RunPaths, SearchConfig
 from autoaccel.early_stop import TrainingStopped
 from autoaccel.errors import InfeasibleRecipe, UserError
+from autoaccel.evaluate.scenarios import BATCH_SIZES
+from autoaccel.frontier import objective_of
 from autoaccel.techniques.base import recipe_value
 from autoaccel.techniques.target import LOCAL
 
@@ -84,13 +86,18 @@ class Search:
         self.emit("status", "loading workload")
         workload = load_workload(cfg.workload, paths.cache, cfg.model, cfg.data)
         paths.prepare()  # only after the input is known to be good: nothing half-written
-        name = check_study_name(cfg.study or f"{workload.name}-{space.name}")
+        suffix = "" if cfg.scenario == "single-stream" else f"-{cfg.scenario}"
+        name = check_study_name(cfg.study or f"{workload.name}-{space.name}{suffix}")
         identity = {
             "workload": workload.name,
             "workload_fingerprint": workload.fingerprint(),
             "space": space.digest(),
             "max_accuracy_drop": cfg.max_accuracy_drop,
         }
+        if cfg.scenario != "single-stream":  # the objective differs: never mix in one study
+            identity["scenario"] = cfg.scenario
+        if cfg.scenario == "server":
+            identity["latency_bound_ms"] = cfg.latency_bound_ms
         storage = cfg.storage or paths.storage_url()
         probe = open_study(
             name, storage, make_sampler(cfg.sampler, cfg.seed, cfg.budget), identity
@@ -101,6 +108,7 @@ class Search:
             study_name=name, storage=storage, sampler=make_sampler(cfg.sampler, seed, cfg.budget)
         )
         self.measure_cfg = MeasureConfig().scaled(cfg.measure_seconds)
+        self.batch_sizes = (1,) if cfg.scenario == "single-stream" else BATCH_SIZES
         self.workload, self.space, self.paths, self.study = workload, space, paths, study
 
         tracker = Tracker(cfg.tracking_uri or paths.tracking_uri(), name, paths.artifacts)
@@ -116,6 +124,9 @@ class Search:
                 "max_accuracy_drop": cfg.max_accuracy_drop,
                 "storage": storage,
                 "targets": ",".join(self.targets),
+                "scenario": cfg.scenario,
+                "latency_bound_ms": cfg.latency_bound_ms,
+                "arrival_rate": cfg.arrival_rate,
             },
             tags={"study": name, "workload": workload.name},
         )
@@ -172,7 +183,15 @@ class Search:
             build_candidate(recipe, self.workload, self.paths.cache),
             self.workload,
             self.measure_cfg,
+            batch_sizes=self.batch_sizes,
         )
+        try:
+            figures = self._scenario(ev.batches or {1: ev.latency})
+        except InfeasibleRecipe as exc:
+            raise UserError(
+                f"--latency-bound-ms {self.cfg.latency_bound_ms:g}: the baseline cannot meet it "
+                f"({exc}); raise the bound"
+            ) from None
         baseline = {
             "accuracy": ev.quality[self.workload.metric],
             "quality": ev.quality,
@@ -184,6 +203,8 @@ class Search:
             "size_mb": ev.size_mb,
             "description": self.workload.baseline_description(),
             "recipe": recipe,
+            "objective_ms": figures["objective_ms"],
+            "scenario": figures,
         }
         self.study.set_user_attr("baseline", baseline)
         return baseline
@@ -239,13 +260,16 @@ class Search:
             return
         accuracy = ev.quality[workload.metric]
         drop = baseline["accuracy"] - accuracy
-        speedup = baseline["latency_ms"] / ev.latency.median_ms
+        objective = hardware["scenario"]["objective_ms"]
+        speedup = objective_of(baseline) / objective
         feasible = drop <= self.cfg.max_accuracy_drop
         trial.set_constraint("accuracy_drop", drop - self.cfg.max_accuracy_drop)
         trial.set_user_attr(
             "result",
             {
                 "quality": ev.quality,
+                "latency_ms": ev.latency.median_ms,
+                "objective_ms": objective,
                 "latency_p90_ms": ev.latency.p90_ms,
                 "latency_runs": ev.latency.n_runs,
                 "latency_source": ev.latency.source,
@@ -264,11 +288,17 @@ class Search:
             "latency_p90_ms": ev.latency.p90_ms,
             "latency_runs": ev.latency.n_runs,
             "speedup": speedup,
+            "objective_ms": objective,
             "size_mb": ev.size_mb,
             "seconds.build": build_s,
             "seconds.train": candidate.train_seconds,
             **{f"seconds.{k}": v for k, v in ev.seconds.items()},
             **{k: v for k, v in hardware.items() if isinstance(v, int | float)},
+            **{
+                f"scenario.{k}": v
+                for k, v in hardware["scenario"].items()
+                if isinstance(v, int | float) and k != "objective_ms"
+            },
             **{f"estimate.{k}": v for k, v in hardware.get("breakdown_ms", {}).items()},
         }
         if monitor is not None and monitor.curve:
@@ -277,7 +307,7 @@ class Search:
         tags["feasible"] = str(feasible).lower()
         run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, failed=False)
         trial.set_user_attr("mlflow_run_id", run_id)
-        study.tell(trial, [accuracy, ev.latency.median_ms])
+        study.tell(trial, [accuracy, objective])
         self.emit(
             "trial",
             TrialEvent(trial.number, done + 1, self.cfg.budget, 0, "complete", speedup, feasible),
@@ -294,9 +324,12 @@ class Search:
         from autoaccel.techniques.target import plan_of
 
         if target_name == LOCAL:
-            ev = evaluate_candidate(candidate, self.workload, self.measure_cfg)
+            ev = evaluate_candidate(
+                candidate, self.workload, self.measure_cfg, batch_sizes=self.batch_sizes
+            )
             figures = local_figures(ev.latency.median_ms, self.targets.get(LOCAL))
-            return ev, {**figures, "batch_size": 1}
+            scenario = self._scenario(ev.batches or {1: ev.latency})
+            return ev, {**figures, "batch_size": 1, "scenario": scenario}
         if candidate.onnx_path is None:
             raise InfeasibleRecipe(
                 f"{target_name} is estimated from an ONNX graph; none was built"
@@ -322,7 +355,28 @@ class Search:
             figures["energy_source"] = est.source
         if est.cost_per_million_usd is not None:
             figures["cost_per_million_usd"] = est.cost_per_million_usd
+        batches = {1: latency}  # single-stream: the plan's batch latency
+        if self.cfg.scenario != "single-stream":  # the scenario picks the batch size
+            for b in self.batch_sizes:
+                at_b = replace(plan, batch_size=b)
+                e, _ = estimate_candidate(candidate.onnx_path, self.workload, target, at_b)
+                batches[b] = Latency(
+                    e.latency_ms, e.latency_ms, e.latency_ms, 0, e.source, target_name
+                )
+        figures["scenario"] = self._scenario(batches)
         return replace(ev, latency=latency), figures
+
+    def _scenario(self, batches) -> dict[str, Any]:
+        """The scenario's figures from per-batch latencies; a server that meets the latency
+        bound at no rate is an infeasible recipe, with the reason."""
+        from autoaccel.evaluate.scenarios import scenario_figures
+
+        try:
+            return scenario_figures(
+                self.cfg.scenario, batches, self.cfg.latency_bound_ms, self.cfg.arrival_rate
+            )
+        except ValueError as exc:
+            raise InfeasibleRecipe(f"server scenario: {exc}") from None
 
     def _monitor(self, baseline: dict[str, Any]):
         """The early-stopping watcher for this trial's training (None without training data),
@@ -392,7 +446,7 @@ class Search:
         trial.set_constraint("accuracy_drop", drop - self.cfg.max_accuracy_drop)
         trial.set_user_attr("result", earlier.user_attrs["result"])
         trial.set_user_attr("duplicate_of", earlier.number)
-        speedup = baseline["latency_ms"] / earlier.values[1]
+        speedup = objective_of(baseline) / earlier.values[1]
         metrics = {
             "accuracy": earlier.values[0],
             "accuracy_drop": drop,
@@ -445,7 +499,9 @@ class Search:
             "metric": workload.metric,
             "metric_description": workload.metric_description,
         }
-        rec = recommend(name, info, baseline, self.cfg.max_accuracy_drop, front, all_points)
+        rec = recommend(
+            name, info, baseline, self.cfg.max_accuracy_drop, front, all_points, self.cfg.prefer
+        )
         trials = study.get_trials(deepcopy=False, states=FINISHED)
         failed = [t for t in trials if t.state.name in ("FAIL", "PRUNED")]
         rec["trials"] = {
@@ -477,6 +533,7 @@ class Search:
             workload.metric,
             title,
         )
+        self._report(out, info)
 
         run_ids = {
             t.number: t.user_attrs["mlflow_run_id"]
@@ -498,6 +555,26 @@ class Search:
             tracking_uri=self.tracker.uri,
             parent_run_id=self.tracker.parent_id or "",
         )
+
+    def _report(self, out: Path, info: dict[str, str]) -> None:
+        """The hardware-selection report (report.md, report.html) beside the study's files.
+        Everything else is already written, so a report that fails to render is a warning
+        with its reason (and a parent-run tag), not a lost search."""
+        from autoaccel.report import write_report
+
+        self.emit("status", "writing the report")
+        try:
+            write_report(
+                self.study,
+                out,
+                workload_info=info,
+                limit=self.cfg.max_accuracy_drop,
+                prefer=self.cfg.prefer,
+            )
+        except Exception as exc:
+            reason = _reason(exc)
+            self.tracker.set_parent_tag("report_error", reason)
+            self.emit("warning", f"the report could not be written: {reason}")
 
     def _confirm(self, best: dict[str, Any], baseline: dict[str, Any]) -> None:
         """Re-time the recommendation and the baseline interleaved, in one sitting.

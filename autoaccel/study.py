@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -94,6 +95,30 @@ def _create(name: str, storage: str, sampler) -> optuna.Study:
             if "already exists" not in str(exc) or attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def load_existing_study(name: str | None, storage: str) -> optuna.Study:
+    """An existing study (for `report`, `export`): never creates a store or a study."""
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).exists():
+        raise UserError(
+            f"--storage {storage}: no such study store; run `autoaccel search` first or pass "
+            "--runs-dir/--storage"
+        )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        names = optuna.get_all_study_names(storage=storage)
+    except Exception as exc:
+        raise UserError(f"--storage {storage}: cannot open it ({_one_line(exc)})") from None
+    if name is None:
+        if len(names) != 1:
+            listed = ", ".join(names) or "none"
+            raise UserError(f"give --study NAME; the store holds these studies: {listed}")
+        name = names[0]
+    if name not in names:
+        raise UserError(
+            f"--study {name!r}: no such study in {storage}; known: {', '.join(names) or 'none'}"
+        )
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def finished_count(study: optuna.Study) -> int:

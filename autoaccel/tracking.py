@@ -85,8 +85,25 @@ class Tracker:
         for number, run_id in run_ids.items():
             self.client.set_tag(run_id, "pareto", "true" if number in pareto else "false")
 
+    def set_parent_tag(self, key: str, value: str) -> None:
+        self.client.set_tag(self.parent_id, key, value[:5000])
+
     def log_artifacts(self, folder: Path) -> None:
         self.client.log_artifacts(self.parent_id, str(folder))
+
+    def latest_parent(self) -> str | None:
+        """The study's most recent parent run (the last `search` invocation), if any."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string="tags.`autoaccel.role` = 'study'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def log_files(self, run_id: str, files: list[Path]) -> None:
+        for path in files:
+            self.client.log_artifact(run_id, str(path))
 
     def end_parent(self, status: str = "FINISHED") -> None:
         if self.parent_id is not None:

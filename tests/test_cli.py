@@ -185,3 +185,31 @@ def test_ui_serves_mlflow_on_loopback(tmp_path):
 def test_ui_without_a_store_says_how_to_make_one(tmp_path):
     out = run("ui", "--runs-dir", str(tmp_path / "nothing"))
     assert out.returncode == 2 and "run `autoaccel search` first" in out.stderr
+
+
+def test_report_command_rewrites_report_and_logs_it_to_the_latest_parent_run(tmp_path):
+    import sqlite3
+
+    import autoaccel
+
+    runs = tmp_path / "runs"
+    autoaccel.search("seed-mlp", budget=2, runs_dir=runs, space="quick", measure_seconds=0.03)
+    html = runs / "seed-mlp-quick" / "report.html"
+    html.unlink()  # written by the search; the command writes it again
+    out = run("report", "--runs-dir", str(runs))
+    assert out.returncode == 0, out.stderr
+    assert html.exists() and "logged to MLflow run" in out.stdout
+    con = sqlite3.connect(runs / "mlflow.db")
+    parents = con.execute(
+        "select run_uuid from tags where key = 'autoaccel.role' and value = 'study'"
+    ).fetchall()
+    con.close()
+    assert len(parents) == 1
+    (logged,) = (runs / "mlartifacts").rglob("report.html")  # replaced in the parent run
+    assert logged.read_bytes() == html.read_bytes()
+
+
+def test_report_command_for_unknown_study_is_one_line_exit_2(tmp_path):
+    out = run("report", "--runs-dir", str(tmp_path / "none"))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "no such study store" in out.stderr and not (tmp_path / "none").exists()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from autoaccel.frontier import Point, recommend
+from dataclasses import replace
+
+import pytest
+
+from autoaccel.errors import UserError
+from autoaccel.frontier import Point, choose, objective_frontier, recommend, tie_tolerance
 
 BASELINE = {
     "accuracy": 0.90,
@@ -81,3 +86,106 @@ def test_recommend_is_null_with_reason_and_closest_when_nothing_meets_limit():
 def test_recommend_says_so_when_no_trial_completed():
     rec = recommend("s", WORKLOAD, BASELINE, 0.01, [], [])
     assert rec["recommended"] is None and "no trial completed" in rec["reason"]
+
+
+# -- the policy: prefer latency, cost or energy; measured wins a tie ------------------------
+
+
+def _hw(
+    trial: int,
+    target: str,
+    latency: float,
+    *,
+    accuracy: float = 0.90,
+    energy: float | None = None,
+    cost: float | None = None,
+    feasible: bool = True,
+) -> Point:
+    measured = target == "cpu-local"
+    return replace(
+        _point(trial, accuracy, latency, feasible),
+        target=target,
+        latency_source="measured" if measured else f"estimated:{target}",
+        energy_j=energy,
+        cost_per_million_usd=cost,
+    )
+
+
+def test_prefer_cost_picks_cheapest_feasible_point_never_an_infeasible_one():
+    pts = [
+        _hw(0, "nvidia-t4", 0.5, cost=0.01, energy=0.02),
+        _hw(1, "nvidia-l4", 0.4, cost=0.005, energy=0.03),
+        _hw(2, "google-tpu-v5e", 0.3, cost=0.001, energy=0.001, accuracy=0.80, feasible=False),
+        _hw(3, "hailo-8", 0.2, energy=0.0005),  # no published price: no cost figure
+    ]
+    rec = recommend("s", WORKLOAD, BASELINE, 0.01, [], pts, prefer="cost")
+    assert rec["recommended"]["trial"] == 1
+    assert rec["prefer"] == "cost" and "prefer cost" in rec["policy"]
+    assert "cost per million" in rec["rationale"]
+    assert [p["trial"] for p in rec["objective_frontier"]] == [1]
+
+
+def test_prefer_energy_picks_lowest_energy_feasible_point_never_an_infeasible_one():
+    pts = [
+        _hw(0, "nvidia-t4", 0.5, cost=0.01, energy=0.02),
+        _hw(1, "google-edge-tpu", 2.0, energy=0.0004),
+        _hw(2, "hailo-8", 1.0, energy=0.0001, accuracy=0.85, feasible=False),
+    ]
+    rec = recommend("s", WORKLOAD, BASELINE, 0.01, [], pts, prefer="energy")
+    assert rec["recommended"]["trial"] == 1
+    chosen, _ = choose(pts, "energy")
+    assert chosen is not None and chosen.feasible
+
+
+def test_prefer_latency_never_recommends_a_faster_infeasible_point():
+    pts = [_hw(0, "nvidia-h100-sxm", 0.01, accuracy=0.5, feasible=False), _hw(1, "cpu-local", 3.0)]
+    rec = recommend("s", WORKLOAD, BASELINE, 0.01, [], pts)
+    assert rec["recommended"]["trial"] == 1
+
+
+def test_measured_point_wins_a_near_tie_against_an_estimate_below_one_ms():
+    estimated = _hw(0, "nvidia-t4", 0.100, cost=0.0010, energy=0.010)
+    measured = _hw(1, "cpu-local", 0.110, cost=0.0011, energy=0.011)  # +10 %: within 15 %
+    for prefer in ("latency", "cost", "energy"):
+        pick, why = choose([estimated, measured], prefer)
+        assert pick is measured, prefer
+        assert "measured figure is preferred" in why and "trial 0" in why
+    rec = recommend("s", WORKLOAD, BASELINE, 0.01, [estimated], [estimated, measured])
+    assert rec["recommended"]["trial"] == 1
+    assert rec["recommended"]["latency_source"] == "measured"
+
+
+def test_estimate_wins_when_the_measured_point_is_slower_than_the_noise():
+    estimated = _hw(0, "nvidia-t4", 0.100)
+    measured = _hw(1, "cpu-local", 0.120)  # +20 %: beyond the 15 % sub-ms noise
+    pick, why = choose([estimated, measured], "latency")
+    assert pick is estimated and "estimated:nvidia-t4" in why
+
+
+def test_tie_tolerance_is_five_percent_from_one_ms():
+    assert tie_tolerance(0.5) == 0.15 and tie_tolerance(1.0) == 0.05
+    estimated = _hw(0, "nvidia-t4", 10.0)
+    assert choose([estimated, _hw(1, "cpu-local", 10.4)], "latency")[0].trial == 1
+    assert choose([estimated, _hw(1, "cpu-local", 11.0)], "latency")[0].trial == 0
+
+
+def test_prefer_cost_without_any_cost_figure_recommends_nothing_and_says_why():
+    pts = [_hw(0, "hailo-8", 0.2, energy=0.001)]
+    rec = recommend("s", WORKLOAD, BASELINE, 0.01, [], pts, prefer="cost")
+    assert rec["recommended"] is None
+    assert "cost per million" in rec["reason"] and "closest" not in rec
+
+
+def test_unknown_preference_is_a_user_error():
+    with pytest.raises(UserError, match="latency, cost, energy"):
+        recommend("s", WORKLOAD, BASELINE, 0.01, [], [], prefer="speed")
+
+
+def test_objective_frontier_keeps_only_non_dominated_feasible_points():
+    pts = [
+        _hw(0, "cpu-local", 1.0, accuracy=0.90),
+        _hw(1, "cpu-local", 2.0, accuracy=0.895),  # slower and worse: dominated
+        _hw(2, "cpu-local", 0.5, accuracy=0.893),
+        _hw(3, "cpu-local", 0.1, accuracy=0.70, feasible=False),
+    ]
+    assert [p.trial for p in objective_frontier(pts, "latency")] == [2, 0]

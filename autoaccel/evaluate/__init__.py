@@ -18,6 +18,8 @@ class Evaluation:
     latency: Latency | None  # None when the candidate is estimated, not timed, here
     size_mb: float
     seconds: dict[str, float] = field(default_factory=dict)
+    batches: dict[int, Latency] = field(default_factory=dict)
+    """Latency of one batch per batch size, when more than batch 1 was timed (scenarios)."""
 
 
 def evaluate_candidate(
@@ -25,9 +27,10 @@ def evaluate_candidate(
     workload: Workload,
     cfg: MeasureConfig = DEFAULT_PROTOCOL,
     time_it: bool = True,
+    batch_sizes: tuple[int, ...] = (1,),
 ) -> Evaluation:
     """Quality on the validation data (always run for real) and, with `time_it`, latency by
-    the measurement protocol."""
+    the measurement protocol: batch 1 alone, or every size in `batch_sizes` interleaved."""
     t0 = time.perf_counter()
     predict = open_runner(candidate, workload.input_names)
     t1 = time.perf_counter()
@@ -36,14 +39,28 @@ def evaluate_candidate(
     if bad:
         raise ValueError(f"non-finite quality figure(s) {bad}: the candidate's outputs are broken")
     t2 = time.perf_counter()
-    inputs = workload.latency_inputs(1)
-    latency = measure(lambda: predict(inputs), cfg) if time_it else None
+    batches: dict[int, Latency] = {}
+    if not time_it:
+        latency = None
+    elif batch_sizes == (1,):
+        inputs = workload.latency_inputs(1)
+        latency = measure(lambda: predict(inputs), cfg)
+    else:
+        from autoaccel.evaluate.scenarios import measure_batches
+
+        def run(b: int):
+            inputs = workload.latency_inputs(b)
+            return lambda: predict(inputs)
+
+        batches = measure_batches(run, batch_sizes, cfg)
+        latency = batches[1]
     t3 = time.perf_counter()
     return Evaluation(
         quality=quality,
         latency=latency,
         size_mb=model_size_mb(candidate),
         seconds={"open": t1 - t0, "quality": t2 - t1, "latency": t3 - t2},
+        batches=batches,
     )
 
 

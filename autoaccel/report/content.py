@@ -1,0 +1,369 @@
+"""The report laid out: sections of plain-text paragraphs, bullet lists, tables and figures.
+
+Every string here is plain text (user-supplied names included); the Markdown and HTML
+renderers escape it, so this module never writes markup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from autoaccel.frontier import NOISE, SUB_MS_NOISE, Point
+from autoaccel.report.cells import (
+    basis,
+    change,
+    dollars,
+    goal_figure,
+    joules,
+    ms,
+    pct,
+    plural,
+    point_from,
+    qps,
+    rests_on,
+    source,
+    steps,
+    trial_list,
+)
+from autoaccel.report.facts import GOALS, Facts
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str
+    strong: bool = False
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: list[str]
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str  # the chart's name in `charts.render`
+    caption: str
+
+
+Block = Para | Bullets | Table | Figure
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Document:
+    title: str
+    subtitle: str
+    sections: list[Section]
+
+
+def layout(facts: Facts, figures: dict[str, str]) -> Document:
+    """The document; `figures` maps each chart key to its caption, in order."""
+    wl, n = facts.workload, facts.states
+    done = ", ".join(f"{v} {k.lower()}" for k, v in sorted(n.items())) or "none"
+    return Document(
+        title=f"Hardware-selection report: study {facts.study}",
+        subtitle=(
+            f"Workload {wl['name']}; {sum(n.values())} trials ({done}), "
+            f"{len(facts.points)} distinct candidates; generated "
+            f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from the study storage."
+        ),
+        sections=[
+            _recommendation(facts),
+            _workload(facts),
+            _per_target(facts),
+            _selection(facts),
+            Section(
+                "Pareto frontiers",
+                [
+                    Para(
+                        f"Quality ({wl['metric']}) against median latency (log scale). Crosses "
+                        "are over "
+                        "the accuracy limit (dashed line); the star is the baseline, measured "
+                        "here. Latencies of other targets are estimates; on one chart they "
+                        "compare a measured number with cost-model numbers."
+                    ),
+                    *[Figure(k, c) for k, c in figures.items()],
+                    _frontier_table(facts),
+                ],
+            ),
+            _contributions(facts),
+            _caveats(facts),
+            _troubles(facts),
+        ],
+    )
+
+
+# -- sections ---------------------------------------------------------------------------
+
+
+def _recommendation(facts: Facts) -> Section:
+    rec = facts.recommendation
+    blocks: list[Block] = []
+    if rec["recommended"]:
+        pick = rec["recommended"]
+        blocks.append(Para(f"Recommended (trial {pick['trial']}): {pick['summary']}.", True))
+        blocks.append(Para(f"Why: {rec['rationale']}. Policy: {rec['policy']}."))
+        point = point_from(pick)
+        rests = rests_on(point, facts.prefer)
+        if not point.measured:
+            rests += "; see the caveats on cost-model error"
+        blocks.append(Para(f"This choice rests on {rests}."))
+    else:
+        blocks.append(Para(f"No recommendation: {rec['reason']}.", True))
+        if rec.get("closest"):
+            blocks.append(Para("The closest candidates to the limit (smallest drop first):"))
+            closest = [point_from(d) for d in rec["closest"]]
+            blocks.append(_points_table(facts, closest))
+            blocks.append(
+                Para(
+                    "Options: loosen the limit (--max-accuracy-drop), search longer, or "
+                    "search gentler techniques (less pruning, int8 with per-channel scales)."
+                )
+            )
+    return Section("Recommendation", blocks)
+
+
+def _workload(facts: Facts) -> Section:
+    wl, base, limit = facts.workload, facts.baseline, facts.limit
+    metric = wl["metric"] + (f" ({wl['metric_description']})" if wl["metric_description"] else "")
+    rows = [
+        ["workload", wl["name"]],
+        ["quality metric (higher is better)", metric],
+        [
+            "accuracy limit",
+            f"a drop of at most {limit:g} {wl['metric']} (absolute): at least "
+            f"{base['accuracy'] - limit:.4f}",
+        ],
+        ["baseline", str(base.get("description", ""))],
+        ["baseline quality", f"{base['accuracy']:.4f}"],
+        [
+            "baseline latency p50 / p90",
+            f"{ms(base['latency_ms'])} / {ms(base.get('latency_p90_ms'))}, "
+            f"{base.get('latency_source', 'measured')} on {base.get('target', 'cpu-local')}"
+            + (f", {base['latency_runs']} runs" if base.get("latency_runs") else ""),
+        ],
+        ["baseline size", f"{base.get('size_mb', float('nan')):.3f} MB"],
+    ]
+    return Section("Workload and baseline", [Table(["", "value"], rows)])
+
+
+def _per_target(facts: Facts) -> Section:
+    metric = facts.workload["metric"]
+    headers = ["target", "figures from", "trial", "recipe", "latency p50 / p90", "speedup"]
+    headers += ["throughput", f"{metric} (change)", "energy / inference", "$ / 1M inferences"]
+    rows = []
+    for row in facts.targets:
+        p = row.best
+        if p is None:
+            over = row.complete - row.feasible
+            rows.append(
+                [row.target, "-", "-", "none within the limit"]
+                + [f"{row.complete} complete, {over} over the limit, {row.failed} failed"]
+                + ["-"] * 5
+            )
+            continue
+        rows.append(
+            [
+                row.target,
+                basis(p),
+                str(p.trial),
+                p.description,
+                f"{ms(p.latency_ms)} / {ms(p.latency_p90_ms)}",
+                f"{p.speedup:.2f}x",
+                qps(p.throughput_qps),
+                f"{p.accuracy:.4f} ({change(p.accuracy_drop)})",
+                joules(p.energy_j),
+                dollars(p.cost_per_million_usd),
+            ]
+        )
+    return Section(
+        "Best recipe per target",
+        [
+            Para(
+                "For each target, its fastest candidate within the accuracy limit. 'figures "
+                "from' says what the row rests on: measured here, or estimated by the target's "
+                "cost model from its hardware profile. Energy and cost of a measured candidate "
+                "multiply its measured latency by the cpu-local profile's power and price, so "
+                "they are estimates too. Throughput counts the plan's batch and replicas; '-' "
+                "means the profile publishes no figure (e.g. no price)."
+            ),
+            Table(headers, rows),
+        ],
+    )
+
+
+def _selection(facts: Facts) -> Section:
+    rows = []
+    for g in facts.goals:
+        p = g.point
+        if p is None:
+            rows.append([GOALS[g.goal], "-", "-", "-", "-", g.why])
+            continue
+        runner = next((q for q in g.ranking if q.target != p.target), None)
+        rows.append(
+            [
+                GOALS[g.goal],
+                f"{p.target}, trial {p.trial}: {p.description}",
+                goal_figure(p, g.goal),
+                rests_on(p, g.goal),
+                f"{runner.target}: {goal_figure(runner, g.goal)}" if runner else "-",
+                g.why,
+            ]
+        )
+    on_estimates = [
+        GOALS[g.goal] for g in facts.goals if g.point is not None and not g.point.measured
+    ]
+    blocks: list[Block] = [
+        Table(["goal", "choice", "figure", "rests on", "next-best target", "why"], rows),
+        Para(
+            "Choices resting on cost-model estimates: "
+            + (", ".join(on_estimates) if on_estimates else "none (every pick is measured here)")
+            + "."
+        ),
+    ]
+    targets = sorted({p.target for g in facts.goals for p in g.ranking})
+    ranks = {g.goal: {p.target: (i + 1, p) for i, p in enumerate(g.ranking)} for g in facts.goals}
+    goals = ["latency", "cost", "energy", "throughput"]
+    table = []
+    for t in sorted(targets, key=lambda t: ranks[facts.prefer].get(t, (999, None))[0]):
+        cells = [t]
+        for goal in goals:
+            rank, p = ranks[goal].get(t, (None, None))
+            cells.append(f"#{rank}: {goal_figure(p, goal)}" if p else "-")
+        table.append(cells)
+    if table:
+        blocks.append(Para(f"Targets ranked per goal (rows in order of {facts.prefer}):"))
+        blocks.append(Table(["target", *[GOALS[g] for g in goals]], table))
+    return Section("Hardware selection by goal", blocks)
+
+
+def _frontier_table(facts: Facts) -> Block:
+    if not facts.frontier:
+        return Para("No candidate meets the accuracy limit: the frontier is empty.")
+    return _points_table(facts, facts.frontier)
+
+
+def _contributions(facts: Facts) -> Section:
+    blocks: list[Block] = [
+        Para(
+            "Parameter importances (Optuna fANOVA over the completed trials; parameters present "
+            "in every trial only, so conditional ones such as calibration are not assessed). "
+            "A high share means the parameter explains much of the objective's variation."
+        )
+    ]
+    names = sorted(
+        {k for imp in facts.importances for k in imp.values},
+        key=lambda k: -max(imp.values.get(k, 0.0) for imp in facts.importances),
+    )
+    if names:
+        rows = [
+            [k, *[f"{imp.values[k]:.2f}" if k in imp.values else "-" for imp in facts.importances]]
+            for k in names
+        ]
+        blocks.append(Table(["parameter", *[imp.objective for imp in facts.importances]], rows))
+    notes = [f"{imp.objective}: {imp.note}" for imp in facts.importances if imp.note]
+    if notes:
+        blocks.append(Bullets(notes))
+    rec = facts.recommendation["recommended"]
+    if rec:
+        blocks.append(Para(f"The recommended recipe (trial {rec['trial']}), step by step:"))
+        blocks.append(Table(["technique", "settings", "effect"], steps(rec["recipe"])))
+    return Section("What each technique contributed", blocks)
+
+
+def _caveats(facts: Facts) -> Section:
+    items = []
+    f = facts.fidelity
+    if f is None:
+        items.append(
+            "Cost-model error: the fidelity has not been measured (no "
+            "benchmarks/results/costmodel_fidelity.json); treat estimated latencies as "
+            "rough, unvalidated figures."
+        )
+    else:
+        parts = []
+        if f.spearman is not None:
+            parts.append(f"Spearman rank correlation {f.spearman:.2f}")
+        if f.mdape_pct is not None:
+            parts.append(f"median absolute error {f.mdape_pct:.0f} %")
+        over = f" over {f.n} candidates" if f.n else ""
+        items.append(
+            f"Cost-model error, checked against real timings on this machine's CPU: "
+            f"{', '.join(parts)}{over}. The other targets' estimates are not checked against "
+            "their hardware: trust their ranking more than their absolute figures."
+        )
+        if f.workload:
+            items.append(
+                f"On {facts.workload['name']} alone the fidelity check had "
+                f"{plural(f.workload.get('n', 0), 'candidate')} (median absolute error "
+                f"{pct(f.workload.get('mdape_pct'))})."
+            )
+    items.append(
+        f"Measurement noise: on this shared machine, measured differences under "
+        f"{SUB_MS_NOISE:.0%} between sub-millisecond candidates (under {NOISE:.0%} above 1 ms) "
+        "are noise unless repeated; the policy treats such figures as tied and prefers the "
+        "measured one."
+    )
+    items.append(
+        "Energy and $ per million inferences come from the profiles' published power and "
+        "prices (some assumed; autoaccel targets show NAME cites each); they scale with "
+        "latency, so they inherit its error."
+    )
+    items.append(
+        "Quality is always measured by running each candidate on the validation data here, "
+        "whatever the target; a target that computes differently (e.g. int8-only units) may "
+        "differ slightly."
+    )
+    return Section("Caveats", [Bullets(items)])
+
+
+def _troubles(facts: Facts) -> Section:
+    if not facts.troubles:
+        return Section(
+            "Failed, infeasible and early-stopped trials",
+            [Para("None: every finished trial produced a candidate within the limit.")],
+        )
+    rows = [[g.kind, str(len(g.trials)), trial_list(g.trials), g.reason] for g in facts.troubles]
+    return Section(
+        "Failed, infeasible and early-stopped trials",
+        [
+            Para(
+                "Grouped by kind and reason (reasons that differ only in numbers are grouped; "
+                "one is shown). The full reason and traceback of each is in its MLflow run."
+            ),
+            Table(["kind", "count", "trials", "reason"], rows),
+        ],
+    )
+
+
+def _points_table(facts: Facts, pts: list[Point]) -> Table:
+    rows = [
+        [
+            str(p.trial),
+            p.target,
+            p.description,
+            f"{p.accuracy:.4f}",
+            change(p.accuracy_drop),
+            f"{ms(p.latency_ms)} / {ms(p.latency_p90_ms)}",
+            f"{p.speedup:.2f}x",
+            source(p),
+        ]
+        for p in pts
+    ]
+    headers = ["trial", "target", "recipe", facts.workload["metric"], "change", "p50 / p90"]
+    return Table([*headers, "speedup", "latency"], rows)
+
+
+__all__ = ["Document", "Section", "Para", "Bullets", "Table", "Figure", "layout"]

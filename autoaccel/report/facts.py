@@ -1,0 +1,332 @@
+"""The report's facts, read from the study storage alone: no candidate is rebuilt or re-timed
+and the workload is not loaded, so `autoaccel report --study NAME` can run any time later."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from autoaccel.errors import UserError
+from autoaccel.frontier import (
+    OBJECTIVES,
+    Point,
+    choose,
+    figure,
+    objective_frontier,
+    points,
+    recommend,
+)
+
+FIDELITY_FILE = (
+    Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "costmodel_fidelity.json"
+)
+"""Written by `benchmarks/costmodel_fidelity.py` in a source checkout; absent elsewhere."""
+
+GOALS: dict[str, str] = {
+    "latency": "lowest latency",
+    "cost": "lowest cost per million inferences",
+    "energy": "lowest energy per inference",
+    "throughput": "highest throughput",
+    "local": "best on this machine (measured)",
+}
+
+
+@dataclass(frozen=True)
+class TargetBest:
+    """One target: its fastest candidate within the limit (None if none) and trial counts."""
+
+    target: str
+    best: Point | None
+    complete: int
+    feasible: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class GoalPick:
+    """The pick for one goal and each target's best for it, best first."""
+
+    goal: str
+    point: Point | None
+    why: str
+    ranking: list[Point]
+
+
+@dataclass(frozen=True)
+class Trouble:
+    """Trials that gave no usable candidate, grouped by kind and reason."""
+
+    kind: str
+    reason: str
+    trials: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Importance:
+    objective: str
+    values: dict[str, float]
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """The cost model's error where it can be checked against real timings."""
+
+    n: int | None
+    spearman: float | None
+    mdape_pct: float | None
+    workload: dict[str, Any] | None
+    protocol: str | None
+
+
+@dataclass(frozen=True)
+class Facts:
+    study: str
+    workload: dict[str, str]
+    limit: float
+    prefer: str
+    baseline: dict[str, Any]
+    points: list[Point]
+    frontier: list[Point]
+    recommendation: dict[str, Any]
+    targets: list[TargetBest]
+    goals: list[GoalPick]
+    importances: list[Importance]
+    troubles: list[Trouble]
+    fidelity: Fidelity | None
+    states: dict[str, int]
+
+
+def gather(
+    study: optuna.Study,
+    *,
+    workload_info: dict[str, str] | None = None,
+    limit: float | None = None,
+    prefer: str = "latency",
+    fidelity: dict[str, Any] | Path | None = None,
+) -> Facts:
+    """Everything the report says, from the study's storage. `workload_info` (name, metric,
+    metric_description) and `limit` default to what the study recorded; `fidelity` is the
+    cost-model fidelity result, or a path to its JSON (default: the benchmark's file)."""
+    baseline = study.user_attrs.get("baseline")
+    if not baseline:
+        raise UserError(
+            f"study {study.study_name!r} has no baseline yet: run `autoaccel search` first"
+        )
+    identity = study.user_attrs.get("identity", {})
+    workload = _workload(workload_info, identity, baseline)
+    recorded = identity.get("max_accuracy_drop")
+    if limit is None:
+        if recorded is None:
+            raise UserError(f"study {study.study_name!r} records no accuracy limit: pass one")
+        limit = float(recorded)
+    all_points = points(study, baseline)
+    if recorded is None or not math.isclose(limit, recorded):
+        # judged against another limit than the one the search ran with
+        all_points = [replace(p, feasible=p.accuracy_drop <= limit + 1e-12) for p in all_points]
+    frontier = objective_frontier(all_points, "latency")
+    rec = recommend(study.study_name, workload, baseline, limit, frontier, all_points, prefer)
+    trials = study.get_trials(deepcopy=False)
+    return Facts(
+        study=study.study_name,
+        workload=workload,
+        limit=limit,
+        prefer=prefer,
+        baseline=baseline,
+        points=all_points,
+        frontier=frontier,
+        recommendation=rec,
+        targets=_targets(trials, all_points),
+        goals=[_goal(goal, all_points) for goal in GOALS],
+        importances=_importances(study, workload["metric"]),
+        troubles=_troubles(trials, all_points, workload["metric"], limit),
+        fidelity=read_fidelity(FIDELITY_FILE if fidelity is None else fidelity, workload),
+        states=_states(trials),
+    )
+
+
+def read_fidelity(
+    source: dict[str, Any] | Path, workload: dict[str, str] | None = None
+) -> Fidelity | None:
+    """Spearman rank correlation and median absolute % error of the cost model against
+    measured latencies; None when the file is absent or says neither."""
+    if isinstance(source, Path):
+        try:
+            source = json.loads(source.read_text())
+        except (OSError, ValueError):
+            return None
+    if not isinstance(source, dict):
+        return None
+    summary = source.get("summary") if isinstance(source.get("summary"), dict) else {}
+    overall = summary.get("all") if isinstance(summary.get("all"), dict) else source
+    spearman = _number(overall.get("spearman"))
+    mdape = _number(overall.get("mdape_pct", overall.get("mdape")))
+    if spearman is None and mdape is None:
+        return None
+    mine = summary.get(workload["name"]) if workload else None
+    n = _number(overall.get("n"))
+    return Fidelity(
+        n=int(n) if n is not None else None,
+        spearman=spearman,
+        mdape_pct=mdape,
+        workload=mine if isinstance(mine, dict) else None,
+        protocol=source.get("protocol") if isinstance(source.get("protocol"), str) else None,
+    )
+
+
+def _workload(
+    info: dict[str, str] | None, identity: dict[str, Any], baseline: dict[str, Any]
+) -> dict[str, str]:
+    quality = baseline.get("quality", {})
+    metric = next((k for k, v in quality.items() if v == baseline["accuracy"]), "quality")
+    found = {
+        "name": str(identity.get("workload", "workload")),
+        "metric": metric,
+        "metric_description": "",
+    }
+    return {**found, **(info or {})}
+
+
+def _targets(trials: list[optuna.trial.FrozenTrial], all_points: list[Point]) -> list[TargetBest]:
+    tried: dict[str, int] = {}
+    for t in trials:
+        name = t.user_attrs.get("recipe", {}).get("target.name", "cpu-local")
+        if t.state.name in ("FAIL", "PRUNED"):
+            tried[name] = tried.get(name, 0) + 1
+        else:
+            tried.setdefault(name, 0)
+    for p in all_points:
+        tried.setdefault(p.target, 0)
+    rows = []
+    for name, failed in tried.items():
+        mine = [p for p in all_points if p.target == name]
+        best, _ = choose(mine, "latency")
+        rows.append(TargetBest(name, best, len(mine), sum(p.feasible for p in mine), failed))
+    return sorted(
+        rows, key=lambda r: (r.best is None, r.best.latency_ms if r.best else 0.0, r.target)
+    )
+
+
+def _goal(goal: str, all_points: list[Point]) -> GoalPick:
+    by_target: dict[str, list[Point]] = {}
+    for p in all_points:
+        by_target.setdefault(p.target, []).append(p)
+    if goal in OBJECTIVES:
+        pick, why = choose(all_points, goal)
+        ranking = [b for pts in by_target.values() if (b := choose(pts, goal)[0]) is not None]
+        ranking.sort(key=lambda p: (figure(p, goal), p.trial))
+        return GoalPick(goal, pick, why, ranking)
+    if goal == "throughput":
+        pool = [p for p in all_points if p.feasible and p.throughput_qps]
+        ranking = []
+        for pts in by_target.values():
+            mine = [p for p in pts if p in pool]
+            if mine:
+                ranking.append(max(mine, key=lambda p: (p.throughput_qps, p.accuracy)))
+        ranking.sort(key=lambda p: -p.throughput_qps)
+        why = f"highest throughput among {len(pool)} feasible candidates (batch and replicas)"
+        return GoalPick(goal, ranking[0] if ranking else None, why, ranking)
+    measured = [p for p in all_points if p.measured]
+    pick, why = choose(measured, "latency")
+    if pick is None:
+        why = "no candidate measured on this machine meets the accuracy limit"
+    ranking = [b for pts in by_target.values() if (b := choose(pts, "latency")[0]) and b.measured]
+    why = why.replace("feasible", "feasible measured")
+    return GoalPick(goal, pick, why, sorted(ranking, key=lambda p: p.latency_ms))
+
+
+def _importances(study: optuna.Study, metric: str) -> list[Importance]:
+    """fANOVA importance of each parameter present in every completed trial, per objective
+    (latency on a log scale: targets differ by orders of magnitude)."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    done = [t for t in done if t.values and len(t.values) >= 2]
+    out = []
+    for i, name in ((0, metric), (1, "latency (log)")):
+        values = [t.values[i] for t in done]
+        if len(done) < 2:
+            note = f"needs at least 2 completed trials ({len(done)} so far)"
+        elif len(set(values)) < 2:
+            note = f"every completed trial has the same {name}: no parameter changed it"
+        elif i == 1 and min(values) <= 0:
+            note = "a latency of zero or less cannot be put on a log scale"
+        else:
+            note = None
+        if note:
+            out.append(Importance(name, {}, note))
+            continue
+        target = (lambda t: t.values[0]) if i == 0 else (lambda t: math.log(t.values[1]))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = optuna.importance.get_param_importances(
+                    study,
+                    evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+                    target=target,
+                )
+        except Exception as exc:  # too few trials, single-valued parameters, ...
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            out.append(Importance(name, {}, f"not computed: {first[:200]}"))
+            continue
+        clean = {k: float(v) for k, v in got.items() if math.isfinite(v)}
+        note = None if clean else "no parameter varied across every completed trial"
+        out.append(Importance(name, clean, note))
+    return out
+
+
+def _troubles(
+    trials: list[optuna.trial.FrozenTrial], all_points: list[Point], metric: str, limit: float
+) -> list[Trouble]:
+    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for t in trials:
+        reason = t.user_attrs.get("fail_reason") or t.user_attrs.get("early_stopped") or ""
+        if t.state.name == "FAIL":
+            kind = "failed"
+        elif t.state.name == "PRUNED":
+            kind = "early-stopped" if "early_stopped" in t.user_attrs else "infeasible recipe"
+        elif t.state.name in ("RUNNING", "WAITING"):
+            kind, reason = "unfinished", "interrupted, or still running in another process"
+        else:
+            continue
+        reason = reason or "no reason recorded"
+        groups.setdefault((kind, _shape(reason)), []).append((t.number, reason))
+    out = [
+        Trouble(kind, items[0][1], tuple(n for n, _ in items))
+        for (kind, _), items in groups.items()
+    ]
+    over = [p for p in all_points if not p.feasible]
+    if over:
+        drops = [p.accuracy_drop for p in over]
+        reason = (
+            f"{metric} dropped {min(drops):.4f} to {max(drops):.4f} below the baseline "
+            f"(limit {limit})"
+        )
+        out.append(Trouble("over the accuracy limit", reason, tuple(p.trial for p in over)))
+    order = ["failed", "infeasible recipe", "early-stopped", "over the accuracy limit"]
+    return sorted(
+        out, key=lambda g: (order.index(g.kind) if g.kind in order else 9, -len(g.trials))
+    )
+
+
+def _shape(reason: str) -> str:
+    """A reason with its numbers blanked: reasons that differ only in figures group together."""
+    return re.sub(r"\d+(\.\d+)?(e-?\d+)?", "#", reason)[:300]
+
+
+def _states(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in trials:
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
