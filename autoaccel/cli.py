@@ -267,6 +267,77 @@ def report(
     typer.echo(f"wrote {html_path} and {md}")
 
 
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option(help="Where to write the ONNX model (sidecar: .json).")],
+    recommended: Annotated[
+        bool, typer.Option("--recommended", help="Export the study's recommendation.")
+    ] = False,
+    trial: Annotated[int | None, typer.Option(help="Export this trial instead.")] = None,
+    study: Annotated[
+        str | None, typer.Option(help="Study name (default: the only study in the storage).")
+    ] = None,
+    runs_dir: Annotated[Path, typer.Option(help="The runs folder of your searches.")] = Path(
+        "runs"
+    ),
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db)."),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI (default sqlite:///<runs-dir>/mlflow.db)."),
+    ] = None,
+    prefer: Annotated[
+        str, typer.Option(help="With --recommended: latency, cost or energy.")
+    ] = "latency",
+    workload: Annotated[
+        str | None, typer.Option(help="Override the workload the study recorded.")
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="Override: your ONNX model.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Override: your .npz data.")] = None,
+    tolerance: Annotated[
+        float,
+        typer.Option(help="Largest allowed difference of the re-checked quality (metric units)."),
+    ] = 0.002,
+) -> None:
+    """Rebuild a trial's model from its recorded recipe, re-check its quality, and write the
+    ONNX file plus a JSON sidecar (recipe, runtime settings, expected figures)."""
+    from autoaccel.config import RunPaths
+    from autoaccel.errors import UserError
+    from autoaccel.export import ExportMismatch, export_trial, pick_trial
+    from autoaccel.study import load_existing_study
+
+    if recommended == (trial is not None):
+        raise UserError("give exactly one of --recommended or --trial N")
+    if out.suffix != ".onnx":
+        raise UserError(f"--out {out}: name the model file with .onnx (e.g. model.onnx)")
+    paths = RunPaths(runs_dir)
+    found = load_existing_study(study, storage or paths.storage_url())
+    frozen = pick_trial(found, trial, prefer)
+    wl = None
+    if workload or model or data:
+        from autoaccel.workloads import load_workload
+
+        wl = load_workload(workload, paths.cache, model, data)
+    try:
+        done = export_trial(found, frozen, out, paths.cache, wl, tolerance)
+    except ExportMismatch as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        sys.exit(1)
+    typer.echo(
+        f"trial {done.trial}: wrote {done.model} and {done.sidecar}; quality re-checked "
+        f"{done.quality:.4f} (recorded {done.recorded:.4f})"
+    )
+    if tracking_uri or (paths.root / "mlflow.db").exists():
+        from autoaccel.tracking import Tracker
+
+        tracker = Tracker(tracking_uri or paths.tracking_uri(), found.study_name, paths.artifacts)
+        if (parent := tracker.latest_parent()) is not None:
+            tracker.log_files(parent, [done.model, done.sidecar])
+            typer.echo(f"logged to MLflow run {parent}")
+
+
 targets_app = typer.Typer(help="Hardware targets: the profiles in hardware_profiles/.")
 app.add_typer(targets_app, name="targets")
 

@@ -102,6 +102,15 @@ class Search:
         probe = open_study(
             name, storage, make_sampler(cfg.sampler, cfg.seed, cfg.budget), identity
         )
+        if "workload_spec" not in probe.user_attrs:  # how `export` reloads the workload
+            probe.set_user_attr(
+                "workload_spec",
+                {
+                    "workload": cfg.workload,
+                    "model": None if cfg.model is None else str(Path(cfg.model).resolve()),
+                    "data": None if cfg.data is None else str(Path(cfg.data).resolve()),
+                },
+            )
         # A fresh seed per invocation: a resumed study must not replay its first trials.
         seed = None if cfg.seed is None else cfg.seed + len(probe.trials)
         study = optuna.load_study(
