@@ -1,8 +1,20 @@
-"""Quantization with ONNX Runtime's tooling: fp16, int8 dynamic, int8 static QDQ.
+"""Quantization with ONNX Runtime's tooling: fp16, int8 dynamic, int8 static QDQ, and int4
+weight-only MatMul.
 
 Per-channel weight scales matter for transformer quality (MiniLM: cosine to the teacher .993
 per-channel vs .955 per-tensor); static quantization calibrates activations on the workload's
 calibration batches, which never overlap the data that judges quality.
+
+int4_weight rounds the constant weight of every MatMul to 4 bits in blocks along K (RTN, one
+scale per block and output column; `MatMulNBitsQuantizer`) and replaces the node with ORT's
+MatMulNBits contrib op, which dequantizes in the kernel. Gemm nodes with a constant weight
+(torch's Linear on 2-D inputs) are first rewritten as MatMul + Add so they are quantized too.
+Everything else keeps its float weights: fused Attention nodes (their QKV projection is one
+fp32 input of the contrib op), embeddings (Gather / EmbedLayerNormalization), Conv, biases and
+norms. On CPU, MatMulNBits computes in fp32 for accuracy_level 0-3 (fp16/bf16 compute exists
+only on ARM) and quantizes the activations to int8 per block for accuracy_level 4 (needs
+AVX2/AVX512-VNNI or ARM dot-product kernels, else ORT falls back to fp32): 0 and 4 are the
+two levels that differ here.
 """
 
 from __future__ import annotations
@@ -14,15 +26,18 @@ from autoaccel.errors import InfeasibleRecipe
 from autoaccel.techniques._quiet import quiet
 from autoaccel.techniques.base import BuildContext, Candidate, Param, Stage, Technique
 
-MODES = ("none", "fp16", "int8_dynamic", "int8_static")
+MODES = ("none", "fp16", "int8_dynamic", "int8_static", "int4_weight")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
+BLOCK_SIZES = (32, 64, 128)
+ACCURACY_LEVELS = (0, 4)
 _INT8 = ("int8_dynamic", "int8_static")
+_INT4 = {"quantize.mode": ("int4_weight",)}
 
 
 class Quantize(Technique):
     name = "quantize"
     stage = Stage.ONNX
-    requires = {"runtime.backend": ("onnxruntime",)}
+    requires = {"runtime.backend": ("onnxruntime", "openvino")}  # the ONNX backends
 
     def params(self, workload) -> tuple[Param, ...]:
         return (
@@ -41,6 +56,27 @@ class Quantize(Technique):
                 when={"quantize.mode": ("int8_static",)},
                 help="how activation ranges are chosen from the calibration batches",
             ),
+            Param(
+                "block_size",
+                32,
+                choices=BLOCK_SIZES,
+                when=_INT4,
+                help="int4 weights per scale, along the reduction axis (smaller: more accurate)",
+            ),
+            Param(
+                "symmetric",
+                True,
+                choices=(True, False),
+                when=_INT4,
+                help="int4 blocks without a zero point (False: one 4-bit zero point per block)",
+            ),
+            Param(
+                "accuracy_level",
+                0,
+                choices=ACCURACY_LEVELS,
+                when=_INT4,
+                help="MatMulNBits compute: 0 fp32 activations, 4 activations quantized to int8",
+            ),
         )
 
     def describe(self, config: dict[str, Any]) -> str | None:
@@ -50,6 +86,13 @@ class Quantize(Technique):
         if mode == "fp16":
             return "fp16"
         scale = "per-channel" if config.get("per_channel") else "per-tensor"
+        if mode == "int4_weight":
+            sym = "symmetric" if config["symmetric"] else "asymmetric"
+            compute = "int8" if config["accuracy_level"] == 4 else "fp32"
+            return (
+                f"int4 weight-only MatMul, block {config['block_size']}, {sym}, {compute} "
+                "compute (attention QKV, embeddings, Conv stay fp32)"
+            )
         if mode == "int8_dynamic":
             return f"int8 dynamic {scale}"
         return f"int8 static QDQ {scale}, {config['calibration']} calibration"
@@ -63,6 +106,9 @@ class Quantize(Technique):
         with quiet():
             if mode == "fp16":
                 _to_fp16(candidate.onnx_path, out)
+            elif mode == "int4_weight":
+                note = _int4_weight(candidate.onnx_path, out, config)
+                return replace(candidate, onnx_path=out, notes=(*candidate.notes, note))
             elif mode == "int8_dynamic":
                 _int8_dynamic(candidate.onnx_path, out, config["per_channel"])
             else:
@@ -144,3 +190,96 @@ def _int8_static(src, out, config: dict[str, Any], batches: list[dict]) -> None:
         op_types_to_quantize=["MatMul", "Gemm", "Conv"],
         extra_options=_extra_options(),
     )
+
+
+def _int4_weight(src, out, config: dict[str, Any]) -> str:
+    """MatMul weights to int4 MatMulNBits; returns the build note (what changed, what not)."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(src))
+    gemms = _gemm_to_matmul(model.graph)
+    quantizer = MatMulNBitsQuantizer(
+        model,
+        bits=4,
+        block_size=config["block_size"],
+        is_symmetric=config["symmetric"],
+        accuracy_level=config["accuracy_level"],
+        op_types_to_quantize=("MatMul",),
+    )
+    quantizer.process()
+    quantized = quantizer.model.model
+    count = sum(n.op_type == "MatMulNBits" for n in quantized.graph.node)
+    if count == 0:
+        raise InfeasibleRecipe(
+            "int4_weight found no MatMul (or Gemm) with a constant 2-D weight to quantize "
+            "in this graph"
+        )
+    quantizer.model.save_model_to_file(str(out))
+    kept = _float_weight_users(quantized.graph)
+    left = ", ".join(f"{op} x{n}" for op, n in sorted(kept.items())) or "none"
+    via = f" ({gemms} from Gemm)" if gemms else ""
+    return (
+        f"quantized int4_weight: {count} MatMul weights to int4{via}; "
+        f"float weights left in: {left}"
+    )
+
+
+def _gemm_to_matmul(graph) -> int:
+    """Rewrite each Gemm with a constant 2-D float weight as MatMul (+ Add) in place, alpha
+    and beta folded into the constants, so the int4 quantizer (MatMul only) sees it.
+    Returns how many were rewritten; others (transA, a computed weight) are left alone."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = {i.name: i for i in graph.initializer}
+    nodes, rewritten = [], 0
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        b = inits.get(node.input[1]) if node.op_type == "Gemm" else None
+        c_name = node.input[2] if len(node.input) > 2 else ""
+        c = inits.get(c_name) if c_name else None
+        beta = attrs.get("beta", 1.0)
+        if (
+            b is None
+            or len(b.dims) != 2
+            or b.data_type != TensorProto.FLOAT
+            or attrs.get("transA", 0)
+            or (c_name and c is None and beta != 1.0)
+        ):
+            nodes.append(node)
+            continue
+        weight = numpy_helper.to_array(b)
+        weight = weight.T if attrs.get("transB", 0) else weight
+        weight = np.ascontiguousarray(weight * np.float32(attrs.get("alpha", 1.0)))
+        base = node.name or node.output[0]
+        w_name = f"{base}_weight_kn"
+        graph.initializer.append(numpy_helper.from_array(weight.astype(np.float32), w_name))
+        out = node.output[0]
+        product = f"{out}_matmul" if c_name else out
+        nodes.append(helper.make_node("MatMul", [node.input[0], w_name], [product], f"{base}_mm"))
+        if c_name:
+            bias = c_name
+            if c is not None and beta != 1.0:
+                bias = f"{base}_bias_scaled"
+                scaled = numpy_helper.to_array(c) * np.float32(beta)
+                graph.initializer.append(numpy_helper.from_array(scaled, bias))
+            nodes.append(helper.make_node("Add", [product, bias], [out], f"{base}_bias"))
+        rewritten += 1
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    return rewritten
+
+
+def _float_weight_users(graph) -> dict[str, int]:
+    """Op types still reading a float initializer of 2+ dimensions (weights, not biases;
+    MatMulNBits' own block scales are not counted)."""
+    from onnx import TensorProto
+
+    floats = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16)
+    weights = {i.name for i in graph.initializer if i.data_type in floats and len(i.dims) >= 2}
+    counts: dict[str, int] = {}
+    for node in graph.node:
+        if node.op_type != "MatMulNBits" and any(name in weights for name in node.input):
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
