@@ -22,6 +22,7 @@ from typing import Any
 from autoaccel.errors import InfeasibleRecipe
 from autoaccel.techniques import BuildContext, Candidate, Stage, by_stage, config_of
 from autoaccel.techniques.base import TrainingMonitor
+from autoaccel.techniques.runtime import BACKENDS, ONNX_BACKENDS, TORCH_BACKENDS
 from autoaccel.workloads.base import Workload
 
 EXPORT_SETTINGS = {"opset": 17, "exporter": "torchscript", "v": 2}
@@ -40,8 +41,10 @@ def build_candidate(
     """
     backend = recipe.get("runtime.backend", "onnxruntime")
     recipe = {**recipe, "runtime.backend": backend}  # techniques' conditions read it
-    if backend == "torch" and not workload.torch_model_available():
-        raise InfeasibleRecipe(f"{workload.name} has no torch model to run in PyTorch")
+    if backend not in BACKENDS:
+        raise InfeasibleRecipe(f"runtime.backend {backend!r} is unknown; use one of {BACKENDS}")
+    if backend in TORCH_BACKENDS and not workload.torch_model_available():
+        raise InfeasibleRecipe(f"{workload.name} has no torch model to run with {backend}")
     candidate = Candidate(backend=backend)
     key = workload.fingerprint()
     torch_steps = []
@@ -53,9 +56,9 @@ def build_candidate(
                 torch_steps.append((tech, config, key))
     export_key = _chain(key, "export", EXPORT_SETTINGS)
     exported = (cache_dir / "models" / export_key / "model.onnx").exists()
-    if workload.torch_model_available() and (backend == "torch" or not exported):
+    if workload.torch_model_available() and (backend in TORCH_BACKENDS or not exported):
         candidate = _torch_stage(candidate, workload, torch_steps, cache_dir, monitor)
-    if backend == "onnxruntime":
+    if backend in ONNX_BACKENDS:  # ONNX Runtime and OpenVINO run the same exported graph
         key = export_key
         candidate = _step(candidate, cache_dir, key, lambda c, d: _export(c, workload, d))
     for tech in by_stage():
@@ -74,6 +77,10 @@ def build_candidate(
             )
         if tech.configures_session:
             candidate = candidate.with_session(**{k: v for k, v in config.items() if k in session})
+    if backend == "torch_compile":
+        # the runner compiles for the timed shape when it opens (see evaluate/runners.py)
+        warmup = workload.latency_inputs(1)
+        candidate = replace(candidate, info={**candidate.info, "warmup_inputs": warmup})
     return candidate
 
 

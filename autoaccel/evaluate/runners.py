@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from autoaccel.errors import InfeasibleRecipe
 from autoaccel.machine import usable_cores
 from autoaccel.techniques import Candidate
 from autoaccel.workloads.base import Inputs, Predict
@@ -21,6 +24,10 @@ _GRAPH_LEVELS = {
 def open_runner(candidate: Candidate, input_names: tuple[str, ...]) -> Predict:
     if candidate.backend == "torch":
         return _torch_runner(candidate, input_names)
+    if candidate.backend == "torch_compile":
+        return _torch_compile_runner(candidate, input_names)
+    if candidate.backend == "openvino":
+        return _openvino_runner(candidate)
     return _ort_runner(candidate)
 
 
@@ -63,5 +70,197 @@ def _torch_runner(candidate: Candidate, input_names: tuple[str, ...]) -> Callabl
         with torch.inference_mode():
             out = model(*(torch.from_numpy(inputs[name]) for name in input_names))
         return out.numpy()
+
+    return predict
+
+
+# -- OpenVINO ----------------------------------------------------------------------------------
+
+
+@functools.cache
+def _ov_core() -> Any:
+    import openvino as ov
+
+    return ov.Core()
+
+
+def ov_config(session: dict[str, Any]) -> dict[Any, Any]:
+    """The CPU plugin properties a candidate's OpenVINO settings stand for."""
+    import openvino as ov
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+
+    precision = {"f32": ov.Type.f32, "bf16": ov.Type.bf16}[session.get("ov_precision", "f32")]
+    mode = {
+        "latency": hints.PerformanceMode.LATENCY,
+        "throughput": hints.PerformanceMode.THROUGHPUT,
+    }
+    return {
+        # always explicit: on a CPU with AVX512-BF16 / AMX OpenVINO's own default is bf16
+        hints.inference_precision: precision,
+        hints.performance_mode: mode[session.get("ov_hint", "latency")],
+        props.streams.num: int(session.get("ov_streams", 1)),
+        props.inference_num_threads: int(session.get("intra_op_threads", usable_cores())),
+    }
+
+
+def open_openvino(candidate: Candidate) -> Any:
+    """The candidate's ONNX graph compiled for OpenVINO's CPU plugin with its settings
+    (`ov.CompiledModel`). A graph OpenVINO cannot read or compile, or a precision this CPU
+    lacks, raises `InfeasibleRecipe` with a one-line reason."""
+    import openvino as ov
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+
+    core = _ov_core()
+    try:
+        model = core.read_model(str(candidate.onnx_path))
+    except Exception as exc:  # OpConversionFailure and friends arrive as RuntimeError
+        raise InfeasibleRecipe(_ov_reason("read", exc)) from exc
+    try:
+        compiled = core.compile_model(model, "CPU", ov_config(candidate.session))
+    except Exception as exc:
+        raise InfeasibleRecipe(_ov_reason("compile", exc)) from exc
+    wanted = candidate.session.get("ov_precision", "f32")
+    if wanted == "bf16" and (
+        "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        or compiled.get_property(hints.inference_precision) != ov.Type.bf16
+    ):
+        raise InfeasibleRecipe(
+            "OpenVINO: this CPU has no bf16 support (AVX512-BF16 or AMX), it would run f32; "
+            "use runtime.ov_precision f32"
+        )
+    streams = int(candidate.session.get("ov_streams", 1))
+    if (got := int(compiled.get_property(props.streams.num))) != streams:
+        # e.g. 2 streams on 1 thread: OpenVINO quietly runs 1, the recipe would be mislabelled
+        threads = compiled.get_property(props.inference_num_threads)
+        raise InfeasibleRecipe(
+            f"OpenVINO runs {got} stream(s), not runtime.ov_streams {streams}, with "
+            f"{threads} thread(s); give each stream at least one thread"
+        )
+    return compiled
+
+
+def _openvino_runner(candidate: Candidate) -> Predict:
+    compiled = open_openvino(candidate)
+    request = compiled.create_infer_request()  # one request: one inference at a time
+    wanted = {name for port in compiled.inputs for name in port.get_names()}
+
+    def predict(inputs: Inputs) -> np.ndarray:
+        feed = {k: v for k, v in inputs.items() if k in wanted}
+        # share_inputs: no copy of the (contiguous) arrays in; the output comes back copied
+        return request.infer(feed, share_inputs=True)[0]
+
+    return predict
+
+
+def _ov_reason(step: str, exc: Exception) -> str:
+    """One line from OpenVINO's multi-line C++ error: the ops it has no conversion for, or
+    the first line that says what went wrong, and what to change."""
+    import openvino as ov
+
+    version = ov.get_version().split("-")[0]
+    text = str(exc)
+    marker = "No conversion rule found for operations:"
+    if marker in text:
+        ops = text.split(marker, 1)[1].strip().splitlines()[0].strip()
+        names = [op.strip() for op in ops.split(",")]
+        if any(n.startswith("com.microsoft.Q") for n in names):
+            # quantize_dynamic turns fused Attention / EmbedLayerNormalization into these
+            made_by, change = (
+                "ONNX Runtime's quantized fused ops: int8 dynamic on a fused graph",
+                "use compile.fusion false or quantize.mode int8_static, or ",
+            )
+        elif any(n.startswith("com.microsoft.") for n in names):
+            made_by, change = (
+                "ONNX Runtime contrib ops",
+                "leave out the step that made them, or ",
+            )
+        else:
+            made_by, change = ("", "")
+        made_by = f" ({made_by})" if made_by else ""
+        return (
+            f"OpenVINO {version} cannot convert op(s) {ops}{made_by}; {change}run this graph "
+            "with runtime.backend onnxruntime"
+        )
+    lines = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith(("Exception from", "Check '"))
+    ]
+    detail = lines[0] if lines else type(exc).__name__
+    return (
+        f"OpenVINO {version} cannot {step} this graph: {detail[:240]}; run it with "
+        "runtime.backend onnxruntime"
+    )
+
+
+# -- torch.compile -----------------------------------------------------------------------------
+
+
+def _torch_compile_runner(candidate: Candidate, input_names: tuple[str, ...]) -> Callable:
+    """The torch model compiled by inductor with static shapes (`dynamic=False`).
+
+    Static shapes mean one compilation per input shape, and the quality data comes in many
+    shapes (MiniLM: ~15 sequence lengths, ~20 s of compiling each here). So a shape is
+    compiled when it is timed: the candidate's latency shape when the runner opens (warm-up),
+    and any other shape the first time the same inputs are run twice in a row (what every
+    timing loop does). A one-off batch (quality evaluation) runs the same module eagerly;
+    each compilation is checked against eager on its inputs, so the quality figure holds for
+    the compiled model too.
+    """
+    import torch
+    import torch._dynamo
+    import torch._inductor.config
+
+    model = candidate.torch_model.eval()
+    threads = int(candidate.session.get("intra_op_threads", usable_cores()))
+    mode = candidate.session.get("compile_mode", "default")
+    # Dynamo keeps compiled code per code object (the shared forward) across modules: without
+    # a reset, after 8 trials' models (recompile_limit) it silently runs them eagerly.
+    torch._dynamo.reset()
+    compiled = torch.compile(model, mode=mode, dynamic=False)
+    ready: set[tuple] = set()  # input signatures compiled for
+    last: list[Any] = [None]  # the previous call's inputs (the same object again: a timed loop)
+
+    def signature(inputs: Inputs) -> tuple:
+        return tuple((inputs[n].shape, inputs[n].dtype.str) for n in input_names)
+
+    def run(fn, inputs: Inputs):
+        with torch.inference_mode():
+            return fn(*(torch.from_numpy(inputs[name]) for name in input_names))
+
+    def compile_for(inputs: Inputs) -> None:
+        # inductor's C++ kernels are generated for the thread count in force when compiling
+        torch.set_num_threads(threads)
+        try:
+            # max-autotune writes its benchmark tables to stderr (it would break the progress UI)
+            with torch._inductor.config.patch(autotune_num_choices_displayed=0):
+                got = run(compiled, inputs)
+        except torch._dynamo.exc.BackendCompilerFailed as exc:
+            first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else ""
+            raise InfeasibleRecipe(f"torch.compile ({mode}) failed: {first}") from exc
+        want = run(model, inputs)
+        if not torch.allclose(got, want, rtol=1e-3, atol=1e-4):
+            diff = float((got - want).abs().max())
+            raise ValueError(
+                f"torch.compile ({mode}) output differs from eager by {diff:.3g} on inputs "
+                f"of shape {[inputs[n].shape for n in input_names]}: the compiled model is wrong"
+            )
+        ready.add(signature(inputs))
+
+    warmup = candidate.info.get("warmup_inputs")
+    if warmup is not None:
+        compile_for(warmup)
+
+    def predict(inputs: Inputs) -> np.ndarray:
+        if torch.get_num_threads() != threads:  # process-wide: pin it on every call
+            torch.set_num_threads(threads)
+        if signature(inputs) not in ready:
+            if inputs is not last[0]:
+                last[0] = inputs
+                return run(model, inputs).numpy()
+            compile_for(inputs)
+        return run(compiled, inputs).numpy()
 
     return predict

@@ -60,7 +60,7 @@ class Param:
 class Candidate:
     """What the build has produced so far: a model in one runtime plus its session settings."""
 
-    backend: str  # "onnxruntime" or "torch"
+    backend: str  # "onnxruntime", "openvino", "torch" or "torch_compile"
     torch_model: Any = None
     onnx_path: Path | None = None
     session: dict[str, Any] = field(default_factory=dict)

@@ -16,7 +16,7 @@ GRAPH_LEVELS = ("disable", "basic", "extended", "all")
 class Compile(Technique):
     name = "compile"
     stage = Stage.ONNX
-    requires = {"runtime.backend": ("onnxruntime",)}
+    requires = {"runtime.backend": ("onnxruntime", "openvino")}  # the ONNX backends
 
     def params(self, workload) -> tuple[Param, ...]:
         params = [
@@ -24,6 +24,7 @@ class Compile(Technique):
                 "graph_level",
                 "all",
                 choices=GRAPH_LEVELS,
+                when={"runtime.backend": ("onnxruntime",)},  # OpenVINO has its own compiler
                 session=True,
                 help="ORT graph optimization level (constant folding, fusions, layout)",
             )
@@ -39,9 +40,11 @@ class Compile(Technique):
             )
         return tuple(params)
 
-    def describe(self, config: dict[str, Any]) -> str:
-        fused = "transformer fusions + " if config.get("fusion") else ""
-        return f"{fused}graph level {config['graph_level']}"
+    def describe(self, config: dict[str, Any]) -> str | None:
+        parts = ["transformer fusions"] if config.get("fusion") else []
+        if "graph_level" in config:
+            parts.append(f"graph level {config['graph_level']}")
+        return " + ".join(parts) or None
 
     def changes_model(self, config: dict[str, Any]) -> bool:
         return bool(config.get("fusion", False))

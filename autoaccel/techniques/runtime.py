@@ -1,6 +1,8 @@
 """Runtime choice and its session settings: which engine runs the model, with how many threads.
 
-PyTorch eager fp32 is the baseline; ONNX Runtime is the engine the ONNX-level techniques need.
+PyTorch eager fp32 is the baseline. Two engines run the exported ONNX graph (and so take the
+ONNX-level techniques: fusion, quantization): ONNX Runtime and OpenVINO. Two run the torch
+module the torch-level techniques produced: PyTorch eager and torch.compile (inductor).
 Every parameter here is a session setting: it changes how the model runs, never the file.
 """
 
@@ -11,7 +13,20 @@ from typing import Any
 from autoaccel.machine import usable_cores
 from autoaccel.techniques.base import BuildContext, Candidate, Param, Stage, Technique
 
-_BACKENDS = ("onnxruntime", "torch")
+ONNX_BACKENDS = ("onnxruntime", "openvino")
+"""Engines that run the exported ONNX graph (the ONNX-stage techniques apply)."""
+TORCH_BACKENDS = ("torch", "torch_compile")
+"""Engines that run the torch module (only the torch-stage techniques apply)."""
+BACKENDS = (*ONNX_BACKENDS, *TORCH_BACKENDS)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
+
+_ENGINES = {
+    "onnxruntime": "ONNX Runtime",
+    "openvino": "OpenVINO",
+    "torch": "PyTorch eager",
+    "torch_compile": "torch.compile",
+}
+_OPENVINO = {"runtime.backend": ("openvino",)}
 
 
 class Runtime(Technique):
@@ -25,7 +40,7 @@ class Runtime(Technique):
             Param(
                 "backend",
                 "onnxruntime",
-                choices=_BACKENDS if torch_ok else ("onnxruntime",),
+                choices=BACKENDS if torch_ok else ONNX_BACKENDS,
                 session=True,
                 help="engine that runs the model",
             ),
@@ -36,7 +51,8 @@ class Runtime(Technique):
                 high=256,
                 integer=True,
                 session=True,
-                help="threads inside one operator (ORT intra_op_num_threads, torch threads)",
+                help="threads inside one operator (ORT intra_op_num_threads, OpenVINO "
+                "INFERENCE_NUM_THREADS, torch threads)",
             ),
             Param(
                 "execution_mode",
@@ -46,13 +62,60 @@ class Runtime(Technique):
                 session=True,
                 help="ORT: run independent graph branches one after another or in parallel",
             ),
+            Param(
+                "ov_precision",
+                "f32",
+                choices=("f32", "bf16"),
+                when=_OPENVINO,
+                session=True,
+                help="OpenVINO INFERENCE_PRECISION_HINT: f32, or bf16 on CPUs with AVX512-BF16 "
+                "/ AMX (OpenVINO's own default there is bf16)",
+            ),
+            Param(
+                "ov_hint",
+                "latency",
+                choices=("latency", "throughput"),
+                when=_OPENVINO,
+                session=True,
+                help="OpenVINO PERFORMANCE_HINT: tune for one request at a time or many",
+            ),
+            Param(
+                "ov_streams",
+                1,
+                choices=(1, 2),
+                when=_OPENVINO,
+                session=True,
+                help="OpenVINO NUM_STREAMS: parallel inference streams, the threads split "
+                "between them",
+            ),
+            Param(
+                "compile_mode",
+                "default",
+                choices=COMPILE_MODES,
+                when={"runtime.backend": ("torch_compile",)},
+                session=True,
+                help="torch.compile mode (inductor, static shapes); max-autotune benchmarks "
+                "GEMM templates while compiling",
+            ),
         )
 
     def describe(self, config: dict[str, Any]) -> str:
-        engine = {"onnxruntime": "ONNX Runtime", "torch": "PyTorch eager"}[config["backend"]]
-        threads = config["intra_op_threads"]
+        backend = config.get("backend", "onnxruntime")
+        threads = config.get("intra_op_threads", usable_cores())
+        thread_text = f"{threads} thread{'s' if threads != 1 else ''}"
+        if backend == "openvino":
+            streams = config.get("ov_streams", 1)
+            parts = [
+                f"OpenVINO {config.get('ov_precision', 'f32')}",
+                f"{config.get('ov_hint', 'latency')} hint",
+                *([f"{streams} streams"] if streams != 1 else []),
+                thread_text,
+            ]
+            return ", ".join(parts)
+        if backend == "torch_compile":
+            return f"torch.compile ({config.get('compile_mode', 'default')}), {thread_text}"
         mode = ", parallel execution" if config.get("execution_mode") == "parallel" else ""
-        return f"{engine}, {threads} thread{'s' if threads != 1 else ''}{mode}"
+        return f"{_ENGINES[backend]}, {thread_text}{mode}"
 
     def changes_model(self, config: dict[str, Any]) -> bool:
         return False

@@ -100,10 +100,54 @@ def test_fusion_is_offered_when_workload_has_onnx_model_type(transformer_like):
     assert "fusion" in _param_names("compile", None)
 
 
-def test_torch_backend_is_not_offered_when_workload_is_onnx_only(onnx_only, seed_mlp):
+def test_torch_backends_are_not_offered_when_workload_is_onnx_only(onnx_only, seed_mlp):
     def backends(workload):
         (param,) = [p for p in REGISTRY["runtime"].params(workload) if p.name == "backend"]
         return set(param.choices)
 
-    assert backends(onnx_only) == {"onnxruntime"}
-    assert backends(seed_mlp) == {"onnxruntime", "torch"}
+    assert backends(onnx_only) == {"onnxruntime", "openvino"}
+    assert backends(seed_mlp) == {"onnxruntime", "openvino", "torch", "torch_compile"}
+
+
+@pytest.mark.parametrize(
+    ("backend", "flags"),
+    [
+        ("onnxruntime", {"execution_mode"}),
+        ("openvino", {"ov_precision", "ov_hint", "ov_streams"}),
+        ("torch", set()),
+        ("torch_compile", {"compile_mode"}),
+    ],
+)
+def test_backend_flags_are_active_only_with_their_backend(backend, flags):
+    recipe = {"runtime.backend": backend}
+    active = {p.name for p in REGISTRY["runtime"].params(None) if p.is_active(recipe)}
+    assert active == {"backend", "intra_op_threads"} | flags
+    assert all(p.session for p in REGISTRY["runtime"].params(None))
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_onnx_techniques_are_active_for_both_onnx_backends(backend):
+    recipe = {"runtime.backend": backend}
+    assert REGISTRY["compile"].is_active(recipe)
+    assert REGISTRY["quantize"].is_active(recipe)
+
+
+@pytest.mark.parametrize("backend", ["torch", "torch_compile"])
+def test_onnx_techniques_are_inactive_for_torch_backends(backend):
+    recipe = {"runtime.backend": backend}
+    assert not REGISTRY["compile"].is_active(recipe)
+    assert not REGISTRY["quantize"].is_active(recipe)
+
+
+def test_openvino_session_settings_share_model_file_with_onnxruntime(seed_mlp, cache_dir):
+    ort = build_candidate({**ORT, "compile.graph_level": "basic"}, seed_mlp, cache_dir)
+    ov = build_candidate(
+        {"runtime.backend": "openvino", "runtime.ov_precision": "bf16", "runtime.ov_streams": 2},
+        seed_mlp,
+        cache_dir,
+    )
+    assert ov.onnx_path == ort.onnx_path  # session settings never rebuild the file
+    assert ov.session["ov_precision"] == "bf16"
+    assert ov.session["ov_hint"] == "latency"  # default filled in
+    assert ov.session["ov_streams"] == 2
+    assert "execution_mode" not in ov.session
