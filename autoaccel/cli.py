@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -338,7 +338,35 @@ def export(
             typer.echo(f"logged to MLflow run {parent}")
 
 
-targets_app = typer.Typer(help="Hardware targets: the profiles in hardware_profiles/.")
+@app.command()
+def calibrate(
+    runs_dir: Annotated[Path, typer.Option(help="Where the calibration is kept.")] = Path("runs"),
+    threads: Annotated[
+        int | None, typer.Option(help="Intra-op threads to calibrate (default: usable cores).")
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="Fewer micro-benchmarks (a smoke run).")] = False,
+) -> None:
+    """Fit the cpu-local cost model to micro-benchmarks timed on this machine; estimates for
+    cpu-local (e.g. in benchmarks/costmodel_fidelity.py) use it from then on."""
+    from autoaccel.config import RunPaths
+    from autoaccel.targets.calibrate import calibrate as run_calibration
+    from autoaccel.targets.calibrate import calibration_path
+
+    paths = RunPaths(runs_dir).prepare()
+    typer.echo("timing micro-benchmarks (keep the machine otherwise idle) ...")
+    fitted = run_calibration(paths.root, threads=threads, quick=quick)
+    shown = ", ".join(
+        f"{k} {v:.3g}" for k, v in fitted.items() if isinstance(v, float) and "eta" in k
+    )
+    typer.echo(
+        f"cpu-local, {fitted.get('threads')} threads: {shown}; fit error (median) "
+        f"{fitted.get('fit_mdape', float('nan')):.1f} % -> {calibration_path(paths.root)}"
+    )
+
+
+targets_app = typer.Typer(
+    help="Hardware targets: the profiles in hardware_profiles/.", no_args_is_help=True
+)
 app.add_typer(targets_app, name="targets")
 
 
@@ -371,9 +399,16 @@ def targets_show(name: Annotated[str, typer.Argument(help="A target from `target
     """Every figure of one profile with its source."""
     import yaml
 
-    from autoaccel.targets.profile import select_profiles
+    from autoaccel.errors import UserError
+    from autoaccel.targets.profile import load_profiles
 
-    prof = select_profiles([name])[name]
+    profiles = load_profiles()
+    if name not in profiles:
+        raise UserError(
+            f"targets show {name}: no such target; choose from {', '.join(profiles)} "
+            "(autoaccel targets list)"
+        )
+    prof = profiles[name]
     typer.echo(yaml.safe_dump(prof.model_dump(exclude_none=True), sort_keys=False, width=99))
 
 
@@ -385,21 +420,48 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def main() -> None:
+    """The console script: bad input of any kind (a `UserError` from our validation, or a
+    command-line usage error from click) is one `error:` line on stderr and exit code 2."""
     from autoaccel.errors import UserError
 
+    try:  # typer 0.2x vendors click; its exceptions are not click's
+        from typer._click import exceptions as click
+    except ImportError:  # pragma: no cover - older typer on the real click
+        from click import exceptions as click
+
     try:
-        app()
+        code = app(standalone_mode=False)
     except UserError as exc:
         if _DEBUG["on"]:
             raise
-        typer.secho(f"error: {exc}", err=True, fg="red")
-        sys.exit(2)
+        _fail(str(exc), 2)
+    except click.NoArgsIsHelpError as exc:  # bare `autoaccel`: help was printed
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # unknown option or command, wrong type, missing option
+        where = exc.ctx.command_path if exc.ctx is not None else "autoaccel"
+        _fail(f"{_one_line(exc.format_message()).rstrip('.')}; see `{where} --help`", 2)
+    except click.ClickException as exc:
+        _fail(_one_line(exc.format_message()), exc.exit_code)
+    except click.Abort:
+        _fail("aborted", 1)
     except KeyboardInterrupt:
+        code = 130
+    if code == 130:  # typer turns Ctrl-C into exit code 130
         typer.secho(
             "interrupted: the frontier so far is written; run the same command to continue",
             err=True,
         )
-        sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.secho(f"error: {_one_line(message)}", err=True, fg="red")
+    sys.exit(code)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

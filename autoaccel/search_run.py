@@ -19,6 +19,14 @@ from autoaccel.evaluate.scenarios import BATCH_SIZES
 from autoaccel.frontier import objective_of
 from autoaccel.techniques.base import recipe_value
 from autoaccel.techniques.target import LOCAL
+from autoaccel.workers import (
+    dead_here,
+    heartbeat,
+    is_surplus,
+    measure_lock,
+    recover_dead_trials,
+    worker_info,
+)
 
 
 @dataclass
@@ -86,6 +94,7 @@ class Search:
         self.emit("status", "loading workload")
         workload = load_workload(cfg.workload, paths.cache, cfg.model, cfg.data)
         paths.prepare()  # only after the input is known to be good: nothing half-written
+        self._calibrate_local(paths)
         suffix = "" if cfg.scenario == "single-stream" else f"-{cfg.scenario}"
         name = check_study_name(cfg.study or f"{workload.name}-{space.name}{suffix}")
         identity = {
@@ -114,7 +123,9 @@ class Search:
         # A fresh seed per invocation: a resumed study must not replay its first trials.
         seed = None if cfg.seed is None else cfg.seed + len(probe.trials)
         study = optuna.load_study(
-            study_name=name, storage=storage, sampler=make_sampler(cfg.sampler, seed, cfg.budget)
+            study_name=name,
+            storage=probe._storage,
+            sampler=make_sampler(cfg.sampler, seed, cfg.budget),
         )
         self.measure_cfg = MeasureConfig().scaled(cfg.measure_seconds)
         self.batch_sizes = (1,) if cfg.scenario == "single-stream" else BATCH_SIZES
@@ -122,6 +133,7 @@ class Search:
 
         tracker = Tracker(cfg.tracking_uri or paths.tracking_uri(), name, paths.artifacts)
         self.tracker = tracker
+        tracker.close_dead_parents(dead_here)
         tracker.start_parent(
             f"search {name}",
             params={
@@ -137,7 +149,7 @@ class Search:
                 "latency_bound_ms": cfg.latency_bound_ms,
                 "arrival_rate": cfg.arrival_rate,
             },
-            tags={"study": name, "workload": workload.name},
+            tags={"study": name, "workload": workload.name, **_worker_tags()},
         )
         try:
             self._preflight()
@@ -148,9 +160,14 @@ class Search:
                     "baseline_latency_ms": baseline["latency_ms"],
                 }
             )
+            self._recover()
             self.emit("resumed", finished_count(study))
             while (done := finished_count(study)) < cfg.budget:
-                self._trial(baseline, done)
+                trial = self._ask()
+                if trial is None:
+                    break  # the budget was reached by other workers
+                with heartbeat(study, trial):
+                    self._trial(trial, baseline, done)
             result = self._finish(name, "FINISHED")
         except KeyboardInterrupt:
             # Ctrl-C: keep what is done — the frontier so far is written, the run is KILLED.
@@ -188,12 +205,11 @@ class Search:
         recipe = {"runtime.backend": backend, "runtime.intra_op_threads": usable_cores()}
         if backend == "onnxruntime":
             recipe["compile.graph_level"] = "all"
-        ev = evaluate_candidate(
-            build_candidate(recipe, self.workload, self.paths.cache),
-            self.workload,
-            self.measure_cfg,
-            batch_sizes=self.batch_sizes,
-        )
+        candidate = build_candidate(recipe, self.workload, self.paths.cache)
+        with measure_lock(self.paths.root):
+            ev = evaluate_candidate(
+                candidate, self.workload, self.measure_cfg, batch_sizes=self.batch_sizes
+            )
         try:
             figures = self._scenario(ev.batches or {1: ev.latency})
         except InfeasibleRecipe as exc:
@@ -218,12 +234,49 @@ class Search:
         self.study.set_user_attr("baseline", baseline)
         return baseline
 
-    def _trial(self, baseline: dict[str, Any], done: int) -> None:
+    def _calibrate_local(self, paths: RunPaths) -> None:
+        """cpu-local's cost model with this machine's calibration (`autoaccel calibrate`),
+        when there is one: it prices measured trials' energy and cost, and is what the
+        fidelity benchmark checks."""
+        from autoaccel.targets import make_target
+        from autoaccel.targets.calibrate import apply_calibration
+
+        if LOCAL in self.targets:
+            local = self.targets[LOCAL].profile
+            self.targets[LOCAL] = make_target(apply_calibration(local, paths.root))
+
+    def _ask(self):
+        """A new trial for this worker, or None when other workers already hold the rest of
+        the budget (the surplus trial is closed, marked and not counted)."""
+        import optuna
+
+        self._recover()
+        trial = self.study.ask()
+        trial.set_user_attr("worker", worker_info())
+        if is_surplus(self.study, trial, self.cfg.budget):
+            trial.set_user_attr("surplus", True)
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return None
+        return trial
+
+    def _recover(self) -> None:
+        """Fail the trials of workers that died (kill -9, crash) and log why, once."""
+        for t in recover_dead_trials(self.study):
+            worker = t.user_attrs.get("worker", {})
+            reason = (
+                f"worker {worker.get('host')}:{worker.get('pid')} stopped while running this "
+                "trial (killed or crashed); marked failed"
+            )
+            recipe = t.user_attrs.get("recipe", t.params)
+            tags = {"fail_reason": reason, "pareto": "false", "worker_died": "true"}
+            self.tracker.log_trial(t.number, recipe, {}, tags, failed=True)
+            self.emit("warning", f"trial {t.number}: {reason}")
+
+    def _trial(self, trial, baseline: dict[str, Any], done: int) -> None:
         from autoaccel.build import build_candidate
         from autoaccel.space import suggest_recipe
 
         study, workload = self.study, self.workload
-        trial = study.ask()
         recipe = suggest_recipe(trial, self.space, workload)
         trial.set_user_attr("recipe", recipe)
         target_name = recipe_value(recipe, "target.name")
@@ -333,9 +386,10 @@ class Search:
         from autoaccel.techniques.target import plan_of
 
         if target_name == LOCAL:
-            ev = evaluate_candidate(
-                candidate, self.workload, self.measure_cfg, batch_sizes=self.batch_sizes
-            )
+            with measure_lock(self.paths.root):
+                ev = evaluate_candidate(
+                    candidate, self.workload, self.measure_cfg, batch_sizes=self.batch_sizes
+                )
             figures = local_figures(ev.latency.median_ms, self.targets.get(LOCAL))
             scenario = self._scenario(ev.batches or {1: ev.latency})
             return ev, {**figures, "batch_size": 1, "scenario": scenario}
@@ -604,7 +658,8 @@ class Search:
             )
             fns[role] = lambda p=predict: p(inputs)
         cfg = self.measure_cfg.scaled(2 * self.measure_cfg.budget_s)
-        lat = measure_interleaved(fns, cfg, rounds=5)
+        with measure_lock(self.paths.root):
+            lat = measure_interleaved(fns, cfg, rounds=5)
         speedup = lat["baseline"].median_ms / lat["recommended"].median_ms
         best["confirmed"] = {
             "protocol": "interleaved with the baseline, 5 rounds, same process",
@@ -621,6 +676,11 @@ class Search:
             f"vs {lat['baseline'].median_ms:.3f} ms, interleaved)"
         )
         self.tracker.log_parent_metrics({"confirmed_speedup": speedup})
+
+
+def _worker_tags() -> dict[str, str]:
+    info = worker_info()
+    return {"autoaccel.host": info["host"], "autoaccel.pid": str(info["pid"])}
 
 
 def _with_targets(space, names: list[str] | None):

@@ -54,13 +54,24 @@ def make_sampler(name: str, seed: int | None, budget: int) -> optuna.samplers.Ba
     raise UserError(f"--sampler {name!r}: use one of {', '.join(SAMPLERS)}")
 
 
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage (SQLite, PostgreSQL, MySQL) with Optuna's heartbeat, so trials of a
+    worker that died are failed by the others (`autoaccel.workers`)."""
+    from autoaccel.workers import GRACE_S, HEARTBEAT_S
+
+    # the ask-and-tell loop starts each trial's heartbeat itself (autoaccel.workers.heartbeat)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+    return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+
+
 def open_study(
     name: str, storage: str, sampler: optuna.samplers.BaseSampler, identity: dict[str, Any]
 ) -> optuna.Study:
     """Create or continue a study; refuse to continue one made for a different job."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = _create(name, storage, sampler)
+        study = _create(name, make_storage(storage), sampler)
     except UserError:
         raise
     except Exception as exc:
@@ -122,7 +133,10 @@ def load_existing_study(name: str | None, storage: str) -> optuna.Study:
 
 
 def finished_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Finished trials that count toward the budget (surplus ones, asked by a concurrent
+    worker after the budget was reached, do not)."""
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    return sum("surplus" not in t.user_attrs for t in trials)
 
 
 def _one_line(exc: Exception) -> str:

@@ -8,6 +8,7 @@ parent's artifacts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -26,16 +27,17 @@ class Tracker:
         for noisy in ("mlflow", "alembic"):  # schema-migration chatter on a new store
             logging.getLogger(noisy).setLevel(logging.WARNING)
         mlflow.set_tracking_uri(tracking_uri)
-        self.client = MlflowClient(tracking_uri=tracking_uri)
         self.uri = tracking_uri
         try:
-            exp = self.client.get_experiment_by_name(experiment)
-            if exp is None:
-                exp_id = self.client.create_experiment(
-                    experiment, artifact_location=artifact_root.resolve().as_uri()
-                )
-            else:
-                exp_id = exp.experiment_id
+            with _store_lock(tracking_uri):  # workers creating one SQLite store race on it
+                self.client = MlflowClient(tracking_uri=tracking_uri)
+                exp = self.client.get_experiment_by_name(experiment)
+                if exp is None:
+                    exp_id = self.client.create_experiment(
+                        experiment, artifact_location=artifact_root.resolve().as_uri()
+                    )
+                else:
+                    exp_id = exp.experiment_id
         except Exception as exc:
             raise UserError(
                 f"--tracking-uri {tracking_uri}: cannot use the MLflow store "
@@ -91,6 +93,23 @@ class Tracker:
     def log_artifacts(self, folder: Path) -> None:
         self.client.log_artifacts(self.parent_id, str(folder))
 
+    def close_dead_parents(self, is_dead) -> list[str]:
+        """End as KILLED the parent runs left RUNNING by workers that died (`is_dead` gets the
+        run's {host, pid}); a live worker's run is left alone."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string="tags.`autoaccel.role` = 'study' and attributes.status = 'RUNNING'",
+        )
+        closed = []
+        for run in runs:
+            tags = run.data.tags
+            worker = {"host": tags.get("autoaccel.host"), "pid": tags.get("autoaccel.pid")}
+            if worker["pid"] and is_dead(worker):
+                self.client.set_tag(run.info.run_id, "ended_by", "a later worker: this one died")
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                closed.append(run.info.run_id)
+        return closed
+
     def latest_parent(self) -> str | None:
         """The study's most recent parent run (the last `search` invocation), if any."""
         runs = self.client.search_runs(
@@ -120,3 +139,22 @@ class Tracker:
             metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
             params=[Param(k, str(v)) for k, v in (params or {}).items()],
         )
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str):
+    """Serialise the creation (schema migration) of a local SQLite MLflow store between the
+    processes of one machine; other stores need no lock."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock = Path(uri[len("sqlite:///") :] + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

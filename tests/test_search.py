@@ -40,6 +40,9 @@ def test_search_reaches_budget_and_writes_outputs(tmp_path):
         "frontier.csv",
         "pareto.png",
         "pareto.html",
+        "report.md",
+        "report.html",
+        "report-plots",
     }
     rec = json.loads((out / "recommendation.json").read_text())
     assert rec == json.loads(json.dumps(result.recommendation, default=str))

@@ -1,0 +1,107 @@
+"""Several `autoaccel search` processes on one study, and recovery from ones that died.
+
+- Every trial records the worker that runs it (host, pid). A RUNNING trial whose worker was on
+  this host and is gone (kill -9, a crash in native code, a reboot) is failed at once when any
+  worker starts or asks for a trial; one on another host is failed by Optuna's heartbeat (RDB
+  storages beat every `HEARTBEAT_S`; no beat for `GRACE_S` means dead). Only the worker that
+  flips the state logs the failed MLflow run, so nothing is logged twice.
+- The budget is exact under concurrency: Optuna numbers trials in the order they are asked, so
+  a trial is *surplus* when the trials numbered up to it (that are not surplus themselves)
+  already exceed the budget. A surplus trial is told PRUNED, marked `surplus`, not logged and
+  not counted; its worker stops.
+- Latency measurements of concurrent workers would disturb each other: each one holds an
+  exclusive file lock for its timing (`measure_lock`), so no two candidates are timed at once.
+  Other workers' building and training still share the cores: for the steadiest figures run
+  one worker per machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+HEARTBEAT_S = 20
+GRACE_S = 120
+
+
+def worker_info() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def dead_here(info: dict[str, Any] | None) -> bool:
+    """True when `info` names a process on this host that no longer exists."""
+    if not info or info.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
+def recover_dead_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Fail the RUNNING trials whose worker died; return the ones this call failed."""
+    storage = study._storage  # the storage API is how Optuna itself fails stale trials
+    dead = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        if dead_here(t.user_attrs.get("worker"))
+    ]
+    stale = getattr(storage, "_get_stale_trial_ids", None)
+    if stale is not None and optuna.storages._heartbeat.is_heartbeat_enabled(storage):
+        ids = set(stale(study._study_id))
+        dead += [t for t in study.get_trials(deepcopy=False) if t._trial_id in ids]
+    failed = []
+    for t in {t._trial_id: t for t in dead}.values():
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL):
+                failed.append(t)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker got there first
+    return failed
+
+
+def is_surplus(study: optuna.Study, trial: optuna.trial.Trial, budget: int) -> bool:
+    """Whether `trial` (just asked) goes over the budget, counting in asking order."""
+    states = (*_FINISHED, optuna.trial.TrialState.RUNNING)
+    ahead = [
+        t
+        for t in study.get_trials(deepcopy=False, states=states)
+        if t.number <= trial.number and "surplus" not in t.user_attrs
+    ]
+    return len(ahead) > budget
+
+
+_FINISHED = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.FAIL,
+    optuna.trial.TrialState.PRUNED,
+)
+
+
+@contextlib.contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.trial.Trial) -> Iterator[None]:
+    """Keep the trial's heartbeat while it runs (what `study.optimize` does internally; the
+    ask-and-tell loop must start it itself)."""
+    with optuna.storages._heartbeat.get_heartbeat_thread(trial._trial_id, study._storage):
+        yield
+
+
+@contextlib.contextmanager
+def measure_lock(runs_dir: Path) -> Iterator[None]:
+    """One timing at a time among the workers sharing a runs folder."""
+    with open(runs_dir / ".measure.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
