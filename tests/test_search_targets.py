@@ -121,3 +121,19 @@ def test_targets_option_overrides_space_list_and_keeps_its_plan_params(tmp_path)
         load_space(_space(tmp_path, "  quantize:\n    mode: [none]\n")), None
     )
     assert len(everything.blocks["target"]["name"]) >= 11  # no list anywhere: every profile
+
+
+def test_parallelism_is_only_searched_for_targets_that_can_span_devices(tmp_path, seed_mlp):
+    from autoaccel.space import load_space, suggest_recipe
+
+    text = "  target:\n    name: [hailo-8, nvidia-a100-80gb]\n    tensor: [1, 2]\n"
+    text += "    pipeline: [2]\n    micro_batches: [2]\n    batch_size: [1, 8]\n"
+    space = load_space(_space(tmp_path, text))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    recipes = [suggest_recipe(study.ask(), space, seed_mlp) for _ in range(30)]
+    for r in recipes:
+        single = r["target.name"] == "hailo-8"
+        assert ("target.tensor" in r) is not single and ("target.data" in r) is not single
+        if "target.micro_batches" in r:  # only where it can divide the batch
+            assert r["target.batch_size"] > 1 and not single
+    assert {r["target.name"] for r in recipes} == {"hailo-8", "nvidia-a100-80gb"}

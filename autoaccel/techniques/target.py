@@ -25,6 +25,29 @@ def profile_names() -> tuple[str, ...]:
     return tuple([LOCAL] + [n for n in names if n != LOCAL])
 
 
+@cache
+def multi_device_names() -> tuple[str, ...]:
+    """Profiles whose plans may span several devices (`max_devices` > 1): the parallelism
+    parameters exist only for them, so single-device targets never draw an impossible plan."""
+    import yaml
+
+    from autoaccel.targets.profile import PROFILES_DIR
+
+    names = []
+    for path in sorted(PROFILES_DIR.glob("*.yaml")):
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            continue  # reported when the search validates the profiles
+        if isinstance(data, dict) and isinstance(data.get("max_devices"), int):
+            if data["max_devices"] > 1 and path.stem != LOCAL:
+                names.append(path.stem)
+    return tuple(names)
+
+
+BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
 class TargetChoice(Technique):
     name = "target"
     stage = Stage.RUNTIME
@@ -33,12 +56,13 @@ class TargetChoice(Technique):
     def params(self, workload) -> tuple[Param, ...]:
         names = profile_names()
         estimated = {"target.name": tuple(n for n in names if n != LOCAL)}
+        parallel = {"target.name": multi_device_names()}
         return (
             Param("name", LOCAL, choices=names, session=True, help="hardware the model runs on"),
             Param(
                 "batch_size",
                 1,
-                choices=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+                choices=BATCHES,
                 when=estimated,
                 session=True,
                 help="requests served together (estimated targets)",
@@ -47,7 +71,7 @@ class TargetChoice(Technique):
                 "data",
                 1,
                 choices=(1, 2, 4, 8),
-                when=estimated,
+                when=parallel,
                 session=True,
                 help="data-parallel replicas: more throughput, same latency",
             ),
@@ -55,7 +79,7 @@ class TargetChoice(Technique):
                 "tensor",
                 1,
                 choices=(1, 2, 4, 8),
-                when=estimated,
+                when=parallel,
                 session=True,
                 help="tensor-parallel degree: matrix work split, plus an all-reduce",
             ),
@@ -63,7 +87,7 @@ class TargetChoice(Technique):
                 "pipeline",
                 1,
                 choices=(1, 2, 4),
-                when=estimated,
+                when=parallel,
                 session=True,
                 help="pipeline stages of consecutive layers (adds a bubble)",
             ),
@@ -71,7 +95,11 @@ class TargetChoice(Technique):
                 "micro_batches",
                 1,
                 choices=(1, 2, 4, 8),
-                when={**estimated, "target.pipeline": (2, 4)},
+                when={
+                    **parallel,
+                    "target.pipeline": (2, 4),
+                    "target.batch_size": tuple(b for b in BATCHES if b > 1),
+                },
                 session=True,
                 help="micro-batches fed through the pipeline",
             ),
