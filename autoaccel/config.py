@@ -39,11 +39,133 @@ class SearchConfig(BaseModel):
     def build(cls, **values) -> SearchConfig:
         """Validate, turning pydantic's report into one line that names the option."""
         try:
-            return cls(**values)
+            cfg = cls(**values)
         except ValidationError as exc:
             err = exc.errors()[0]
             field = str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
             raise UserError(f"--{field} {err.get('input')!r}: {err['msg']}") from None
+        check_storage(cfg.storage, cfg.runs_dir)
+        check_tracking_uri(cfg.tracking_uri)
+        return cfg
+
+
+# Checks of the two store URLs before anything is written: a search that fails on them after
+# it has begun leaves a runs folder, a study or an MLflow experiment behind.
+
+_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433, "oracle": 1521}
+
+
+def check_storage(url: str | None, runs_dir: Path) -> None:
+    """`--storage`: an SQLAlchemy URL whose database is known, whose SQLite folder exists (or
+    is the runs folder, which the search creates) and whose server, if any, answers."""
+    if url is None:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserError(
+            f"--storage {url}: not a database URL; use e.g. sqlite:///path/to/optuna.db "
+            "or postgresql://user@host/db"
+        ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise UserError(
+            f"--storage {shown}: unknown database {parsed.drivername!r}; use sqlite:///..., "
+            "postgresql://... or mysql://..."
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        _check_sqlite_file("--storage", shown, parsed.database, runs_dir)
+    elif parsed.host:
+        port = parsed.port or _PORTS.get(backend)
+        _check_reachable("--storage", shown, parsed.host, port, "the database server")
+
+
+def check_tracking_uri(uri: str | None) -> None:
+    """`--tracking-uri`: an SQLite store's folder must be creatable (MLflow creates it), and
+    a server (http, a database) must answer now, not after minutes of retries."""
+    if uri is None:
+        return
+    from urllib.parse import urlsplit
+
+    scheme = urlsplit(uri).scheme.split("+")[0].lower()
+    if scheme in ("http", "https"):
+        try:
+            parts = urlsplit(uri)
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError:
+            raise UserError(
+                f"--tracking-uri {uri}: not a valid URL; use e.g. http://host:5000"
+            ) from None
+        if parts.hostname and not _proxied(parts.hostname):
+            _check_reachable("--tracking-uri", uri, parts.hostname, port, "the MLflow server")
+    elif scheme == "sqlite" or scheme in _PORTS:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(uri)
+        except ArgumentError:
+            raise UserError(
+                f"--tracking-uri {uri}: not a database URL; use e.g. sqlite:///path/mlflow.db"
+            ) from None
+        if scheme == "sqlite":
+            _check_sqlite_file("--tracking-uri", uri, parsed.database, None)
+        elif parsed.host:
+            port = parsed.port or _PORTS[scheme]
+            shown = parsed.render_as_string(hide_password=True)
+            _check_reachable("--tracking-uri", shown, parsed.host, port, "the database server")
+
+
+def _check_sqlite_file(option: str, url: str, database: str | None, runs_dir: Path | None):
+    """The SQLite file's folder must exist (or be `runs_dir`, which the search creates); with
+    `runs_dir` None the folder may be missing as long as it can be created."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).expanduser().resolve()
+    if path.is_dir():
+        raise UserError(f"{option} {url}: {path} is a folder; name a database file in it")
+    folder = path.parent
+    if folder.is_dir() or (runs_dir is not None and folder == Path(runs_dir).resolve()):
+        return
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if runs_dir is None and existing.is_dir():
+        return  # MLflow creates the missing folders
+    if not existing.is_dir():
+        raise UserError(
+            f"{option} {url}: {existing} is a file, not a folder; choose a path in a folder"
+        )
+    raise UserError(
+        f"{option} {url}: folder {folder} does not exist; create it first or choose a path "
+        "in an existing folder"
+    )
+
+
+def _proxied(host: str) -> bool:
+    """Whether requests to `host` go through a proxy (then only the proxy can tell)."""
+    import urllib.request
+
+    return bool(urllib.request.getproxies()) and not urllib.request.proxy_bypass(host)
+
+
+def _check_reachable(option: str, url: str, host: str, port: int | None, what: str) -> None:
+    import socket
+
+    if port is None:
+        return
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise UserError(
+            f"{option} {url}: cannot reach {host}:{port} ({reason}); start {what} or correct "
+            "the URL"
+        ) from None
 
 
 class RunPaths:

@@ -5,6 +5,7 @@ reason, and the loop goes on.
 
 from __future__ import annotations
 
+import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -77,6 +78,18 @@ class Search:
         self.emit = emit
 
     def run(self) -> SearchResult:
+        root = RunPaths(self.cfg.runs_dir).root
+        fresh = not root.exists()
+        try:
+            return self._run()
+        except UserError:
+            # bad input found only once the search has begun (a model that cannot be
+            # exported, a latency bound the baseline cannot meet): leave nothing behind
+            if fresh:
+                shutil.rmtree(root, ignore_errors=True)
+            raise
+
+    def _run(self) -> SearchResult:
         import optuna
 
         from autoaccel.evaluate import MeasureConfig
@@ -94,6 +107,7 @@ class Search:
         self.emit("status", "loading workload")
         workload = load_workload(cfg.workload, paths.cache, cfg.model, cfg.data)
         paths.prepare()  # only after the input is known to be good: nothing half-written
+        self.workload, self.paths = workload, paths
         self._calibrate_local(paths)
         suffix = "" if cfg.scenario == "single-stream" else f"-{cfg.scenario}"
         name = check_study_name(cfg.study or f"{workload.name}-{space.name}{suffix}")
@@ -111,6 +125,7 @@ class Search:
         probe = open_study(
             name, storage, make_sampler(cfg.sampler, cfg.seed, cfg.budget), identity
         )
+        self._preflight()  # an unexportable model is bad input: before any trial or run
         if "workload_spec" not in probe.user_attrs:  # how `export` reloads the workload
             probe.set_user_attr(
                 "workload_spec",
@@ -152,7 +167,6 @@ class Search:
             tags={"study": name, "workload": workload.name, **_worker_tags()},
         )
         try:
-            self._preflight()
             baseline = self._baseline()
             tracker.log_parent_metrics(
                 {

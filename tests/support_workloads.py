@@ -50,3 +50,27 @@ def nan() -> SeedMLP:
 
 def not_a_workload() -> object:
     return object()
+
+
+class _FFT(SeedMLP):
+    """seed-mlp whose torch model uses an operator ONNX opset 17 lacks (aten::fft_fft), so
+    it cannot be exported. Untrained: export fails before any training would matter."""
+
+    name = "fft-mlp"
+
+    def torch_model(self):
+        import torch
+
+        class _Net(torch.nn.Module):
+            def forward(self, x):
+                return torch.softmax(torch.fft.fft(x).abs()[:, :10], dim=1)
+
+        return _Net().eval()
+
+
+def unexportable() -> SeedMLP:
+    return _FFT(_CACHE)
+
+
+def broken() -> SeedMLP:
+    raise FileNotFoundError("weights.pt not found")

@@ -61,6 +61,11 @@ def load_workload(
 def _from_factory(spec: str) -> Workload:
     """Import and call a user's factory. This runs the user's own code, by their request."""
     module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UserError(
+            f"--workload {spec}: give package.module:factory, both parts "
+            "(e.g. mypkg.workload:factory)"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -68,16 +73,37 @@ def _from_factory(spec: str) -> Workload:
             f"--workload {spec}: cannot import {module_name!r} ({exc}); "
             "make it importable (pip install it or add its folder to PYTHONPATH)"
         ) from None
+    except Exception as exc:  # the module's own code failed while importing
+        raise UserError(
+            f"--workload {spec}: importing {module_name!r} raised {_summary(exc)}; fix the "
+            "module (`autoaccel --debug search ...` shows the traceback)"
+        ) from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise UserError(f"--workload {spec}: {module_name} has no callable {attr!r}")
-    workload = factory()
+        raise UserError(
+            f"--workload {spec}: {module_name} has no callable {attr!r}; name the function "
+            "in it that returns the Workload"
+        )
+    try:
+        workload = factory()
+    except UserError:
+        raise
+    except Exception as exc:  # the user's code failed: say so, keep their traceback for --debug
+        raise UserError(
+            f"--workload {spec}: {attr}() raised {_summary(exc)}; fix the factory "
+            "(`autoaccel --debug search ...` shows the traceback)"
+        ) from exc
     if not isinstance(workload, Workload):
         raise UserError(
             f"--workload {spec}: {attr}() returned {type(workload).__name__}, "
-            "not an autoaccel.workloads.Workload"
+            "not an autoaccel.workloads.Workload; return an instance of a Workload subclass"
         )
     return workload
+
+
+def _summary(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
 
 
 __all__ = ["BUILTIN", "Inputs", "Predict", "Workload", "load_workload"]

@@ -10,6 +10,7 @@ baseline is ONNX Runtime fp32 with a default session.
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -55,13 +56,29 @@ class OnnxFileWorkload(Workload):
     def _load_data(self, graph_input) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         import onnx
 
+        save = "save it with numpy.savez(path, x_val=..., y_val=...)"
+        if not zipfile.is_zipfile(self.data_path):  # np.load would talk of pickles here
+            raise UserError(
+                f"--data {self.data_path}: not a readable .npz archive (not a zip of .npy "
+                f"arrays); {save}"
+            )
         try:
             with np.load(self.data_path, allow_pickle=False) as archive:
                 arrays = {k: archive[k] for k in archive.files}
+        except ValueError as exc:
+            if "pickle" not in str(exc):
+                raise UserError(
+                    f"--data {self.data_path}: not a readable .npz archive "
+                    f"({_first_line(exc)}); {save}"
+                ) from None
+            raise UserError(
+                f"--data {self.data_path}: holds object arrays, which are not loaded (they "
+                "could run code); store numeric arrays, e.g. x_val.astype('float32')"
+            ) from None
         except Exception as exc:
             raise UserError(
                 f"--data {self.data_path}: not a readable .npz archive ({_first_line(exc)}); "
-                "save it with numpy.savez(path, x_val=..., y_val=...)"
+                f"{save}"
             ) from None
         missing = [k for k in ("x_val", "y_val") if k not in arrays]
         if missing:
@@ -74,6 +91,12 @@ class OnnxFileWorkload(Workload):
             raise UserError(
                 f"--data {self.data_path}: x_val has {len(x_val)} rows but y_val has "
                 f"{len(y_val)}; give one label per input row"
+            )
+        if y_val.ndim != 1 or not np.issubdtype(y_val.dtype, np.number):
+            raise UserError(
+                f"--data {self.data_path}: y_val has shape {'x'.join(map(str, y_val.shape))} "
+                f"and dtype {y_val.dtype}; give one integer class index per row "
+                "(y.argmax(axis=1) for one-hot labels)"
             )
         dims = graph_input.type.tensor_type.shape.dim
         expected = [d.dim_value if d.HasField("dim_value") else None for d in dims]
