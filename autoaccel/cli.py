@@ -220,26 +220,38 @@ def techniques() -> None:
     Console().print(table)
 
 
+StudyOpt = Annotated[
+    str | None, typer.Option(help="Study name (default: the only study in the storage).")
+]
+RunsDirOpt = Annotated[Path, typer.Option(help="The runs folder of your searches.")]
+StorageOpt = Annotated[
+    str | None, typer.Option(help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db).")
+]
+TrackingOpt = Annotated[
+    str | None, typer.Option(help="MLflow tracking URI (default sqlite:///<runs-dir>/mlflow.db).")
+]
+
+
+def _log_to_parent(paths, tracking_uri: str | None, study: str, files: list[Path]) -> None:
+    """Attach files to the study's latest MLflow parent run, when there is a store."""
+    from autoaccel.tracking import Tracker
+
+    if tracking_uri or (paths.root / "mlflow.db").exists():
+        tracker = Tracker(tracking_uri or paths.tracking_uri(), study, paths.artifacts)
+        if (parent := tracker.latest_parent()) is not None:
+            tracker.log_files(parent, files)
+            typer.echo(f"logged to MLflow run {parent}")
+
+
 @app.command()
 def report(
-    study: Annotated[
-        str | None,
-        typer.Option(help="Study name (default: the only study in the storage)."),
-    ] = None,
+    study: StudyOpt = None,
     out: Annotated[
         Path | None, typer.Option(help="Folder for report.md/report.html (default runs/<study>).")
     ] = None,
-    runs_dir: Annotated[Path, typer.Option(help="The runs folder of your searches.")] = Path(
-        "runs"
-    ),
-    storage: Annotated[
-        str | None,
-        typer.Option(help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db)."),
-    ] = None,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(help="MLflow tracking URI (default sqlite:///<runs-dir>/mlflow.db)."),
-    ] = None,
+    runs_dir: RunsDirOpt = Path("runs"),
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
     prefer: Annotated[
         str, typer.Option(help="Recommendation objective: latency, cost or energy.")
     ] = "latency",
@@ -250,7 +262,6 @@ def report(
     from autoaccel.errors import UserError
     from autoaccel.report import write_report
     from autoaccel.study import load_existing_study
-    from autoaccel.tracking import Tracker
 
     if prefer not in ("latency", "cost", "energy"):
         raise UserError(f"--prefer {prefer!r}: use latency, cost or energy")
@@ -258,12 +269,7 @@ def report(
     found = load_existing_study(study, storage or paths.storage_url())
     folder = out or paths.study_dir(found.study_name)
     md, html_path = write_report(found, folder, prefer=prefer)
-    uri = tracking_uri or paths.tracking_uri()
-    if tracking_uri or (paths.root / "mlflow.db").exists():
-        tracker = Tracker(uri, found.study_name, paths.artifacts)
-        if (parent := tracker.latest_parent()) is not None:
-            tracker.log_files(parent, [md, html_path])
-            typer.echo(f"logged to MLflow run {parent}")
+    _log_to_parent(paths, tracking_uri, found.study_name, [md, html_path])
     typer.echo(f"wrote {html_path} and {md}")
 
 
@@ -274,20 +280,10 @@ def export(
         bool, typer.Option("--recommended", help="Export the study's recommendation.")
     ] = False,
     trial: Annotated[int | None, typer.Option(help="Export this trial instead.")] = None,
-    study: Annotated[
-        str | None, typer.Option(help="Study name (default: the only study in the storage).")
-    ] = None,
-    runs_dir: Annotated[Path, typer.Option(help="The runs folder of your searches.")] = Path(
-        "runs"
-    ),
-    storage: Annotated[
-        str | None,
-        typer.Option(help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db)."),
-    ] = None,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(help="MLflow tracking URI (default sqlite:///<runs-dir>/mlflow.db)."),
-    ] = None,
+    study: StudyOpt = None,
+    runs_dir: RunsDirOpt = Path("runs"),
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
     prefer: Annotated[
         str, typer.Option(help="With --recommended: latency, cost or energy.")
     ] = "latency",
@@ -329,13 +325,7 @@ def export(
         f"trial {done.trial}: wrote {done.model} and {done.sidecar}; quality re-checked "
         f"{done.quality:.4f} (recorded {done.recorded:.4f})"
     )
-    if tracking_uri or (paths.root / "mlflow.db").exists():
-        from autoaccel.tracking import Tracker
-
-        tracker = Tracker(tracking_uri or paths.tracking_uri(), found.study_name, paths.artifacts)
-        if (parent := tracker.latest_parent()) is not None:
-            tracker.log_files(parent, [done.model, done.sidecar])
-            typer.echo(f"logged to MLflow run {parent}")
+    _log_to_parent(paths, tracking_uri, found.study_name, [done.model, done.sidecar])
 
 
 @app.command()
@@ -442,8 +432,6 @@ def main() -> None:
         _fail(f"{_one_line(exc.format_message()).rstrip('.')}; see `{where} --help`", 2)
     except click.ClickException as exc:
         _fail(_one_line(exc.format_message()), exc.exit_code)
-    except click.Abort:
-        _fail("aborted", 1)
     except KeyboardInterrupt:
         code = 130
     if code == 130:  # typer turns Ctrl-C into exit code 130
