@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 
 from autoaccel.errors import UserError
+from autoaccel.workers import sqlite_lock
 
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -71,7 +72,8 @@ def open_study(
     """Create or continue a study; refuse to continue one made for a different job."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = _create(name, make_storage(storage), sampler)
+        with sqlite_lock(storage):  # workers starting at once race on a new store
+            study = _create(name, make_storage(storage), sampler)
     except UserError:
         raise
     except Exception as exc:

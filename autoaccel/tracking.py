@@ -8,13 +8,13 @@ parent's artifacts.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from autoaccel.errors import UserError
+from autoaccel.workers import sqlite_lock
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
@@ -29,7 +29,7 @@ class Tracker:
         mlflow.set_tracking_uri(tracking_uri)
         self.uri = tracking_uri
         try:
-            with _store_lock(tracking_uri):  # workers creating one SQLite store race on it
+            with sqlite_lock(tracking_uri):  # workers creating one SQLite store race on it
                 self.client = MlflowClient(tracking_uri=tracking_uri)
                 exp = self.client.get_experiment_by_name(experiment)
                 if exp is None:
@@ -139,22 +139,3 @@ class Tracker:
             metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
             params=[Param(k, str(v)) for k, v in (params or {}).items()],
         )
-
-
-@contextlib.contextmanager
-def _store_lock(uri: str):
-    """Serialise the creation (schema migration) of a local SQLite MLflow store between the
-    processes of one machine; other stores need no lock."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    import fcntl
-
-    lock = Path(uri[len("sqlite:///") :] + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -105,3 +105,22 @@ def measure_lock(runs_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def sqlite_lock(uri: str) -> Iterator[None]:
+    """Serialise creating a local SQLite store (Optuna's or MLflow's schema, a new study)
+    between the processes of one machine: two creating it at once race on the schema. Other
+    URLs need no lock (the database server serialises)."""
+    db = Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+    if db is None or not db.parent.is_dir():
+        yield  # the store reports a missing folder itself
+        return
+    # flock on the database file itself (SQLite's own locks are fcntl locks, independent of
+    # flock): no extra file, and an existing store is not touched
+    with open(db, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
