@@ -110,6 +110,13 @@ def search(
         float | None,
         typer.Option(help="server: also report p50/p99 at this Poisson arrival rate (qps)."),
     ] = None,
+    n_jobs: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes on this study (each runs trials; timings never overlap, "
+            "but training shares the cores)."
+        ),
+    ] = 1,
     targets: Annotated[
         str | None,
         typer.Option(
@@ -121,6 +128,7 @@ def search(
     """Search acceleration recipes; write the frontier and a recommendation."""
     from autoaccel.config import SearchConfig
     from autoaccel.console import SearchDisplay
+    from autoaccel.errors import UserError
     from autoaccel.search_run import Search
 
     cfg = SearchConfig.build(
@@ -143,10 +151,54 @@ def search(
         latency_bound_ms=latency_bound_ms,
         arrival_rate=arrival_rate,
     )
+    if not 1 <= n_jobs <= 64:
+        raise UserError(f"--n-jobs {n_jobs}: use 1 to 64 worker processes")
+    helpers = _start_workers(n_jobs - 1)
     display = SearchDisplay(cfg.budget)
-    with display:
-        result = Search(cfg, display.handle).run()
+    try:
+        with display:
+            result = Search(cfg, display.handle).run()
+    finally:
+        failed = _stop_workers(helpers)
     display.final(result)
+    if failed:
+        raise UserError(f"{failed} of {n_jobs - 1} extra worker(s) failed; see their trials")
+
+
+def _start_workers(count: int) -> list:
+    """`count` more `autoaccel search` processes with this command's arguments (without
+    --n-jobs): they join the same study, so the budget is shared exactly (autoaccel.workers)."""
+    import subprocess
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--n-jobs":
+            skip = True
+        elif not arg.startswith("--n-jobs="):
+            args.append(arg)
+    cmd = [sys.executable, "-m", "autoaccel.cli", *args]
+    quiet = subprocess.DEVNULL
+    return [subprocess.Popen(cmd, stdout=quiet, stderr=quiet) for _ in range(count)]
+
+
+def _stop_workers(workers: list) -> int:
+    """Wait for the extra workers (stop them if this one was interrupted); how many failed."""
+    import subprocess
+
+    failed = 0
+    for proc in workers:
+        try:
+            failed += proc.wait() != 0
+        except KeyboardInterrupt:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    return failed
 
 
 @app.command()

@@ -108,5 +108,27 @@ def test_two_workers_on_one_study_finish_the_budget_exactly(tmp_path):
     assert len({t.number for t in counted}) == 6
     children = _mlflow(runs, "select count(*) from tags where key = 'mlflow.parentRunId'")
     assert children == [(6,)]
-    pids = {t.user_attrs["worker"]["pid"] for t in counted}
-    assert len(pids) == 2  # both really worked
+    parents = _mlflow(
+        runs,
+        "select r.status from runs r join tags t on t.run_uuid = r.run_uuid "
+        "where t.key = 'autoaccel.role' and t.value = 'study'",
+    )
+    assert [p for (p,) in parents] == ["FINISHED", "FINISHED"]  # both workers ran and ended
+
+
+def test_n_jobs_runs_several_workers_that_share_the_budget(tmp_path):
+    runs, space = tmp_path / "runs", tmp_path / "fast.yaml"
+    space.write_text(FAST_SPACE)
+    cmd = [sys.executable, "-m", "autoaccel.cli", "search", "--workload", "seed-mlp"]
+    cmd += ["--space", str(space), "--budget", "6", "--runs-dir", str(runs), "--study", "w"]
+    cmd += ["--measure-seconds", "0.03", "--n-jobs", "2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    counted = [t for t in _study(runs).trials if "surplus" not in t.user_attrs]
+    assert len(counted) == 6
+    parents = _mlflow(
+        runs,
+        "select r.status from runs r join tags t on t.run_uuid = r.run_uuid "
+        "where t.key = 'autoaccel.role' and t.value = 'study'",
+    )
+    assert [p for (p,) in parents] == ["FINISHED", "FINISHED"]  # this one and its helper
