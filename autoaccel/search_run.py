@@ -25,6 +25,7 @@ from autoaccel.workers import (
     heartbeat,
     is_surplus,
     measure_lock,
+    outputs_lock,
     recover_dead_trials,
     worker_info,
 )
@@ -600,17 +601,19 @@ class Search:
 
         out = self.paths.study_dir(name)
         title = f"{workload.name}: {len(all_points)} candidates, study {name}"
-        write_study_folder(
-            out,
-            rec,
-            all_points,
-            front,
-            baseline,
-            self.cfg.max_accuracy_drop,
-            workload.metric,
-            title,
-        )
-        self._report(out, info)
+        with outputs_lock(self.paths.root):
+            write_study_folder(
+                out,
+                rec,
+                all_points,
+                front,
+                baseline,
+                self.cfg.max_accuracy_drop,
+                workload.metric,
+                title,
+            )
+            self._report(out, info)
+            self.tracker.log_artifacts(out)
 
         run_ids = {
             t.number: t.user_attrs["mlflow_run_id"]
@@ -618,7 +621,6 @@ class Search:
             if "mlflow_run_id" in t.user_attrs
         }
         self.tracker.set_pareto(run_ids, {p.trial for p in front})
-        self.tracker.log_artifacts(out)
         if rec["recommended"]:
             self.tracker.log_parent_metrics({"best_speedup": rec["recommended"]["speedup"]})
         self.emit("done", rec)

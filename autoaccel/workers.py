@@ -96,10 +96,20 @@ def heartbeat(study: optuna.Study, trial: optuna.trial.Trial) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def measure_lock(runs_dir: Path) -> Iterator[None]:
+def measure_lock(runs_dir: Path) -> contextlib.AbstractContextManager[None]:
     """One timing at a time among the workers sharing a runs folder."""
-    with open(runs_dir / ".measure.lock", "a") as handle:
+    return _flock(runs_dir / ".measure.lock")
+
+
+def outputs_lock(runs_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """One worker at a time writes a study's folder (frontier, plots, report): two finishing
+    together would swap the folder under each other."""
+    return _flock(runs_dir / ".outputs.lock")
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
