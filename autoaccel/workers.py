@@ -128,9 +128,5 @@ def sqlite_lock(uri: str) -> Iterator[None]:
         return
     # flock on the database file itself (SQLite's own locks are fcntl locks, independent of
     # flock): no extra file, and an existing store is not touched
-    with open(db, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with _flock(db):
+        yield
