@@ -124,6 +124,21 @@ def search(
             "cpu-local is measured, the others estimated. Default: the space's list, else all."
         ),
     ] = None,
+    trial_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds one candidate may take (build, training, evaluation); past it the "
+            "candidate is stopped and its trial fails. Default: no limit."
+        ),
+    ] = None,
+    isolate: Annotated[
+        bool,
+        typer.Option(
+            help="Judge candidates in a worker process of their own, so a crash or hang in "
+            "native code fails one trial, not the search. --no-isolate saves the worker's "
+            "start-up (seconds) at that risk."
+        ),
+    ] = True,
 ) -> None:
     """Search acceleration recipes; write the frontier and a recommendation."""
     from autoaccel.config import SearchConfig
@@ -150,6 +165,8 @@ def search(
         scenario=scenario,
         latency_bound_ms=latency_bound_ms,
         arrival_rate=arrival_rate,
+        trial_timeout=trial_timeout,
+        isolate=isolate,
     )
     if not 1 <= n_jobs <= 64:
         raise UserError(f"--n-jobs {n_jobs}: use 1 to 64 worker processes")

@@ -34,6 +34,8 @@ class SearchConfig(BaseModel):
     targets: list[str] | None = Field(
         None, description="hardware profiles to search over (default: the space's, else all)"
     )
+    isolate: bool = Field(True, description="judge candidates in a worker process of their own")
+    trial_timeout: float | None = Field(None, gt=0.0, le=7 * 24 * 3600.0)
 
     @classmethod
     def build(cls, **values) -> SearchConfig:
@@ -44,6 +46,11 @@ class SearchConfig(BaseModel):
             err = exc.errors()[0]
             field = str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
             raise UserError(f"--{field} {err.get('input')!r}: {err['msg']}") from None
+        if cfg.trial_timeout is not None and not cfg.isolate:
+            raise UserError(
+                "--trial-timeout needs candidates in their own process to stop them: "
+                "drop --no-isolate"
+            )
         check_storage(cfg.storage, cfg.runs_dir)
         check_tracking_uri(cfg.tracking_uri)
         return cfg

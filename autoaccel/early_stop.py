@@ -31,11 +31,23 @@ FRACTIONS = (0.25, 0.5)
 
 class TrainingStopped(Exception):
     """A training run stopped by the rule; `projected` is the best final quality it could
-    still reach by the study's own history."""
+    still reach by the study's own history; `curve` and `seconds` are what the trial keeps
+    of the run (filled in by the evaluator)."""
 
-    def __init__(self, reason: str, projected: float) -> None:
+    def __init__(
+        self,
+        reason: str,
+        projected: float,
+        curve: dict[str, dict[float, float]] | None = None,
+        seconds: float = 0.0,
+    ) -> None:
         super().__init__(reason)
         self.projected = projected
+        self.curve = curve or {}
+        self.seconds = seconds
+
+    def __reduce__(self):  # keep every field across the isolated worker's pipe
+        return (type(self), (str(self), self.projected, self.curve, self.seconds))
 
 
 @dataclass(frozen=True)

@@ -16,3 +16,22 @@ class InfeasibleRecipe(Exception):
 
     The trial is recorded as failed with this reason; the search goes on.
     """
+
+
+class CandidateFailed(Exception):
+    """A candidate that failed where its exception could not travel as itself: in the
+    isolated worker (its reason and traceback are carried as text), or by crashing or
+    running past `--trial-timeout`."""
+
+    def __init__(self, reason: str, trace: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.trace = trace
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: first line of the message`, short enough for a tag or a table cell."""
+    if isinstance(exc, CandidateFailed):
+        return exc.reason
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")

@@ -6,7 +6,6 @@ reason, and the loop goes on.
 from __future__ import annotations
 
 import shutil
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,11 +14,13 @@ from typing import Any
 
 from autoaccel.config import RunPaths, SearchConfig
 from autoaccel.early_stop import TrainingStopped
-from autoaccel.errors import InfeasibleRecipe, UserError
+from autoaccel.errors import InfeasibleRecipe, UserError, describe
 from autoaccel.evaluate.scenarios import BATCH_SIZES
 from autoaccel.frontier import objective_of
+from autoaccel.isolation import IsolatedEvaluator
 from autoaccel.techniques.base import recipe_value
 from autoaccel.techniques.target import LOCAL
+from autoaccel.trial_eval import CandidateEvaluator, EvalSettings, scenario_of
 from autoaccel.workers import (
     dead_here,
     heartbeat,
@@ -146,6 +147,23 @@ class Search:
         self.measure_cfg = MeasureConfig().scaled(cfg.measure_seconds)
         self.batch_sizes = (1,) if cfg.scenario == "single-stream" else BATCH_SIZES
         self.workload, self.space, self.paths, self.study = workload, space, paths, study
+        self.settings = EvalSettings(
+            workload=cfg.workload,
+            model=cfg.model,
+            data=cfg.data,
+            cache=paths.cache,
+            root=paths.root,
+            targets=self.targets,
+            measure=self.measure_cfg,
+            batch_sizes=self.batch_sizes,
+            scenario=cfg.scenario,
+            latency_bound_ms=cfg.latency_bound_ms,
+            arrival_rate=cfg.arrival_rate,
+        )
+        if cfg.isolate:
+            self.evaluator = IsolatedEvaluator(self.settings, cfg.trial_timeout)
+        else:
+            self.evaluator = CandidateEvaluator(self.settings, workload)
 
         tracker = Tracker(cfg.tracking_uri or paths.tracking_uri(), name, paths.artifacts)
         self.tracker = tracker
@@ -193,6 +211,8 @@ class Search:
         except BaseException:
             tracker.end_parent("FAILED")
             raise
+        finally:
+            self.evaluator.close()
         tracker.end_parent("FINISHED")
         return result
 
@@ -226,7 +246,7 @@ class Search:
                 candidate, self.workload, self.measure_cfg, batch_sizes=self.batch_sizes
             )
         try:
-            figures = self._scenario(ev.batches or {1: ev.latency})
+            figures = scenario_of(self.settings, ev.batches or {1: ev.latency})
         except InfeasibleRecipe as exc:
             raise UserError(
                 f"--latency-bound-ms {self.cfg.latency_bound_ms:g}: the baseline cannot meet it "
@@ -288,7 +308,6 @@ class Search:
             self.emit("warning", f"trial {t.number}: {reason}")
 
     def _trial(self, trial, baseline: dict[str, Any], done: int) -> None:
-        from autoaccel.build import build_candidate
         from autoaccel.space import suggest_recipe
 
         study, workload = self.study, self.workload
@@ -305,36 +324,27 @@ class Search:
             else:
                 self._reuse(trial, recipe, tags, earlier, baseline, done)
             return
-        monitor = self._monitor(baseline)
-        t0 = time.perf_counter()
         try:
-            candidate = build_candidate(recipe, workload, self.paths.cache, monitor)
-            build_s = time.perf_counter() - t0
-            ev, hardware = self._evaluate(candidate, recipe, target_name)
+            out = self.evaluator.run(recipe, self._rule(baseline))
         except KeyboardInterrupt:
             self._fail(trial, recipe, tags, "interrupted by the user (Ctrl-C)")
             raise
         except TrainingStopped as stop:
-            self._stopped(trial, recipe, tags, stop, monitor, time.perf_counter() - t0)
+            self._stopped(trial, recipe, tags, stop)
             event = TrialEvent(trial.number, done + 1, self.cfg.budget, 1, "stopped")
             self.emit("trial", event)
             return
         except Exception as exc:  # any failing candidate: record why, go on
-            reason = _reason(exc)
+            reason = describe(exc)
             infeasible = isinstance(exc, InfeasibleRecipe)
-            self._fail(
-                trial,
-                recipe,
-                tags,
-                reason,
-                "" if infeasible else traceback.format_exc(),
-                infeasible=infeasible,
-            )
+            trace = getattr(exc, "trace", None) or traceback.format_exc()
+            self._fail(trial, recipe, tags, reason, "" if infeasible else trace, infeasible)
             self.emit(
                 "trial",
                 TrialEvent(trial.number, done + 1, self.cfg.budget, 1, "failed", reason=reason),
             )
             return
+        ev, hardware, build_s = out.evaluation, out.hardware, out.build_s
         accuracy = ev.quality[workload.metric]
         drop = baseline["accuracy"] - accuracy
         objective = hardware["scenario"]["objective_ms"]
@@ -352,8 +362,8 @@ class Search:
                 "latency_source": ev.latency.source,
                 "target": ev.latency.target,
                 "size_mb": ev.size_mb,
-                "notes": list(candidate.notes),
-                "seconds": {"build": build_s, "train": candidate.train_seconds, **ev.seconds},
+                "notes": out.notes,
+                "seconds": {"build": build_s, "train": out.train_s, **ev.seconds},
                 "hardware": hardware,
             },
         )
@@ -368,7 +378,7 @@ class Search:
             "objective_ms": objective,
             "size_mb": ev.size_mb,
             "seconds.build": build_s,
-            "seconds.train": candidate.train_seconds,
+            "seconds.train": out.train_s,
             **{f"seconds.{k}": v for k, v in ev.seconds.items()},
             **{k: v for k, v in hardware.items() if isinstance(v, int | float)},
             **{
@@ -378,9 +388,9 @@ class Search:
             },
             **{f"estimate.{k}": v for k, v in hardware.get("breakdown_ms", {}).items()},
         }
-        if monitor is not None and monitor.curve:
-            trial.set_user_attr("curve", monitor.curve)
-            metrics.update(_curve_metrics(monitor.curve))
+        if out.curve:
+            trial.set_user_attr("curve", out.curve)
+            metrics.update(_curve_metrics(out.curve))
         tags["feasible"] = str(feasible).lower()
         run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, failed=False)
         trial.set_user_attr("mlflow_run_id", run_id)
@@ -390,101 +400,31 @@ class Search:
             TrialEvent(trial.number, done + 1, self.cfg.budget, 0, "complete", speedup, feasible),
         )
 
-    def _evaluate(self, candidate, recipe: dict[str, Any], target_name: str):
-        """Quality, always run here; latency measured on cpu-local, else estimated by the
-        target's cost model from the candidate's graph. Returns the evaluation and the
-        hardware figures (throughput, energy, cost; what each rests on)."""
-        from dataclasses import replace
-
-        from autoaccel.evaluate import Latency, evaluate_candidate
-        from autoaccel.evaluate.estimate import estimate_candidate, local_figures
-        from autoaccel.techniques.target import plan_of
-
-        if target_name == LOCAL:
-            with measure_lock(self.paths.root):
-                ev = evaluate_candidate(
-                    candidate, self.workload, self.measure_cfg, batch_sizes=self.batch_sizes
-                )
-            figures = local_figures(ev.latency.median_ms, self.targets.get(LOCAL))
-            scenario = self._scenario(ev.batches or {1: ev.latency})
-            return ev, {**figures, "batch_size": 1, "scenario": scenario}
-        if candidate.onnx_path is None:
-            raise InfeasibleRecipe(
-                f"{target_name} is estimated from an ONNX graph; none was built"
-            )
-        target, plan = self.targets[target_name], plan_of(recipe)
-        # estimate first: an infeasible plan or precision costs no quality run
-        est, graph = estimate_candidate(candidate.onnx_path, self.workload, target, plan)
-        ev = evaluate_candidate(candidate, self.workload, self.measure_cfg, time_it=False)
-        latency = Latency(
-            est.latency_ms, est.latency_ms, est.latency_ms, 0, est.source, target_name
-        )
-        figures = {
-            "throughput_qps": est.throughput_qps,
-            "batch_size": plan.batch_size,
-            "devices": plan.devices,
-            "macs": graph.macs,
-            "weight_mb": graph.weight_bytes / 1e6,
-            "breakdown_ms": est.breakdown_ms,
-            "estimate_notes": list(est.notes),
-        }
-        if est.energy_j is not None:
-            figures["energy_j"] = est.energy_j
-            figures["energy_source"] = est.source
-        if est.cost_per_million_usd is not None:
-            figures["cost_per_million_usd"] = est.cost_per_million_usd
-        batches = {1: latency}  # single-stream: the plan's batch latency
-        if self.cfg.scenario != "single-stream":  # the scenario picks the batch size
-            for b in self.batch_sizes:
-                at_b = replace(plan, batch_size=b)
-                e, _ = estimate_candidate(candidate.onnx_path, self.workload, target, at_b)
-                batches[b] = Latency(
-                    e.latency_ms, e.latency_ms, e.latency_ms, 0, e.source, target_name
-                )
-        figures["scenario"] = self._scenario(batches)
-        return replace(ev, latency=latency), figures
-
-    def _scenario(self, batches) -> dict[str, Any]:
-        """The scenario's figures from per-batch latencies; a server that meets the latency
-        bound at no rate is an infeasible recipe, with the reason."""
-        from autoaccel.evaluate.scenarios import scenario_figures
-
-        try:
-            return scenario_figures(
-                self.cfg.scenario, batches, self.cfg.latency_bound_ms, self.cfg.arrival_rate
-            )
-        except ValueError as exc:
-            raise InfeasibleRecipe(f"server scenario: {exc}") from None
-
-    def _monitor(self, baseline: dict[str, Any]):
-        """The early-stopping watcher for this trial's training (None without training data),
-        primed with the curves of the study's completed trials."""
+    def _rule(self, baseline: dict[str, Any]):
+        """The early-stopping rule for this trial's training, primed with the curves of the
+        study's completed trials (the evaluator applies it where there is training data)."""
         import optuna
 
-        from autoaccel.early_stop import HeadroomRule, TrialMonitor, curves_from, torch_quality
+        from autoaccel.early_stop import HeadroomRule, curves_from
 
-        wl = self.workload
-        if not (wl.torch_model_available() and wl.output_kind):
-            return None
         done = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        rule = HeadroomRule(
+        return HeadroomRule(
             min_accuracy=baseline["accuracy"] - self.cfg.max_accuracy_drop,
             history=curves_from(done),
             margin=self.cfg.max_accuracy_drop,
         )
-        return TrialMonitor(rule, torch_quality(wl))
 
-    def _stopped(self, trial, recipe, tags, stop, monitor, seconds: float) -> None:
+    def _stopped(self, trial, recipe, tags, stop: TrainingStopped) -> None:
         """A training run the early-stopping rule cut short: PRUNED, with the accuracy
         constraint it was projected to violate, so samplers learn to avoid its region."""
         import optuna
 
         projected_drop = self.study.user_attrs["baseline"]["accuracy"] - stop.projected
         trial.set_constraint("accuracy_drop", projected_drop - self.cfg.max_accuracy_drop)
-        trial.set_user_attr("curve", monitor.curve)
+        trial.set_user_attr("curve", stop.curve)
         trial.set_user_attr("early_stopped", str(stop))
         trial.set_user_attr("fail_reason", str(stop))
-        metrics = {"seconds.build": seconds, **_curve_metrics(monitor.curve)}
+        metrics = {"seconds.build": stop.seconds, **_curve_metrics(stop.curve)}
         tags = {**tags, "early_stopped": "true", "fail_reason": str(stop), "feasible": "false"}
         run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, status="KILLED")
         trial.set_user_attr("mlflow_run_id", run_id)
@@ -651,7 +591,7 @@ class Search:
                 prefer=self.cfg.prefer,
             )
         except Exception as exc:
-            reason = _reason(exc)
+            reason = describe(exc)
             self.tracker.set_parent_tag("report_error", reason)
             self.emit("warning", f"the report could not be written: {reason}")
 
@@ -724,11 +664,6 @@ def _curve_metrics(curve: dict[str, dict[float, float]]) -> dict[str, float]:
         for stage, points in curve.items()
         for f, q in points.items()
     }
-
-
-def _reason(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
 
 
 __all__ = ["Search", "SearchResult", "TrialEvent", "search", "UserError"]

@@ -17,7 +17,8 @@ class _Flaky(SeedMLP):
 
     def __init__(self, cache_dir: Path) -> None:
         super().__init__(cache_dir)
-        self.calls = 0
+        # the baseline is evaluated in the search process: a candidate worker counts after it
+        self.calls = 1 if _in_candidate_worker() else 0
 
     def evaluate(self, predict):
         self.calls += 1
@@ -33,7 +34,8 @@ class _NaN(SeedMLP):
 
     def __init__(self, cache_dir: Path) -> None:
         super().__init__(cache_dir)
-        self.calls = 0
+        # the baseline is evaluated in the search process: a candidate worker counts after it
+        self.calls = 1 if _in_candidate_worker() else 0
 
     def evaluate(self, predict):
         self.calls += 1
@@ -74,3 +76,58 @@ def unexportable() -> SeedMLP:
 
 def broken() -> SeedMLP:
     raise FileNotFoundError("weights.pt not found")
+
+
+def _in_candidate_worker() -> bool:
+    import multiprocessing
+
+    return multiprocessing.current_process().name == "autoaccel-candidate"
+
+
+def _first_time(tag: str) -> bool:
+    """True once per test cache: the first candidate misbehaves, the later ones work."""
+    marker = _CACHE / f"{tag}.happened"
+    if marker.exists():
+        return False
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return True
+
+
+class _Segfault(SeedMLP):
+    """seed-mlp whose first candidate crashes its process in native code (SIGSEGV), as a
+    broken runtime kernel would; the baseline (in the search process) is spared."""
+
+    name = "segfault-mlp"
+
+    def evaluate(self, predict):
+        if _in_candidate_worker() and _first_time("segfault"):
+            import ctypes
+
+            ctypes.string_at(0)  # reads address 0: a real segmentation fault
+        return super().evaluate(predict)
+
+
+class _Hang(SeedMLP):
+    """seed-mlp whose first candidate never finishes (a hang in native code looks the
+    same from outside: no answer); `AUTOACCEL_TEST_HANG=always` hangs every candidate."""
+
+    name = "hang-mlp"
+
+    def evaluate(self, predict):
+        if _in_candidate_worker() and (
+            os.environ.get("AUTOACCEL_TEST_HANG") == "always" or _first_time("hang")
+        ):
+            import time
+
+            (_CACHE / "hanging").touch()
+            time.sleep(3600)
+        return super().evaluate(predict)
+
+
+def segfault() -> SeedMLP:
+    return _Segfault(_CACHE)
+
+
+def hang() -> SeedMLP:
+    return _Hang(_CACHE)

@@ -242,6 +242,18 @@ CASES = [
         lambda d: d.search("--budget", "ten"),
         ("--budget", "valid integer", "autoaccel search --help"),
     ),
+    # A time limit that is no time at all.
+    Case(
+        "trial-timeout-zero",
+        lambda d: d.search("--trial-timeout", "0"),
+        ("--trial-timeout 0.0", "greater than 0"),
+    ),
+    # A time limit without the worker process that could enforce it.
+    Case(
+        "trial-timeout-without-isolation",
+        lambda d: d.search("--trial-timeout", "60", "--no-isolate"),
+        ("--trial-timeout needs candidates in their own process", "drop --no-isolate"),
+    ),
     # An option that does not exist (a typo).
     Case(
         "option-misspelt",

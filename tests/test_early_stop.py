@@ -115,11 +115,20 @@ techniques:
 """
 
 
-def test_search_prunes_stopped_trial_and_never_retrains_same_recipe(tmp_path, monkeypatch):
-    def always_stop(self, stage, fraction, quality):
+class AlwaysStop(HeadroomRule):
+    """A rule that stops every run at its first check. At module level, so the candidate
+    worker process can unpickle it: the stop travels back across the process boundary."""
+
+    def check(self, stage, fraction, quality):
         raise TrainingStopped(f"stopped at {fraction:.0%} of {stage} training (test)", 0.0)
 
-    monkeypatch.setattr(HeadroomRule, "check", always_stop)
+
+def test_search_prunes_stopped_trial_and_never_retrains_same_recipe(tmp_path, monkeypatch):
+    from autoaccel.search_run import Search
+
+    monkeypatch.setattr(
+        Search, "_rule", lambda self, baseline: AlwaysStop(baseline["accuracy"], [], 0.01)
+    )
     space = tmp_path / "distill.yaml"
     space.write_text(SPACE)
     runs = tmp_path / "runs"
