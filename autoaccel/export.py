@@ -42,7 +42,7 @@ class Exported:
 def pick_trial(study: optuna.Study, trial: int | None, prefer: str = "latency"):
     """The trial to export: `trial`, or the recommendation under `prefer` (recomputed from the
     stored trials with the study's own limit)."""
-    from autoaccel.frontier import pareto, points, recommend
+    from autoaccel.frontier import machine_baselines, pareto, points, recommend
 
     if trial is not None:
         found = [t for t in study.trials if t.number == trial]
@@ -60,7 +60,14 @@ def pick_trial(study: optuna.Study, trial: int | None, prefer: str = "latency"):
     all_points = points(study, baseline)
     info = {"name": identity.get("workload", "?"), "metric": "?", "metric_description": ""}
     rec = recommend(
-        study.study_name, info, baseline, limit, pareto(study, all_points), all_points, prefer
+        study.study_name,
+        info,
+        baseline,
+        limit,
+        pareto(study, all_points),
+        all_points,
+        prefer,
+        machine_baselines(study),
     )
     if not rec["recommended"]:
         raise UserError(f"study {study.study_name!r} has no recommendation: {rec['reason']}")

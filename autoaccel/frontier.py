@@ -21,14 +21,18 @@ Policy (`recommend(..., prefer=...)`, `choose`):
   profile's price or power, so the same relative noise applies. Among tied measured points
   the better figure wins, then the higher quality.
 - Whatever the pick, its summary says whether the latency is measured or estimated
-  (`estimated:<profile>`), and speedup is always against the baseline measured on this
-  machine. `best_measured` is the fastest feasible point measured here: the one re-timed side
-  by side with the baseline at the end of a search.
+  (`estimated:<profile>`), and speedup is against a measured baseline. `best_measured` is
+  the fastest feasible point measured on the machine writing the recommendation: the one
+  re-timed side by side with the baseline at the end of a search.
+- Machines: when workers on several machines share a study, each machine measures its own
+  baseline, a measured trial's speedup is against its own machine's baseline, and measured
+  points are labelled `cpu-local@<host>`, so the report's per-target tables group them by
+  machine and no figure from one machine is read as if it came from another.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import optuna
@@ -61,6 +65,8 @@ class Point:
     """What the study minimised: the latency (single-stream; the default) or ms per query
     (offline/server)."""
     scenario: dict[str, Any] = field(default_factory=dict)
+    machine: str | None = None
+    """The host that measured a measured point (None for estimates and older studies)."""
 
     def __post_init__(self) -> None:
         if self.objective_ms is None:
@@ -74,8 +80,28 @@ class Point:
         return asdict(self)
 
 
+BASELINE_PREFIX = "baseline@"
+
+
+def baseline_key(host: str) -> str:
+    """The study user attr holding the baseline measured on `host`."""
+    return f"{BASELINE_PREFIX}{host}"
+
+
+def machine_baselines(study: optuna.Study) -> dict[str, dict[str, Any]]:
+    """host -> the baseline that host measured."""
+    return {
+        k[len(BASELINE_PREFIX) :]: v
+        for k, v in study.user_attrs.items()
+        if k.startswith(BASELINE_PREFIX)
+    }
+
+
 def points(study: optuna.Study, baseline: dict[str, Any]) -> list[Point]:
-    """Every completed trial as a point (feasible or not)."""
+    """Every completed trial as a point (feasible or not). A measured point's speedup and
+    quality drop are against its own machine's baseline; with measured points from several
+    machines, their target names the machine (`cpu-local@host`)."""
+    baselines = machine_baselines(study)
     out = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         result = t.user_attrs.get("result")
@@ -84,6 +110,8 @@ def points(study: optuna.Study, baseline: dict[str, Any]) -> list[Point]:
         recipe = t.user_attrs.get("recipe", t.params)
         hardware = result.get("hardware", {})
         scenario = hardware.get("scenario", {})
+        host = (result.get("machine") or {}).get("host")
+        own = baselines.get(host, baseline) if host else baseline
         out.append(
             Point(
                 trial=t.number,
@@ -91,11 +119,11 @@ def points(study: optuna.Study, baseline: dict[str, Any]) -> list[Point]:
                 description=describe_recipe(recipe),
                 target=result["target"],
                 accuracy=t.values[0],
-                accuracy_drop=baseline["accuracy"] - t.values[0],
+                accuracy_drop=own["accuracy"] - t.values[0],
                 latency_ms=result.get("latency_ms", t.values[1]),
                 latency_p90_ms=result["latency_p90_ms"],
                 latency_source=result["latency_source"],
-                speedup=objective_of(baseline) / t.values[1],
+                speedup=objective_of(own) / t.values[1],
                 size_mb=result["size_mb"],
                 quality=result["quality"],
                 feasible=all(v <= 0 for v in t.constraints.values()),
@@ -106,8 +134,15 @@ def points(study: optuna.Study, baseline: dict[str, Any]) -> list[Point]:
                 energy_source=hardware.get("energy_source"),
                 objective_ms=t.values[1],
                 scenario=scenario,
+                machine=host,
             )
         )
+    hosts = {p.machine for p in out if p.measured and p.machine}
+    if len(hosts) > 1:
+        out = [
+            replace(p, target=f"{p.target}@{p.machine}") if p.measured and p.machine else p
+            for p in out
+        ]
     return out
 
 
@@ -200,9 +235,21 @@ def recommend(
     frontier: list[Point],
     all_points: list[Point],
     prefer: str = "latency",
+    baselines: dict[str, dict[str, Any]] | None = None,
+    host: str | None = None,
 ) -> dict[str, Any]:
     """The recommendation JSON. `frontier` is quality against latency (Optuna's
-    `best_trials`); `prefer` picks the objective the recommendation minimises."""
+    `best_trials`); `prefer` picks the objective the recommendation minimises; `baselines`
+    (host -> baseline) gives each measured point its own machine's baseline; `host` is the
+    machine whose best measured point is `best_measured` (default: this one)."""
+    import socket
+
+    host = host or socket.gethostname()
+    baselines = baselines or {}
+
+    def own(p: Point) -> dict[str, Any]:
+        return baselines.get(p.machine, baseline) if p.machine else baseline
+
     _, words = _objective(prefer)
     rec: dict[str, Any] = {
         "study": study_name,
@@ -231,13 +278,18 @@ def recommend(
         rec["objective_frontier"] = [p.as_dict() for p in objective_frontier(candidates, prefer)]
     pick, why = choose(candidates, prefer)
     if pick is not None:
-        rec["recommended"] = {**pick.as_dict(), "summary": summary(pick, baseline, workload)}
+        rec["recommended"] = {**pick.as_dict(), "summary": summary(pick, own(pick), workload)}
         rec["rationale"] = why
-    measured = [p for p in candidates if p.feasible and p.measured]
+    measured = [p for p in candidates if p.feasible and p.measured and p.machine in (None, host)]
     if measured:
         # the best on this machine, measured: what a user can run and re-time today
         here = min(measured, key=lambda p: p.objective_ms)
-        rec["best_measured"] = {**here.as_dict(), "summary": summary(here, baseline, workload)}
+        rec["best_measured"] = {**here.as_dict(), "summary": summary(here, own(here), workload)}
+    machines = sorted({p.machine for p in candidates if p.measured and p.machine})
+    if len(machines) > 1:
+        rec["machines"] = {
+            m: (baselines.get(m) or {}).get("machine", {"host": m}) for m in machines
+        }
     else:
         rec["best_measured"] = None
     if pick is None and any(p.feasible for p in candidates):

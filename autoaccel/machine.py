@@ -8,3 +8,25 @@ import os
 def usable_cores() -> int:
     """The cores this process may run on (its affinity), not the host's count."""
     return len(os.sched_getaffinity(0))
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as the kernel reports it ("unknown" where it does not)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict[str, object]:
+    """Which machine measured a figure: measured latencies from different machines are
+    never compared as if they came from one."""
+    import socket
+
+    return {"host": socket.gethostname(), "cpu": cpu_model(), "threads": usable_cores()}

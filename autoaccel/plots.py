@@ -182,11 +182,14 @@ def write_study_folder(
     title: str,
 ) -> None:
     """Write every file into a temporary sibling, then swap it in: readers never see a
-    half-written study folder."""
+    half-written study folder. Callers hold `outputs_lock`, so any other temporary sibling
+    is a leftover of a killed writer."""
     import json
     import shutil
     import tempfile
 
+    for stale in out.parent.glob(f".{out.name}-*"):  # left by a writer killed mid-way
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         (tmp / "recommendation.json").write_text(json.dumps(rec, indent=2, default=str))

@@ -18,8 +18,10 @@ from autoaccel.errors import InfeasibleRecipe, UserError, describe
 from autoaccel.evaluate.scenarios import BATCH_SIZES
 from autoaccel.frontier import objective_of
 from autoaccel.isolation import IsolatedEvaluator
+from autoaccel.study import StoreUnavailable, shown_url
 from autoaccel.techniques.base import recipe_value
 from autoaccel.techniques.target import LOCAL
+from autoaccel.tracking import TrackingUnavailable
 from autoaccel.trial_eval import CandidateEvaluator, EvalSettings, scenario_of
 from autoaccel.workers import (
     dead_here,
@@ -84,10 +86,11 @@ class Search:
         fresh = not root.exists()
         try:
             return self._run()
-        except UserError:
+        except UserError as exc:
             # bad input found only once the search has begun (a model that cannot be
-            # exported, a latency bound the baseline cannot meet): leave nothing behind
-            if fresh:
+            # exported, a latency bound the baseline cannot meet): leave nothing behind;
+            # a store that went away mid-search keeps what was done, to resume
+            if fresh and not isinstance(exc, StoreUnavailable | TrackingUnavailable):
                 shutil.rmtree(root, ignore_errors=True)
             raise
 
@@ -177,7 +180,7 @@ class Search:
                 "sampler": cfg.sampler,
                 "seed": cfg.seed,
                 "max_accuracy_drop": cfg.max_accuracy_drop,
-                "storage": storage,
+                "storage": shown_url(storage),
                 "targets": ",".join(self.targets),
                 "scenario": cfg.scenario,
                 "latency_bound_ms": cfg.latency_bound_ms,
@@ -187,6 +190,7 @@ class Search:
         )
         try:
             baseline = self._baseline()
+            self.baseline_machine = baseline.get("machine")
             tracker.log_parent_metrics(
                 {
                     "baseline_accuracy": baseline["accuracy"],
@@ -208,8 +212,9 @@ class Search:
                 self._finish(name, "KILLED")
             tracker.end_parent("KILLED")
             raise
-        except BaseException:
-            tracker.end_parent("FAILED")
+        except BaseException as exc:
+            if not isinstance(exc, TrackingUnavailable):  # else it would wait for retries again
+                tracker.end_parent("FAILED")
             raise
         finally:
             self.evaluator.close()
@@ -228,7 +233,17 @@ class Search:
     def _baseline(self) -> dict[str, Any]:
         """PyTorch eager fp32 (ONNX Runtime default session for ONNX-only workloads),
         measured once per study and kept with it, so every speedup has one reference."""
-        stored = self.study.user_attrs.get("baseline")
+        from autoaccel.frontier import baseline_key
+        from autoaccel.machine import machine_info
+
+        machine = machine_info()
+        attrs = self.study.user_attrs
+        stored = attrs.get(baseline_key(machine["host"]))
+        if stored is None and "baseline" in attrs:
+            # a study from before machines were recorded, or this machine's first worker
+            first = attrs["baseline"]
+            if first.get("machine", {}).get("host", machine["host"]) == machine["host"]:
+                stored = first
         if stored:
             return stored
         from autoaccel.build import build_candidate
@@ -265,8 +280,13 @@ class Search:
             "recipe": recipe,
             "objective_ms": figures["objective_ms"],
             "scenario": figures,
+            "machine": machine,
         }
-        self.study.set_user_attr("baseline", baseline)
+        # every machine keeps its own baseline: a measured trial's speedup is against the
+        # baseline of the machine that measured it; the first one is also the study's
+        self.study.set_user_attr(baseline_key(machine["host"]), baseline)
+        if "baseline" not in attrs:
+            self.study.set_user_attr("baseline", baseline)
         return baseline
 
     def _calibrate_local(self, paths: RunPaths) -> None:
@@ -297,14 +317,10 @@ class Search:
     def _recover(self) -> None:
         """Fail the trials of workers that died (kill -9, crash) and log why, once."""
         for t in recover_dead_trials(self.study):
-            worker = t.user_attrs.get("worker", {})
-            reason = (
-                f"worker {worker.get('host')}:{worker.get('pid')} stopped while running this "
-                "trial (killed or crashed); marked failed"
-            )
+            reason = t.user_attrs["fail_reason"]
             recipe = t.user_attrs.get("recipe", t.params)
             tags = {"fail_reason": reason, "pareto": "false", "worker_died": "true"}
-            self.tracker.log_trial(t.number, recipe, {}, tags, failed=True)
+            self.tracker.fail_trial(t.number, recipe, tags)
             self.emit("warning", f"trial {t.number}: {reason}")
 
     def _trial(self, trial, baseline: dict[str, Any], done: int) -> None:
@@ -362,6 +378,7 @@ class Search:
                 "latency_source": ev.latency.source,
                 "target": ev.latency.target,
                 "size_mb": ev.size_mb,
+                "machine": self.baseline_machine if target_name == LOCAL else None,
                 "notes": out.notes,
                 "seconds": {"build": build_s, "train": out.train_s, **ev.seconds},
                 "hardware": hardware,
@@ -504,7 +521,7 @@ class Search:
     def _finish(self, name: str, status: str) -> SearchResult:
         """Frontier, recommendation, plots: written atomically under runs/<study>/ and logged
         to the parent run."""
-        from autoaccel.frontier import pareto, points, recommend
+        from autoaccel.frontier import machine_baselines, pareto, points, recommend
         from autoaccel.plots import write_study_folder
         from autoaccel.study import FINISHED
 
@@ -512,13 +529,21 @@ class Search:
         baseline = study.user_attrs["baseline"]
         all_points = points(study, baseline)
         front = pareto(study, all_points)
+        baselines = machine_baselines(study)
         info = {
             "name": workload.name,
             "metric": workload.metric,
             "metric_description": workload.metric_description,
         }
         rec = recommend(
-            name, info, baseline, self.cfg.max_accuracy_drop, front, all_points, self.cfg.prefer
+            name,
+            info,
+            baseline,
+            self.cfg.max_accuracy_drop,
+            front,
+            all_points,
+            self.cfg.prefer,
+            baselines,
         )
         trials = study.get_trials(deepcopy=False, states=FINISHED)
         failed = [t for t in trials if t.state.name in ("FAIL", "PRUNED")]

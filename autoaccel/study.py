@@ -55,15 +55,129 @@ def make_sampler(name: str, seed: int | None, budget: int) -> optuna.samplers.Ba
     raise UserError(f"--sampler {name!r}: use one of {', '.join(SAMPLERS)}")
 
 
+RETRY_DELAYS_S = (1, 2, 4, 8, 15, 30)
+"""Waits between tries when the database connection drops: about a minute in all, enough for
+a database restart or a fail-over; then the search stops with one line and can be resumed."""
+
+_CONNECTION_LOST = (
+    "could not connect",
+    "connection refused",
+    "server closed the connection",
+    "terminating connection",
+    "connection to server",
+    "connection reset",
+    "connection timed out",
+    "timeout expired",
+    "the database system is",
+    "lost connection",
+    "gone away",
+    "ssl syscall error",
+)
+
+
+_REFUSED = ("authentication failed", "does not exist", "permission denied", "no password")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` (or its cause) is a dropped or refused database connection: worth
+    retrying, unlike a wrong password or a missing table."""
+    from sqlalchemy.exc import DBAPIError
+
+    while exc is not None:
+        text = str(exc).lower()
+        if any(marker in text for marker in _REFUSED):
+            return False  # the server answered and said no: retrying cannot help
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        if any(marker in text for marker in _CONNECTION_LOST):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _retrying(method):
+    import functools
+    import time
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        for wait in (*RETRY_DELAYS_S, None):
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:
+                if not connection_lost(exc):
+                    raise
+                if wait is None:
+                    raise StoreUnavailable(
+                        f"the study store stopped answering ({_one_line(exc)}) after "
+                        f"{len(RETRY_DELAYS_S) + 1} tries over {sum(RETRY_DELAYS_S)} s; when "
+                        "it is back, run the same command to continue (the trial that was "
+                        "running is failed and nothing finished is lost)"
+                    ) from None
+                warnings.warn(
+                    f"study store connection lost ({_one_line(exc)}); retrying in {wait} s",
+                    stacklevel=2,
+                )
+                time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    return call
+
+
+class StoreUnavailable(UserError):
+    """The database went away mid-search and did not come back within the retries."""
+
+
+class RetryingRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage whose every call is retried with backoff (`RETRY_DELAYS_S`) when
+    the database connection drops; SQLAlchemy's pre-ping replaces stale pooled connections."""
+
+
+for _name in (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_all_studies",
+    "create_new_trial",
+    "set_trial_param",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial_number_from_id",
+    "get_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial",
+    "get_all_trials",
+    "get_n_trials",
+    "get_best_trial",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+):
+    setattr(RetryingRDBStorage, _name, _retrying(getattr(optuna.storages.RDBStorage, _name)))
+
+
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An RDB storage (SQLite, PostgreSQL, MySQL) with Optuna's heartbeat, so trials of a
-    worker that died are failed by the others (`autoaccel.workers`)."""
+    worker that died are failed by the others (`autoaccel.workers`), and with retries when
+    a database server's connection drops."""
     from autoaccel.workers import GRACE_S, HEARTBEAT_S
 
     # the ask-and-tell loop starts each trial's heartbeat itself (autoaccel.workers.heartbeat)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-
-    return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+    engine_kwargs = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    return RetryingRDBStorage(
+        url,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=HEARTBEAT_S,
+        grace_period=GRACE_S,
+    )
 
 
 def open_study(
@@ -78,7 +192,7 @@ def open_study(
         raise
     except Exception as exc:
         raise UserError(
-            f"--storage {storage}: cannot open the study store ({_one_line(exc)}); "
+            f"--storage {shown_url(storage)}: cannot open the study store ({_one_line(exc)}); "
             "check the URL and that the database is reachable and writable"
         ) from None
     recorded = study.user_attrs.get("identity")
@@ -121,7 +235,9 @@ def load_existing_study(name: str | None, storage: str) -> optuna.Study:
     try:
         names = optuna.get_all_study_names(storage=storage)
     except Exception as exc:
-        raise UserError(f"--storage {storage}: cannot open it ({_one_line(exc)})") from None
+        raise UserError(
+            f"--storage {shown_url(storage)}: cannot open it ({_one_line(exc)})"
+        ) from None
     if name is None:
         if len(names) != 1:
             listed = ", ".join(names) or "none"
@@ -129,7 +245,8 @@ def load_existing_study(name: str | None, storage: str) -> optuna.Study:
         name = names[0]
     if name not in names:
         raise UserError(
-            f"--study {name!r}: no such study in {storage}; known: {', '.join(names) or 'none'}"
+            f"--study {name!r}: no such study in {shown_url(storage)}; "
+            f"known: {', '.join(names) or 'none'}"
         )
     return optuna.load_study(study_name=name, storage=storage)
 
@@ -139,6 +256,16 @@ def finished_count(study: optuna.Study) -> int:
     worker after the budget was reached, do not)."""
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     return sum("surplus" not in t.user_attrs for t in trials)
+
+
+def shown_url(url: str) -> str:
+    """A database URL fit to print or log: the password masked."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1] if "@" in url else url
 
 
 def _one_line(exc: Exception) -> str:

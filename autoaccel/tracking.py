@@ -33,9 +33,11 @@ class Tracker:
                 self.client = MlflowClient(tracking_uri=tracking_uri)
                 exp = self.client.get_experiment_by_name(experiment)
                 if exp is None:
-                    exp_id = self.client.create_experiment(
-                        experiment, artifact_location=artifact_root.resolve().as_uri()
-                    )
+                    # a tracking server keeps artifacts itself (proxied, reachable from every
+                    # machine); a local store keeps them in the runs folder
+                    remote = tracking_uri.split(":", 1)[0] in ("http", "https")
+                    location = None if remote else artifact_root.resolve().as_uri()
+                    exp_id = self.client.create_experiment(experiment, artifact_location=location)
                 else:
                     exp_id = exp.experiment_id
         except Exception as exc:
@@ -79,6 +81,23 @@ class Tracker:
         status = status or ("FAILED" if failed else "FINISHED")
         self.client.set_terminated(run.info.run_id, status)
         return run.info.run_id
+
+    def fail_trial(self, number: int, params: dict[str, Any], tags: dict[str, str]) -> str:
+        """The one nested run of a trial whose worker died, ended FAILED with `tags`. The
+        worker may have died after logging the trial's run (or while logging it) and
+        before storing its result in the study: that run is reused, so there is never a
+        second run for one trial and none is left RUNNING."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`autoaccel.role` = 'trial' and tags.trial = '{number}'",
+        )
+        if not runs:
+            return self.log_trial(number, params, {}, tags, failed=True)
+        run_id = runs[0].info.run_id
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value[:5000])
+        self.client.set_terminated(run_id, "FAILED")
+        return run_id
 
     def log_parent_metrics(self, metrics: dict[str, float]) -> None:
         self._log(self.parent_id, metrics=metrics)
@@ -139,3 +158,52 @@ class Tracker:
             metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
             params=[Param(k, str(v)) for k, v in (params or {}).items()],
         )
+
+
+class TrackingUnavailable(UserError):
+    """The MLflow server stopped answering mid-search, after MLflow's own retries."""
+
+
+_UNREACHABLE = ("max retries exceeded", "connection refused", "connection aborted")
+
+
+def _reachable(method):
+    """Turn a tracking server that stays unreachable (MLflow's client already retried it
+    with exponential backoff: MLFLOW_HTTP_REQUEST_MAX_RETRIES, _BACKOFF_FACTOR) into one
+    line that says how to continue."""
+    import functools
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except UserError:
+            raise
+        except Exception as exc:
+            text = str(exc).lower()
+            if not any(marker in text for marker in _UNREACHABLE):
+                raise
+            first = str(exc).strip().splitlines()[0][:200]
+            raise TrackingUnavailable(
+                f"--tracking-uri {self.uri}: the MLflow server stopped answering ({first}); "
+                "when it is back, run the same command to continue (finished trials are kept "
+                "in the study; the running one is failed and logged then)"
+            ) from None
+
+    return call
+
+
+for _name in (
+    "start_parent",
+    "log_trial",
+    "fail_trial",
+    "log_parent_metrics",
+    "set_pareto",
+    "set_parent_tag",
+    "log_artifacts",
+    "close_dead_parents",
+    "latest_parent",
+    "log_files",
+    "end_parent",
+):
+    setattr(Tracker, _name, _reachable(getattr(Tracker, _name)))

@@ -32,7 +32,10 @@ GRACE_S = 120
 
 
 def worker_info() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+    """The process running a trial, and its machine (host, CPU model, usable threads)."""
+    from autoaccel.machine import machine_info
+
+    return {**machine_info(), "pid": os.getpid()}
 
 
 def dead_here(info: dict[str, Any] | None) -> bool:
@@ -49,25 +52,46 @@ def dead_here(info: dict[str, Any] | None) -> bool:
 
 
 def recover_dead_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Fail the RUNNING trials whose worker died; return the ones this call failed."""
+    """Fail the RUNNING trials whose worker died, each with `fail_reason` saying so; return
+    the ones this call failed.
+
+    Dead means: its worker was on this host and is gone; or its heartbeat is stale (any
+    host); or it has no worker at all and started more than `GRACE_S` ago (its worker died
+    between asking for the trial and signing it).
+    """
     storage = study._storage  # the storage API is how Optuna itself fails stale trials
-    dead = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        if dead_here(t.user_attrs.get("worker"))
-    ]
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    dead = [t for t in running if dead_here(t.user_attrs.get("worker")) or _unsigned(t)]
     stale = getattr(storage, "_get_stale_trial_ids", None)
     if stale is not None and optuna.storages._heartbeat.is_heartbeat_enabled(storage):
         ids = set(stale(study._study_id))
-        dead += [t for t in study.get_trials(deepcopy=False) if t._trial_id in ids]
+        dead += [t for t in running if t._trial_id in ids]
     failed = []
     for t in {t._trial_id: t for t in dead}.values():
+        worker = t.user_attrs.get("worker") or {}
+        reason = (
+            f"worker {worker.get('host')}:{worker.get('pid')} stopped while running this "
+            "trial (killed or crashed); marked failed"
+            if worker
+            else "its worker stopped before it began (killed or crashed); marked failed"
+        )
         try:
+            storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
             if storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL):
+                t.user_attrs["fail_reason"] = reason
                 failed.append(t)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # another worker got there first
     return failed
+
+
+def _unsigned(trial: optuna.trial.FrozenTrial) -> bool:
+    import datetime
+
+    if "worker" in trial.user_attrs or trial.datetime_start is None:
+        return False
+    age = datetime.datetime.now() - trial.datetime_start
+    return age.total_seconds() > GRACE_S
 
 
 def is_surplus(study: optuna.Study, trial: optuna.trial.Trial, budget: int) -> bool:

@@ -189,3 +189,87 @@ def test_objective_frontier_keeps_only_non_dominated_feasible_points():
         _hw(3, "cpu-local", 0.1, accuracy=0.70, feasible=False),
     ]
     assert [p.trial for p in objective_frontier(pts, "latency")] == [2, 0]
+
+
+def _machine_study():
+    """A study whose measured trials come from two machines, host-a (slow, baseline 10 ms)
+    and host-b (fast, baseline 4 ms), each with its own baseline."""
+    import optuna
+
+    from autoaccel.frontier import baseline_key
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for host, base_ms in (("host-a", 10.0), ("host-b", 4.0)):
+        machine = {"host": host, "cpu": f"cpu of {host}", "threads": 2}
+        study.set_user_attr(
+            baseline_key(host), {**BASELINE, "latency_ms": base_ms, "machine": machine}
+        )
+    study.set_user_attr("baseline", study.user_attrs[baseline_key("host-a")])
+    dist = optuna.distributions.CategoricalDistribution(["int8_dynamic"])
+    for host, ms in (("host-a", 5.0), ("host-b", 2.5)):
+        trial = optuna.trial.create_trial(
+            values=[0.90, ms],
+            params={"quantize.mode": "int8_dynamic"},
+            distributions={"quantize.mode": dist},
+            user_attrs={
+                "recipe": {"quantize.mode": "int8_dynamic"},
+                "result": {
+                    "target": "cpu-local",
+                    "latency_ms": ms,
+                    "latency_p90_ms": ms,
+                    "latency_source": "measured",
+                    "size_mb": 0.5,
+                    "quality": {"accuracy": 0.90},
+                    "machine": {"host": host},
+                },
+            },
+            constraints={"accuracy_drop": -0.01},
+        )
+        study.add_trial(trial)
+    return study
+
+
+def test_measured_points_from_two_machines_are_labelled_and_use_their_own_baseline():
+    from autoaccel.frontier import machine_baselines, points
+
+    study = _machine_study()
+    pts = {p.trial: p for p in points(study, study.user_attrs["baseline"])}
+    assert pts[0].target == "cpu-local@host-a" and pts[1].target == "cpu-local@host-b"
+    # 2x on each machine against its own baseline, not 4x for host-b against host-a's
+    assert pts[0].speedup == pytest.approx(2.0) and pts[1].speedup == pytest.approx(1.6)
+    rec = recommend(
+        "s",
+        WORKLOAD,
+        study.user_attrs["baseline"],
+        0.01,
+        list(pts.values()),
+        list(pts.values()),
+        baselines=machine_baselines(study),
+        host="host-a",
+    )
+    assert set(rec["machines"]) == {"host-a", "host-b"}
+    assert rec["machines"]["host-b"]["cpu"] == "cpu of host-b"
+    assert rec["recommended"]["trial"] == 1  # the fastest, labelled with its machine
+    assert "cpu-local@host-b" in rec["recommended"]["summary"]
+    assert "2.500 ms vs 4.000 ms" in rec["recommended"]["summary"]
+    assert rec["best_measured"]["trial"] == 0  # the one this machine (host-a) can re-time
+
+
+def test_one_machine_keeps_the_plain_cpu_local_label():
+    from autoaccel.frontier import points
+
+    study = _machine_study()
+    study.set_user_attr("baseline", study.user_attrs["baseline@host-a"])
+    one = [t for t in study.trials if t.number == 0]
+    single = optuna_study_with(one, study.user_attrs)
+    assert [p.target for p in points(single, single.user_attrs["baseline"])] == ["cpu-local"]
+
+
+def optuna_study_with(trials, attrs):
+    import optuna
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for k, v in attrs.items():
+        study.set_user_attr(k, v)
+    study.add_trials(trials)
+    return study

@@ -310,6 +310,18 @@ def _caveats(facts: Facts) -> Section:
                 f"{plural(f.workload.get('n', 0), 'candidate')} (median absolute error "
                 f"{pct(f.workload.get('mdape_pct'))})."
             )
+    machines = facts.recommendation.get("machines")
+    if machines:
+        described = "; ".join(
+            f"{host}: {m.get('cpu', '?')}, {m.get('threads', '?')} threads"
+            for host, m in machines.items()
+        )
+        items.append(
+            f"Measured on {len(machines)} machines ({described}). Each machine measured its "
+            "own baseline; a measured speedup is against its own machine's baseline, and "
+            "measured candidates are listed per machine (cpu-local@host), never compared as "
+            "if one machine had timed them all."
+        )
     items.append(
         f"Measurement noise: on this shared machine, measured differences under "
         f"{SUB_MS_NOISE:.0%} between sub-millisecond candidates (under {NOISE:.0%} above 1 ms) "

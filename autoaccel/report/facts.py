@@ -19,6 +19,7 @@ from autoaccel.frontier import (
     Point,
     choose,
     figure,
+    machine_baselines,
     objective_frontier,
     points,
     recommend,
@@ -132,7 +133,16 @@ def gather(
         # judged against another limit than the one the search ran with
         all_points = [replace(p, feasible=p.accuracy_drop <= limit + 1e-12) for p in all_points]
     frontier = objective_frontier(all_points, "latency")
-    rec = recommend(study.study_name, workload, baseline, limit, frontier, all_points, prefer)
+    rec = recommend(
+        study.study_name,
+        workload,
+        baseline,
+        limit,
+        frontier,
+        all_points,
+        prefer,
+        machine_baselines(study),
+    )
     trials = study.get_trials(deepcopy=False)
     return Facts(
         study=study.study_name,
