@@ -54,9 +54,7 @@ def _space(tmp_path: Path) -> str:
     return str(path)
 
 
-def test_a_segfault_in_a_candidate_fails_that_trial_and_the_search_goes_on(
-    tmp_path, monkeypatch
-):
+def test_a_segfault_in_a_candidate_fails_that_trial_and_the_search_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOACCEL_TEST_CACHE", str(tmp_path / "cache"))
     runs = tmp_path / "runs"
     result = autoaccel.search(
