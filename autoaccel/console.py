@@ -116,7 +116,8 @@ class SearchDisplay:
             f"Files: {result.out_dir}  (report.html, report.md, recommendation.json, "
             "frontier.csv, pareto.png, pareto.html)"
         )
+        server = result.tracking_uri.startswith(("http://", "https://"))
+        browse = "open it in a browser" if server else "browse with `autoaccel ui`"
         self.console.print(
-            f"MLflow: {result.tracking_uri} (parent run {result.parent_run_id}); "
-            "browse with `autoaccel ui`"
+            f"MLflow: {result.tracking_uri} (parent run {result.parent_run_id}); {browse}"
         )

@@ -285,13 +285,13 @@ def recommend(
         # the best on this machine, measured: what a user can run and re-time today
         here = min(measured, key=lambda p: p.objective_ms)
         rec["best_measured"] = {**here.as_dict(), "summary": summary(here, own(here), workload)}
+    else:
+        rec["best_measured"] = None
     machines = sorted({p.machine for p in candidates if p.measured and p.machine})
     if len(machines) > 1:
         rec["machines"] = {
             m: (baselines.get(m) or {}).get("machine", {"host": m}) for m in machines
         }
-    else:
-        rec["best_measured"] = None
     if pick is None and any(p.feasible for p in candidates):
         rec["reason"] = f"prefer {prefer}: {why}"
     elif pick is None and candidates:

@@ -14,12 +14,15 @@ cores for an orphaned trial.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -85,7 +88,8 @@ class IsolatedEvaluator:
         proc = ctx.Process(
             target=_serve, args=(there, self.settings, os.getpid()), name="autoaccel-candidate"
         )
-        proc.start()
+        with _main_module_hidden():
+            proc.start()
         there.close()
         self._proc, self._conn = proc, here
         try:
@@ -124,6 +128,22 @@ class IsolatedEvaluator:
                     f"TrialTimeout: still running after --trial-timeout {timeout_s:g} s; "
                     "the candidate was stopped (raise the limit if it was only slow)"
                 )
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start the worker without re-running the caller's main script in it: `spawn` would
+    import it (a script without a `__main__` guard would start a search in the worker;
+    `python - <<EOF` has no file to import). The worker needs nothing from it."""
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 def _death(exitcode: int | None, starting: bool) -> str:

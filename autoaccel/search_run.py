@@ -18,6 +18,7 @@ from autoaccel.errors import InfeasibleRecipe, UserError, describe
 from autoaccel.evaluate.scenarios import BATCH_SIZES
 from autoaccel.frontier import objective_of
 from autoaccel.isolation import IsolatedEvaluator
+from autoaccel.machine import machine_info
 from autoaccel.study import StoreUnavailable, shown_url
 from autoaccel.techniques.base import recipe_value
 from autoaccel.techniques.target import LOCAL
@@ -150,6 +151,7 @@ class Search:
         self.measure_cfg = MeasureConfig().scaled(cfg.measure_seconds)
         self.batch_sizes = (1,) if cfg.scenario == "single-stream" else BATCH_SIZES
         self.workload, self.space, self.paths, self.study = workload, space, paths, study
+        self.machine = machine_info()  # what a measured trial was measured on
         self.settings = EvalSettings(
             workload=cfg.workload,
             model=cfg.model,
@@ -190,7 +192,6 @@ class Search:
         )
         try:
             baseline = self._baseline()
-            self.baseline_machine = baseline.get("machine")
             tracker.log_parent_metrics(
                 {
                     "baseline_accuracy": baseline["accuracy"],
@@ -234,9 +235,8 @@ class Search:
         """PyTorch eager fp32 (ONNX Runtime default session for ONNX-only workloads),
         measured once per study and kept with it, so every speedup has one reference."""
         from autoaccel.frontier import baseline_key
-        from autoaccel.machine import machine_info
 
-        machine = machine_info()
+        machine = self.machine
         attrs = self.study.user_attrs
         stored = attrs.get(baseline_key(machine["host"]))
         if stored is None and "baseline" in attrs:
@@ -332,6 +332,8 @@ class Search:
         target_name = recipe_value(recipe, "target.name")
         source = "measured" if target_name == LOCAL else f"estimated:{target_name}"
         tags = {"target": target_name, "latency_source": source, "pareto": "false"}
+        if target_name == LOCAL:  # which machine timed it (workers on many machines)
+            tags["machine"] = str(self.machine["host"])
         if (earlier := self._same_recipe(recipe)) is not None:
             if earlier.state.name == "PRUNED":  # stopped early before: it would be again
                 self._stopped_again(trial, recipe, tags, earlier)
@@ -344,6 +346,9 @@ class Search:
             out = self.evaluator.run(recipe, self._rule(baseline))
         except KeyboardInterrupt:
             self._fail(trial, recipe, tags, "interrupted by the user (Ctrl-C)")
+            raise
+        except UserError as exc:  # not this candidate's fault (the worker cannot start)
+            self._fail(trial, recipe, tags, str(exc))
             raise
         except TrainingStopped as stop:
             self._stopped(trial, recipe, tags, stop)
@@ -378,7 +383,7 @@ class Search:
                 "latency_source": ev.latency.source,
                 "target": ev.latency.target,
                 "size_mb": ev.size_mb,
-                "machine": self.baseline_machine if target_name == LOCAL else None,
+                "machine": self.machine if target_name == LOCAL else None,
                 "notes": out.notes,
                 "seconds": {"build": build_s, "train": out.train_s, **ev.seconds},
                 "hardware": hardware,
@@ -664,7 +669,12 @@ class Search:
 
 def _worker_tags() -> dict[str, str]:
     info = worker_info()
-    return {"autoaccel.host": info["host"], "autoaccel.pid": str(info["pid"])}
+    return {
+        "autoaccel.host": info["host"],
+        "autoaccel.pid": str(info["pid"]),
+        "autoaccel.cpu": str(info["cpu"]),
+        "autoaccel.threads": str(info["threads"]),
+    }
 
 
 def _with_targets(space, names: list[str] | None):
