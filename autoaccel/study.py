@@ -167,17 +167,20 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An RDB storage (SQLite, PostgreSQL, MySQL) with Optuna's heartbeat, so trials of a
     worker that died are failed by the others (`autoaccel.workers`), and with retries when
     a database server's connection drops."""
-    from autoaccel.workers import GRACE_S, HEARTBEAT_S
+    from autoaccel.workers import GRACE_S, HEARTBEAT_S, tune_sqlite
 
     # the ask-and-tell loop starts each trial's heartbeat itself (autoaccel.workers.heartbeat)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-    engine_kwargs = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    return RetryingRDBStorage(
+    sqlite = url.startswith("sqlite")
+    storage = RetryingRDBStorage(
         url,
-        engine_kwargs=engine_kwargs,
+        engine_kwargs={} if sqlite else {"pool_pre_ping": True},
         heartbeat_interval=HEARTBEAT_S,
         grace_period=GRACE_S,
     )
+    if sqlite:
+        tune_sqlite(storage.engine)
+    return storage
 
 
 def open_study(

@@ -31,6 +31,8 @@ class Tracker:
         try:
             with sqlite_lock(tracking_uri):  # workers creating one SQLite store race on it
                 self.client = MlflowClient(tracking_uri=tracking_uri)
+                if tracking_uri.startswith("sqlite"):
+                    _tune_store(self.client)
                 exp = self.client.get_experiment_by_name(experiment)
                 if exp is None:
                     # a tracking server keeps artifacts itself (proxied, reachable from every
@@ -158,6 +160,16 @@ class Tracker:
             metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
             params=[Param(k, str(v)) for k, v in (params or {}).items()],
         )
+
+
+def _tune_store(client) -> None:
+    """WAL for MLflow's SQLite store too (autoaccel.workers.tune_sqlite). Its engine is not
+    public API: without it, the store just keeps SQLite's defaults."""
+    from autoaccel.workers import tune_sqlite
+
+    engine = getattr(getattr(client._tracking_client, "store", None), "engine", None)
+    if engine is not None:
+        tune_sqlite(engine)
 
 
 class TrackingUnavailable(UserError):

@@ -537,7 +537,19 @@ class LeftBehind(AssertionError):
 
 
 def _snapshot(*folders: Path) -> set[str]:
-    return {str(p) for folder in folders if folder.exists() for p in folder.rglob("*")}
+    """Every file, except SQLite's own companions of a store that existed before (its
+    write-ahead log and shared-memory index, present while a connection is open) and the
+    lock files beside it: those are not outputs, and nothing in them is half-written."""
+    return {
+        str(p)
+        for folder in folders
+        if folder.exists()
+        for p in folder.rglob("*")
+        if not (
+            p.name.endswith(("-wal", "-shm"))
+            or (p.name.startswith(".") and p.name.endswith(".db.lock"))
+        )
+    }
 
 
 def _params():
