@@ -8,6 +8,7 @@ constraint (`trial.set_constraint`, feasible when <= 0), which Optuna's samplers
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -97,31 +98,47 @@ def connection_lost(exc: BaseException) -> bool:
 
 def _retrying(method):
     import functools
-    import time
 
     @functools.wraps(method)
     def call(self, *args, **kwargs):
-        for wait in (*RETRY_DELAYS_S, None):
-            try:
-                return method(self, *args, **kwargs)
-            except Exception as exc:
-                if not connection_lost(exc):
-                    raise
-                if wait is None:
-                    raise StoreUnavailable(
-                        f"the study store stopped answering ({_one_line(exc)}) after "
-                        f"{len(RETRY_DELAYS_S) + 1} tries over {sum(RETRY_DELAYS_S)} s; when "
-                        "it is back, run the same command to continue (the trial that was "
-                        "running is failed and nothing finished is lost)"
-                    ) from None
-                warnings.warn(
-                    f"study store connection lost ({_one_line(exc)}); retrying in {wait} s",
-                    stacklevel=2,
-                )
-                time.sleep(wait)
-        raise AssertionError("unreachable")
+        if getattr(_retrying_now, "active", False):  # a wrapped call inside another one:
+            return method(self, *args, **kwargs)  # the outer one retries the whole call
+        _retrying_now.active = True
+        try:
+            return _with_retries(method, self, *args, **kwargs)
+        finally:
+            _retrying_now.active = False
 
     return call
+
+
+_retrying_now = threading.local()
+
+
+def _with_retries(method, self, *args, **kwargs):
+    """`method`, tried again after each wait of `RETRY_DELAYS_S` while the connection is
+    lost; then StoreUnavailable (one line, exit 2, resumable)."""
+    import time
+
+    for wait in (*RETRY_DELAYS_S, None):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            if wait is None:
+                raise StoreUnavailable(
+                    f"the study store stopped answering ({_one_line(exc)}) after "
+                    f"{len(RETRY_DELAYS_S) + 1} tries over {sum(RETRY_DELAYS_S)} s; when "
+                    "it is back, run the same command to continue (the trial that was "
+                    "running is failed and nothing finished is lost)"
+                ) from None
+            warnings.warn(
+                f"study store connection lost ({_one_line(exc)}); retrying in {wait} s",
+                stacklevel=2,
+            )
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 class StoreUnavailable(UserError):
@@ -158,7 +175,12 @@ for _name in (
     "get_n_trials",
     "get_best_trial",
     "record_heartbeat",
+    # what Optuna's _CachedStorage calls on the storage it wraps
+    "_create_new_trial",
+    "_get_best_trial_id",
     "_get_stale_trial_ids",
+    "_get_trials",
+    "_set_trial_param",
 ):
     setattr(RetryingRDBStorage, _name, _retrying(getattr(optuna.storages.RDBStorage, _name)))
 
@@ -190,7 +212,7 @@ def open_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         with sqlite_lock(storage):  # workers starting at once race on a new store
-            study = _create(name, make_storage(storage), sampler)
+            study = _create(name, storage, sampler)
     except UserError:
         raise
     except Exception as exc:
@@ -211,19 +233,28 @@ def open_study(
     return study
 
 
-def _create(name: str, storage: str, sampler) -> optuna.Study:
-    for attempt in range(3):
+def _create(name: str, url: str, sampler) -> optuna.Study:
+    """Create or load the study. Workers starting together on a new database race to create
+    its tables and the study (a server's unique-key error, SQLite's "already exists"): the
+    loser waits a moment and tries again, then finds what the winner made."""
+    import random
+    import time
+
+    for attempt in range(6):
         try:
             return optuna.create_study(
                 study_name=name,
-                storage=storage,
+                storage=make_storage(url),
                 sampler=sampler,
                 directions=list(DIRECTIONS),
                 load_if_exists=True,
             )
-        except Exception as exc:  # two workers creating one new study race on the schema
-            if "already exists" not in str(exc) or attempt == 2:
+        except Exception as exc:
+            text = str(exc).lower()
+            raced = any(m in text for m in ("already exists", "duplicate key", "unique"))
+            if not raced or attempt == 5:
                 raise
+            time.sleep(random.uniform(0.2, 1.0))
     raise AssertionError("unreachable")
 
 

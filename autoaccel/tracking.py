@@ -39,7 +39,15 @@ class Tracker:
                     # machine); a local store keeps them in the runs folder
                     remote = tracking_uri.split(":", 1)[0] in ("http", "https")
                     location = None if remote else artifact_root.resolve().as_uri()
-                    exp_id = self.client.create_experiment(experiment, artifact_location=location)
+                    try:
+                        exp_id = self.client.create_experiment(
+                            experiment, artifact_location=location
+                        )
+                    except Exception:  # another worker created it in the meantime
+                        exp = self.client.get_experiment_by_name(experiment)
+                        if exp is None:
+                            raise
+                        exp_id = exp.experiment_id
                 else:
                     exp_id = exp.experiment_id
         except Exception as exc:

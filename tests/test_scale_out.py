@@ -9,9 +9,11 @@ the reason, only when it cannot. Under CI=true a missing service is a failure, n
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -43,11 +45,13 @@ KEYS = ("AUTOACCEL_TEST_PG_URL", "AUTOACCEL_TEST_MLFLOW_URL")
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory):
+def services():
     if all(os.environ.get(k) for k in KEYS):
         yield {k: os.environ[k] for k in os.environ if k.startswith("AUTOACCEL_TEST_")}
         return
-    folder = tmp_path_factory.mktemp("services")
+    # not under pytest's tmp folder: it is private to this user, and PostgreSQL runs as
+    # the `postgres` user when the tests run as root
+    folder = Path(tempfile.mkdtemp(prefix="autoaccel-services-"))
     script = ROOT / ".ci" / "services.sh"
     started = subprocess.run(
         ["bash", str(script), "start", str(folder)], capture_output=True, text=True
@@ -66,6 +70,7 @@ def services(tmp_path_factory):
         yield found
     finally:
         subprocess.run(["bash", str(script), "stop", str(folder)], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _worker(svc, tmp: Path, study: str, space: str, budget: int, name: str, tracking=True):
