@@ -226,22 +226,10 @@ def ort_profile(candidate, inputs, runs: int) -> tuple[dict[str, Any], Path]:
     that session ran (saved by it), for a session opened like `open_runner` opens it."""
     import onnxruntime as ort
 
-    from autoaccel.evaluate.runners import _GRAPH_LEVELS
-    from autoaccel.machine import usable_cores
+    from autoaccel.evaluate.runners import ort_session_options
 
-    session = candidate.session
     tmp = Path(tempfile.mkdtemp(prefix="roofline-"))
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = getattr(
-        ort.GraphOptimizationLevel, _GRAPH_LEVELS[session.get("graph_level", "all")]
-    )
-    opts.intra_op_num_threads = int(session.get("intra_op_threads", usable_cores()))
-    parallel = session.get("execution_mode") == "parallel"
-    opts.execution_mode = (
-        ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
-    )
-    opts.inter_op_num_threads = 0 if parallel else 1
-    opts.log_severity_level = 3
+    opts = ort_session_options(candidate)
     opts.optimized_model_filepath = str(tmp / "optimized.onnx")
     opts.enable_profiling = True
     opts.profile_file_prefix = str(tmp / "profile")

@@ -31,7 +31,9 @@ def open_runner(candidate: Candidate, input_names: tuple[str, ...]) -> Predict:
     return _ort_runner(candidate)
 
 
-def _ort_runner(candidate: Candidate) -> Predict:
+def ort_session_options(candidate: Candidate):
+    """The ONNX Runtime session options a candidate's session settings ask for (also what
+    benchmarks/roofline.py profiles with)."""
     import onnxruntime as ort
 
     session = candidate.session
@@ -46,6 +48,13 @@ def _ort_runner(candidate: Candidate) -> Predict:
     )
     opts.inter_op_num_threads = 0 if parallel else 1
     opts.log_severity_level = 3
+    return opts
+
+
+def _ort_runner(candidate: Candidate) -> Predict:
+    import onnxruntime as ort
+
+    opts = ort_session_options(candidate)
     sess = ort.InferenceSession(
         str(candidate.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
     )
