@@ -34,7 +34,8 @@ def search(
     workload: Annotated[
         str | None,
         typer.Option(
-            help="Built-in workload (minilm, seed-mlp, digits-cnn) or package.module:factory "
+            help="Built-in workload (minilm, minilm-search, seed-mlp, digits-cnn) or "
+            "package.module:factory "
             "(imports and runs your code). Default: minilm."
         ),
     ] = None,

@@ -1,9 +1,9 @@
 """Chaos check: kill a search with SIGKILL at random moments, resume it each time, and verify
 that nothing is lost, nothing counted twice, and every record agrees with every other.
 
-    .venv/bin/python benchmarks/chaos.py [--kills 10] [--budget 60] [--workload digits-cnn]
+    .venv/bin/python benchmarks/chaos.py [--kills 10] [--budget 150] [--workload digits-cnn]
 
-Each round starts `autoaccel search` (same command every time), waits a random 2-30 s (so the
+Each round starts `autoaccel search` (same command every time), waits a random 2-20 s (so the
 kill lands anywhere: start-up, baseline, building, training, timing in the candidate worker,
 MLflow logging, writing the study folder), and kills the search process with SIGKILL; then it
 checks that the candidate worker process it left behind exits by itself. After `--kills`
@@ -194,12 +194,12 @@ def _verify(args) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=10)
-    parser.add_argument("--budget", type=int, default=60)
+    parser.add_argument("--budget", type=int, default=150)
     parser.add_argument("--workload", default="digits-cnn")
     parser.add_argument("--space", default="default")
     parser.add_argument("--runs-dir", type=Path, default=Path("/tmp/autoaccel-chaos"))
     parser.add_argument("--min-wait", type=float, default=2.0)
-    parser.add_argument("--max-wait", type=float, default=30.0)
+    parser.add_argument("--max-wait", type=float, default=20.0)
     parser.add_argument("--measure-seconds", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -28,8 +28,15 @@ def _minilm(cache: Path) -> Workload:
     return MiniLMWorkload(cache)
 
 
+def _minilm_search(cache: Path) -> Workload:
+    from autoaccel.workloads.minilm import MiniLMWorkload
+
+    return MiniLMWorkload(cache, split="search")
+
+
 BUILTIN: dict[str, Callable[[Path], Workload]] = {
     "minilm": _minilm,
+    "minilm-search": _minilm_search,
     "seed-mlp": _seed_mlp,
     "digits-cnn": _digits_cnn,
 }

@@ -13,6 +13,21 @@ Data split (all files from `gensim.test.utils.datapath`, fixed, no randomness):
 - training / calibration only: sentences of `lee_background.cor` (never any judging text).
 
 `task_quality` is the mean Spearman correlation over the three human-rated tasks.
+
+Splits (`MiniLMWorkload(split=...)`), for checking a search's winner on data it never saw:
+
+- `all` (the `minilm` workload): every pair above;
+- `search` (`minilm-search`) and `holdout`: two disjoint halves of the judging *texts*, fixed
+  and deterministic, so a candidate judged on one half never embeds a text of the other.
+  Lee: the even-numbered documents vs the odd-numbered ones, each half judged on the 300
+  pairs inside it (the 625 pairs across halves count only in `all`). WordSim-353 and
+  SimLex-999: each task's word graph (a word is a node, a rated pair an edge) is cut into its
+  connected components, which are dealt, largest first, to whichever half has fewer pairs so
+  far; so no word of a task is in both halves and every pair is in one (search / holdout:
+  wordsim 177 / 176, simlex 500 / 499 pairs). A word rated in both tasks may fall in
+  different halves of the two.
+  Teacher agreement (`pang_lee_polarity`) is a side figure no search selects on; every split
+  reports it on all 200 texts.
 """
 
 from __future__ import annotations
@@ -36,6 +51,7 @@ _EVAL_BATCH = 32
 _CALIB_TEXTS = 64
 _CALIB_BATCH = 8
 _RECALL_K = 10
+SPLITS = ("all", "search", "holdout")
 
 
 def model_dir() -> Path:
@@ -85,6 +101,57 @@ def _judging_data() -> dict[str, Any]:
         "simlex999": _read_pairs("simlex999.txt"),
         "polarity": polarity,
     }
+
+
+def _word_halves(pairs: list[tuple[str, str]]) -> np.ndarray:
+    """True for the pairs in the `search` half: connected components of the word graph dealt,
+    largest first (ties: alphabetically first word), to the half with fewer pairs so far."""
+    parent: dict[str, str] = {}
+
+    def root(w: str) -> str:
+        while parent.setdefault(w, w) != w:
+            parent[w] = parent[parent[w]]
+            w = parent[w]
+        return w
+
+    for w1, w2 in pairs:
+        parent[root(w1)] = root(w2)
+    members: dict[str, list[int]] = {}
+    for k, (w1, _) in enumerate(pairs):
+        members.setdefault(root(w1), []).append(k)
+    first = {r: min(w for k in ks for w in pairs[k]) for r, ks in members.items()}
+    search = np.zeros(len(pairs), dtype=bool)
+    counts = [0, 0]  # pairs in search, holdout
+    for r in sorted(members, key=lambda r: (-len(members[r]), first[r])):
+        half = 0 if counts[0] <= counts[1] else 1
+        search[members[r]] = half == 0
+        counts[half] += len(members[r])
+    return search
+
+
+@functools.cache
+def split_data(split: str) -> dict[str, Any]:
+    """The judging data of one split (see the module docstring); `all` is `_judging_data()`."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown MiniLM split {split!r}; use one of {SPLITS}")
+    data = _judging_data()
+    if split == "all":
+        return data
+    keep = [k for k in range(len(data["lee"])) if k % 2 == (0 if split == "search" else 1)]
+    i, j, human = data["lee_pairs"]
+    sims = np.full((len(data["lee"]),) * 2, np.nan)
+    sims[i, j] = human
+    a, b = np.triu_indices(len(keep), k=1)
+    out = {
+        "lee": [data["lee"][k] for k in keep],
+        "lee_pairs": (a, b, sims[np.asarray(keep)[a], np.asarray(keep)[b]]),
+        "polarity": data["polarity"],
+    }
+    for task in ("wordsim353", "simlex999"):
+        pairs, scores = data[task]
+        mask = _word_halves(pairs) == (split == "search")
+        out[task] = ([p for p, m in zip(pairs, mask, strict=True) if m], scores[mask])
+    return out
 
 
 def judging_texts() -> list[str]:
@@ -197,7 +264,13 @@ class MiniLMWorkload(Workload):
             "hidden_size": int(getattr(attn, "all_head_size", 0) or model.bert.config.hidden_size),
         }
 
-    def __init__(self, cache_dir: Path, max_length: int = 128) -> None:
+    def __init__(self, cache_dir: Path, max_length: int = 128, split: str = "all") -> None:
+        if split not in SPLITS:
+            raise ValueError(f"unknown MiniLM split {split!r}; use one of {SPLITS}")
+        self.split = split
+        if split != "all":  # `minilm` keeps its name and fingerprint exactly
+            self.name = f"minilm-{split}"
+            self.metric_description = f"{self.metric_description} ({split} half of the pairs)"
         self._train_batches: list | None = None
         self.cache_dir = Path(cache_dir)
         self.max_length = max_length
@@ -207,12 +280,15 @@ class MiniLMWorkload(Workload):
     def identity(self) -> dict:
         from importlib.metadata import version
 
-        return {
+        ident = {
             "model": _HF_NAME,
             "package_version": version(_PACKAGE),
             "max_length": self.max_length,
             "protocol": PROTOCOL_VERSION,
         }
+        if self.split != "all":
+            ident["split"] = self.split
+        return ident
 
     def _load(self) -> None:
         """Load tokenizer and model once, from the package folder only (never the network)."""
@@ -307,7 +383,7 @@ class MiniLMWorkload(Workload):
         return emb
 
     def evaluate(self, predict: Predict) -> dict[str, float]:
-        data = _judging_data()
+        data = split_data(self.split)
         i, j, human = data["lee_pairs"]
         docs = _unit(self.embed(predict, data["lee"]))
         scores = {"lee_spearman": _spearman(_cosine(docs[i], docs[j]), human)}
