@@ -20,27 +20,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from test_workers import FAST_SPACE, SLOW_SPACE  # the same spaces as the local workers
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
-FAST_SPACE = """version: 1
-techniques:
-  target:
-    name: [cpu-local]
-  quantize:
-    mode: [none, int8_dynamic, int8_static]
-  runtime:
-    intra_op_threads: [1, 2]
-"""
-SLOW_SPACE = """version: 1
-techniques:
-  target:
-    name: [cpu-local]
-  distill:
-    mode: [student]
-    width: [0.5]
-    steps: [4000, 4001]
-"""
 KEYS = ("AUTOACCEL_TEST_PG_URL", "AUTOACCEL_TEST_MLFLOW_URL")
 
 
