@@ -7,7 +7,14 @@ from dataclasses import replace
 import pytest
 
 from autoaccel.errors import UserError
-from autoaccel.frontier import Point, choose, objective_frontier, recommend, tie_tolerance
+from autoaccel.frontier import (
+    Point,
+    attach_confirmation,
+    choose,
+    objective_frontier,
+    recommend,
+    tie_tolerance,
+)
 
 BASELINE = {
     "accuracy": 0.90,
@@ -68,6 +75,39 @@ def test_recommend_picks_fastest_frontier_point_with_full_schema():
     } <= set(rec)
     assert rec["accuracy_limit"]["min_accuracy"] == 0.89
     assert [p["trial"] for p in rec["frontier"]] == [3, 1]
+
+
+def _confirmed(trial: int, latency: float, baseline: float) -> dict:
+    return {
+        "trial": trial,
+        "latency_ms": latency,
+        "baseline_latency_ms": baseline,
+        "speedup": baseline / latency,
+        "figure": "latency (batch 1)",
+    }
+
+
+def test_confirmation_goes_on_the_pick_it_re_timed_once():
+    front = [_point(3, 0.895, 2.0), _point(1, 0.90, 4.0)]
+    rec = recommend("s", WORKLOAD, BASELINE, 0.01, front, front)
+    rec["best_measured"] = rec["recommended"]  # the same pick, as `Search._finish` has it
+    attach_confirmation(rec, _confirmed(3, 2.2, 10.0))
+    pick = rec["recommended"]
+    assert pick["summary"].count("confirmed side by side: 4.5x") == 1
+    assert pick["confirmed"]["disagrees"] is False and "trust" not in pick["summary"]
+    other = recommend("s", WORKLOAD, BASELINE, 0.01, front, front)
+    attach_confirmation(other, _confirmed(1, 4.0, 10.0))  # a trial no longer the pick
+    assert "confirmed" not in other["recommended"]
+
+
+def test_a_side_by_side_speedup_far_from_the_searchs_says_which_to_trust():
+    front = [_point(3, 0.895, 0.5)]  # 20x against a baseline timed on a busy machine
+    rec = recommend("s", WORKLOAD, BASELINE, 0.01, front, front)
+    attach_confirmation(rec, _confirmed(3, 0.5, 4.0))  # 8x side by side
+    pick = rec["recommended"]
+    assert pick["confirmed"]["disagrees"] is True
+    assert "the search's 20.0x and this 8.0x differ" in pick["summary"]
+    assert "trust the side-by-side figure" in pick["summary"]
 
 
 def test_recommend_is_null_with_reason_and_closest_when_nothing_meets_limit():

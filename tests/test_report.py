@@ -150,6 +150,25 @@ def test_write_report_writes_markdown_and_self_contained_html(mixed_report):
         assert f"<h2>{section}</h2>" in html and f"## {section}" in text
 
 
+def test_report_quotes_the_best_measured_recipe_and_its_side_by_side_timing(tmp_path):
+    study = _study("confirmed", _mixed())  # recommends the estimated T4; trial 0 is local
+    study.set_user_attr(
+        "confirmed",
+        {
+            "trial": 0,
+            "latency_ms": 0.52,
+            "baseline_latency_ms": 2.6,
+            "speedup": 5.0,
+            "figure": "latency (batch 1)",
+        },
+    )
+    md, _ = write_report(study, tmp_path, fidelity=_missing(tmp_path))
+    section = md.read_text().split("## Recommendation")[1].split("\n## ")[0]
+    assert "Recommended (trial 1)" in section
+    assert "Best measured on this machine (trial 0)" in section
+    assert "confirmed side by side: 5.0x (0.520 ms vs 2.600 ms, interleaved)" in section
+
+
 def test_report_labels_measured_and_estimated_figures_per_target(mixed_report):
     md, _ = mixed_report
     section = md.read_text().split("## Best recipe per target")[1].split("\n## ")[0]

@@ -39,21 +39,9 @@ def evaluate_candidate(
     if bad:
         raise ValueError(f"non-finite quality figure(s) {bad}: the candidate's outputs are broken")
     t2 = time.perf_counter()
-    batches: dict[int, Latency] = {}
-    if not time_it:
-        latency = None
-    elif batch_sizes == (1,):
-        inputs = workload.latency_inputs(1)
-        latency = measure(lambda: predict(inputs), cfg)
-    else:
-        from autoaccel.evaluate.scenarios import measure_batches
-
-        def run(b: int):
-            inputs = workload.latency_inputs(b)
-            return lambda: predict(inputs)
-
-        batches = measure_batches(run, batch_sizes, cfg)
-        latency = batches[1]
+    latency, batches = None, {}
+    if time_it:
+        latency, batches = time_runner(predict, workload, cfg, batch_sizes)
     t3 = time.perf_counter()
     return Evaluation(
         quality=quality,
@@ -62,6 +50,24 @@ def evaluate_candidate(
         seconds={"open": t1 - t0, "quality": t2 - t1, "latency": t3 - t2},
         batches=batches,
     )
+
+
+def time_runner(
+    predict, workload: Workload, cfg: MeasureConfig = DEFAULT_PROTOCOL, batch_sizes=(1,)
+) -> tuple[Latency, dict[int, Latency]]:
+    """Latency by the protocol of an opened runner: batch 1 alone, or every size in
+    `batch_sizes` interleaved (then also returned per size)."""
+    if batch_sizes == (1,):
+        inputs = workload.latency_inputs(1)
+        return measure(lambda: predict(inputs), cfg), {}
+    from autoaccel.evaluate.scenarios import measure_batches
+
+    def run(b: int):
+        inputs = workload.latency_inputs(b)
+        return lambda: predict(inputs)
+
+    batches = measure_batches(run, batch_sizes, cfg)
+    return batches[1], batches
 
 
 def model_size_mb(candidate: Candidate) -> float:

@@ -120,6 +120,11 @@ def _recommendation(facts: Facts) -> Section:
         if not point.measured:
             rests += "; see the caveats on cost-model error"
         blocks.append(Para(f"This choice rests on {rests}."))
+        here = rec.get("best_measured")
+        if here and here["trial"] != pick["trial"]:
+            blocks.append(
+                Para(f"Best measured on this machine (trial {here['trial']}): {here['summary']}.")
+            )
     else:
         blocks.append(Para(f"No recommendation: {rec['reason']}.", True))
         if rec.get("closest"):

@@ -17,6 +17,7 @@ from autoaccel.errors import UserError
 from autoaccel.frontier import (
     OBJECTIVES,
     Point,
+    attach_confirmation,
     choose,
     figure,
     machine_baselines,
@@ -143,6 +144,7 @@ def gather(
         prefer,
         machine_baselines(study),
     )
+    attach_confirmation(rec, study.user_attrs.get("confirmed"))
     trials = study.get_trials(deepcopy=False)
     return Facts(
         study=study.study_name,
