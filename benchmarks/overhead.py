@@ -346,32 +346,54 @@ def study_trials(runs_dir: Path, study: str | None, storage: str | None):
     return study, st
 
 
-def mlflow_parent(runs_dir: Path, study: str) -> dict[str, Any] | None:
-    """The latest parent run of the study in <runs-dir>/mlflow.db (read with sqlite3: start
-    and end times in ms since the epoch)."""
+def mlflow_parents(runs_dir: Path, study: str) -> list[dict[str, Any]]:
+    """The study's parent runs (one per `autoaccel search` invocation) in <runs-dir>/mlflow.db,
+    oldest first (read with sqlite3: start and end times in ms since the epoch)."""
     db = runs_dir / "mlflow.db"
     if not db.exists():
-        return None
+        return []
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        row = con.execute(
+        rows = con.execute(
             "SELECT r.run_uuid, r.start_time, r.end_time, r.status FROM runs r "
             "JOIN experiments e ON r.experiment_id = e.experiment_id "
             "JOIN tags t ON t.run_uuid = r.run_uuid "
             "WHERE e.name = ? AND t.key = 'autoaccel.role' AND t.value = 'study' "
-            "ORDER BY r.start_time DESC LIMIT 1",
+            "ORDER BY r.start_time",
             (study,),
-        ).fetchone()
+        ).fetchall()
     finally:
         con.close()
-    if row is None:
-        return None
-    return {
-        "run_id": row[0],
-        "start": row[1] / 1000,
-        "end": None if row[2] is None else row[2] / 1000,
-        "status": row[3],
-    }
+    return [
+        {
+            "run_id": row[0],
+            "start": row[1] / 1000,
+            "end": None if row[2] is None else row[2] / 1000,
+            "status": row[3],
+        }
+        for row in rows
+    ]
+
+
+def invocations(parents: list[dict[str, Any]], trials) -> list[dict[str, Any]]:
+    """Each invocation's span: from its parent run's start to its end. A search killed
+    without a word (SIGKILL, a lost session) has no end of its own: the next invocation
+    closes its run as KILLED much later, so its span ends at its last trial's activity
+    instead (the trial it died in started then), and never after the next one's start."""
+    spans = []
+    for i, p in enumerate(parents):
+        nxt = parents[i + 1]["start"] if i + 1 < len(parents) else None
+        mine = [
+            t for t in trials if p["start"] <= t["start"] and (nxt is None or t["start"] < nxt)
+        ]
+        end = p["end"]
+        if p["status"] != "FINISHED":
+            ends = [t["end"] for t in mine if nxt is None or t["end"] <= nxt]  # not the dead
+            end = max(ends + [t["start"] for t in mine], default=p["start"])
+        if nxt is not None and end is not None:
+            end = min(end, nxt)
+        spans.append({**p, "span_end": end, "trials": [t["number"] for t in mine]})
+    return spans
 
 
 def analyse(runs_dir: Path, study_name: str | None, storage: str | None, run: dict | None):
@@ -415,7 +437,16 @@ def analyse(runs_dir: Path, study_name: str | None, storage: str | None, run: di
             }
         )
     first, last = rows[0]["start"], rows[-1]["end"]
-    parent = mlflow_parent(runs_dir, name)
+    spans = [] if run is not None else invocations(mlflow_parents(runs_dir, name), rows)
+    for span in spans:  # a trial never outlives its invocation's process
+        for r in rows:
+            if r["number"] in span["trials"] and span["span_end"] is not None:
+                if r["end"] > span["span_end"]:
+                    r["wall_s"] = max(0.0, span["span_end"] - r["start"])
+                    r["cut_at_invocation_end"] = True
+                if r is not _last_of(rows, span):
+                    continue
+                r["gap_s"] = None  # the time to the next invocation is not the search's
     out: dict[str, Any] = {"study": name, "runs_dir": str(runs_dir), "n_trials": len(rows)}
     out["kinds"] = {k: sum(r["kind"] == k for r in rows) for k in {r["kind"] for r in rows}}
     if run is not None:
@@ -428,20 +459,31 @@ def analyse(runs_dir: Path, study_name: str | None, storage: str | None, run: di
             "seconds": run["exit"] - last,
         }
         out["total_s"] = run["exit"] - run["spawn"]
-    elif parent is not None:
+    elif spans:
+        by_number = {r["number"]: r for r in rows}
+        startup = finish = 0.0
+        for span in spans:
+            mine = [by_number[n] for n in span["trials"]]
+            end = span["span_end"]
+            if not mine:  # an invocation that ran no trial (the budget was met): all finish
+                finish += (end or span["start"]) - span["start"]
+                continue
+            startup += mine[0]["start"] - span["start"]
+            if end is not None:
+                finish += max(0.0, end - max(r["start"] + r["wall_s"] for r in mine))
         out["startup"] = {
-            "what": "MLflow parent run start -> first trial start (baseline, store set-up); "
-            "imports, workload loading and the export preflight come before it and are not "
-            "recorded in a study",
-            "seconds": first - parent["start"],
+            "what": "MLflow parent run start -> first trial start (baseline, store set-up), "
+            f"summed over {len(spans)} invocation(s); imports, workload loading and the "
+            "export preflight come before it and are not recorded in a study",
+            "seconds": startup,
         }
-        if parent["end"] is not None:
-            out["finish"] = {
-                "what": "last trial complete -> MLflow parent run end",
-                "seconds": parent["end"] - last,
-            }
-            out["total_s"] = parent["end"] - parent["start"]
-    out["mlflow_parent"] = parent
+        out["finish"] = {
+            "what": "last trial complete -> MLflow parent run end",
+            "note": f"summed over {len(spans)} invocation(s); those that ran no trial count whole",
+            "seconds": finish,
+        }
+        out["total_s"] = sum((s["span_end"] or s["start"]) - s["start"] for s in spans)
+    out["invocations"] = spans
     # per-trial split: trials that built and evaluated a candidate
     measured = [r for r in rows if r["work_s"] is not None]
     totals = defaultdict(float)
@@ -477,6 +519,11 @@ def analyse(runs_dir: Path, study_name: str | None, storage: str | None, run: di
     out["trials"] = rows
     out["trials_span_s"] = last - first
     return out
+
+
+def _last_of(rows: list[dict[str, Any]], span: dict[str, Any]) -> dict[str, Any] | None:
+    mine = [r for r in rows if r["number"] in span["trials"]]
+    return max(mine, key=lambda r: r["start"]) if mine else None
 
 
 def _median(xs):
