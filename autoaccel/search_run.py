@@ -9,10 +9,10 @@ import shutil
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from autoaccel.baseline import BaselineTimer, noisy_warning
 from autoaccel.config import RunPaths, SearchConfig
 from autoaccel.early_stop import TrainingStopped
 from autoaccel.errors import InfeasibleRecipe, UserError, describe
@@ -24,19 +24,15 @@ from autoaccel.study import StoreUnavailable, shown_url
 from autoaccel.techniques.base import recipe_value
 from autoaccel.techniques.target import LOCAL
 from autoaccel.tracking import TrackingUnavailable
-from autoaccel.trial_eval import CandidateEvaluator, EvalSettings, scenario_of
+from autoaccel.trial_eval import CandidateEvaluator, EvalSettings
 from autoaccel.workers import (
     dead_here,
     heartbeat,
     is_surplus,
-    measure_lock,
     outputs_lock,
     recover_dead_trials,
     worker_info,
 )
-
-NOISY_SPREAD = 1.5
-"""A timing whose p90 is more than this many times its median was taken on a busy CPU."""
 
 
 @dataclass
@@ -169,6 +165,7 @@ class Search:
             latency_bound_ms=cfg.latency_bound_ms,
             arrival_rate=cfg.arrival_rate,
         )
+        self.baseline_timer = BaselineTimer(workload, self.settings)
         if cfg.isolate:
             self.evaluator = IsolatedEvaluator(self.settings, cfg.trial_timeout)
         else:
@@ -236,118 +233,39 @@ class Search:
         build_candidate({"runtime.backend": "onnxruntime"}, self.workload, self.paths.cache)
 
     def _baseline(self) -> dict[str, Any]:
-        """PyTorch eager fp32 (ONNX Runtime default session for ONNX-only workloads),
-        measured once per study and kept with it, so every speedup has one reference."""
+        """This machine's baseline: measured on its first start here, re-timed (the fastest
+        kept) at every later one, so every speedup in the study has one honest reference."""
         from autoaccel.frontier import baseline_key
 
-        machine = self.machine
+        host = self.machine["host"]
         attrs = self.study.user_attrs
-        stored = attrs.get(baseline_key(machine["host"]))
+        stored = attrs.get(baseline_key(host))
         if stored is None and "baseline" in attrs:
             # a study from before machines were recorded, or this machine's first worker
             first = attrs["baseline"]
-            if first.get("machine", {}).get("host", machine["host"]) == machine["host"]:
+            if first.get("machine", {}).get("host", host) == host:
                 stored = first
         if stored:
-            return self._retime(stored)
-        from autoaccel.build import build_candidate
-        from autoaccel.evaluate import evaluate_candidate
-        from autoaccel.machine import usable_cores
-
-        self.emit("status", "measuring the baseline")
-        backend = "torch" if self.workload.torch_model_available() else "onnxruntime"
-        recipe = {"runtime.backend": backend, "runtime.intra_op_threads": usable_cores()}
-        if backend == "onnxruntime":
-            recipe["compile.graph_level"] = "all"
-        candidate = build_candidate(recipe, self.workload, self.paths.cache)
-        with measure_lock(self.paths.root):
-            ev = evaluate_candidate(
-                candidate, self.workload, self.measure_cfg, batch_sizes=self.batch_sizes
-            )
-        try:
-            figures = scenario_of(self.settings, ev.batches or {1: ev.latency})
-        except InfeasibleRecipe as exc:
-            raise UserError(
-                f"--latency-bound-ms {self.cfg.latency_bound_ms:g}: the baseline cannot meet it "
-                f"({exc}); raise the bound"
-            ) from None
-        baseline = {
-            "accuracy": ev.quality[self.workload.metric],
-            "quality": ev.quality,
-            "latency_ms": ev.latency.median_ms,
-            "latency_p90_ms": ev.latency.p90_ms,
-            "latency_runs": ev.latency.n_runs,
-            "latency_source": ev.latency.source,
-            "target": ev.latency.target,
-            "size_mb": ev.size_mb,
-            "description": self.workload.baseline_description(),
-            "recipe": recipe,
-            "objective_ms": figures["objective_ms"],
-            "scenario": figures,
-            "machine": machine,
-        }
-        baseline["timings"] = [_timing(ev.latency, figures)]
-        self._warn_if_noisy(ev.latency)
+            self.emit("status", "re-timing the baseline")
+            baseline, latency, faster = self.baseline_timer.retime(stored)
+            if faster:
+                self.emit(
+                    "status",
+                    f"baseline re-timed at {latency.median_ms:.3f} ms, faster than the "
+                    f"{stored['latency_ms']:.3f} ms stored: keeping the faster figure",
+                )
+        else:
+            self.emit("status", "measuring the baseline")
+            baseline, latency = self.baseline_timer.measure(self.machine)
+        if warning := noisy_warning(latency):
+            self.emit("warning", warning)
         # every machine keeps its own baseline: a measured trial's speedup is against the
         # baseline of the machine that measured it; the first one is also the study's
-        self.study.set_user_attr(baseline_key(machine["host"]), baseline)
-        if "baseline" not in attrs:
-            self.study.set_user_attr("baseline", baseline)
-        return baseline
-
-    def _retime(self, stored: dict[str, Any]) -> dict[str, Any]:
-        """Time this machine's stored baseline again at every start and keep the faster
-        figure. Other work on the machine only ever slows a run down, so the fastest of
-        several timings is the closest to the machine's own speed; a baseline timed once on
-        a busy machine would inflate every speedup of the study (it did: a baseline timed at
-        451 ms instead of 29 ms made a 8x recipe read "181x"). Its quality is not re-run:
-        it is deterministic, and on MiniLM it is most of the start-up time."""
-        from autoaccel.build import build_candidate
-        from autoaccel.evaluate import time_runner
-        from autoaccel.evaluate.runners import open_runner
-        from autoaccel.frontier import baseline_key
-
-        self.emit("status", "re-timing the baseline")
-        candidate = build_candidate(stored["recipe"], self.workload, self.paths.cache)
-        predict = open_runner(candidate, self.workload.input_names)
-        with measure_lock(self.paths.root):
-            latency, batches = time_runner(
-                predict, self.workload, self.measure_cfg, self.batch_sizes
-            )
-        figures = scenario_of(self.settings, batches or {1: latency})
-        self._warn_if_noisy(latency)
-        timings = [*stored.get("timings", []), _timing(latency, figures)]
-        baseline = dict(stored, timings=timings)
-        if figures["objective_ms"] < stored["objective_ms"]:
-            self.emit(
-                "status",
-                f"baseline re-timed at {latency.median_ms:.3f} ms, faster than the "
-                f"{stored['latency_ms']:.3f} ms stored: keeping the faster figure",
-            )
-            baseline.update(
-                latency_ms=latency.median_ms,
-                latency_p90_ms=latency.p90_ms,
-                latency_runs=latency.n_runs,
-                objective_ms=figures["objective_ms"],
-                scenario=figures,
-            )
-        host = self.machine["host"]
-        attrs = self.study.user_attrs
         self.study.set_user_attr(baseline_key(host), baseline)
-        first = attrs.get("baseline", {})
-        if first.get("machine", {}).get("host", host) == host:
+        first = attrs.get("baseline")
+        if first is None or first.get("machine", {}).get("host", host) == host:
             self.study.set_user_attr("baseline", baseline)
         return baseline
-
-    def _warn_if_noisy(self, latency) -> None:
-        if latency.p90_ms > NOISY_SPREAD * latency.median_ms:
-            self.emit(
-                "warning",
-                f"the baseline's latency varied widely (median {latency.median_ms:.3f} ms, "
-                f"p90 {latency.p90_ms:.3f} ms): other work is using this CPU, so speedups "
-                "may be off; run again when the machine is quiet (each start re-times the "
-                "baseline and keeps its fastest figure)",
-            )
 
     def _calibrate_local(self, paths: RunPaths) -> None:
         """cpu-local's cost model with this machine's calibration (`autoaccel calibrate`),
@@ -692,42 +610,10 @@ class Search:
             self.emit("warning", f"the report could not be written: {reason}")
 
     def _confirm(self, best: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
-        """Re-time the recommendation and the baseline interleaved, in one sitting.
-
-        The baseline was measured when the study started and the winner when its trial ran,
-        maybe an hour apart on a machine whose speed drifts; the speedup we quote is the one
-        measured side by side now.
-        """
-        from autoaccel.build import build_candidate
-        from autoaccel.evaluate.measure import measure_interleaved
-        from autoaccel.evaluate.runners import open_runner
-
-        inputs = self.workload.latency_inputs(1)
-        fns = {}
-        for role, recipe in (("recommended", best["recipe"]), ("baseline", baseline["recipe"])):
-            predict = open_runner(
-                build_candidate(recipe, self.workload, self.paths.cache), self.workload.input_names
-            )
-            fns[role] = lambda p=predict: p(inputs)
-        cfg = self.measure_cfg.scaled(2 * self.measure_cfg.budget_s)
-        with measure_lock(self.paths.root):
-            lat = measure_interleaved(fns, cfg, rounds=5)
-        speedup = lat["baseline"].median_ms / lat["recommended"].median_ms
-        what = "" if self.cfg.scenario == "single-stream" else "batch-1 latency "
-        confirmed = {
-            "trial": best["trial"],
-            "protocol": "interleaved with the baseline, 5 rounds, same process",
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": self.machine["host"],
-            "latency_ms": lat["recommended"].median_ms,
-            "latency_p90_ms": lat["recommended"].p90_ms,
-            "n_runs": lat["recommended"].n_runs,
-            "baseline_latency_ms": lat["baseline"].median_ms,
-            "baseline_latency_p90_ms": lat["baseline"].p90_ms,
-            "baseline_n_runs": lat["baseline"].n_runs,
-            "speedup": speedup,
-            "figure": f"{what or 'latency '}(batch 1)",
-        }
+        """The side-by-side speedup of the best measured recipe, and a warning when it is far
+        from the search's own figure (the CPU's load changed between the search's timings)."""
+        confirmed = self.baseline_timer.side_by_side(best, baseline, self.machine["host"])
+        speedup = confirmed["speedup"]
         if disagrees(best.get("speedup"), speedup):
             self.emit(
                 "warning",
@@ -737,16 +623,6 @@ class Search:
             )
         self.tracker.log_parent_metrics({"confirmed_speedup": speedup})
         return confirmed
-
-
-def _timing(latency, figures: dict[str, Any]) -> dict[str, Any]:
-    """One timing of the baseline, kept with it so its history is visible."""
-    return {
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "latency_ms": latency.median_ms,
-        "latency_p90_ms": latency.p90_ms,
-        "objective_ms": figures["objective_ms"],
-    }
 
 
 def _worker_tags() -> dict[str, str]:

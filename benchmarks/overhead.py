@@ -484,6 +484,13 @@ def analyse(runs_dir: Path, study_name: str | None, storage: str | None, run: di
         }
         out["total_s"] = sum((s["span_end"] or s["start"]) - s["start"] for s in spans)
     out["invocations"] = spans
+    db = runs_dir / "optuna.db"
+    if storage is None and db.exists():  # WAL persists in the file once autoaccel opened it
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            out["optuna_journal_mode"] = con.execute("PRAGMA journal_mode").fetchone()[0]
+        finally:
+            con.close()
     # per-trial split: trials that built and evaluated a candidate
     measured = [r for r in rows if r["work_s"] is not None]
     totals = defaultdict(float)
@@ -734,8 +741,15 @@ def merge(paths: list[Path]) -> None:
     )
     rows.append(["study / trials"] + [f"{a['study']}, {a['n_trials']} trials" for a in analyses])
     rows.append(
-        ["SQLite fix applied (WAL + synchronous=NORMAL)"]
-        + ["yes" if (a.get("run") or {}).get("sqlite_fix") else "no" for a in analyses]
+        ["SQLite WAL + synchronous=NORMAL"]
+        + [
+            "yes, applied by --sqlite-fix"
+            if (a.get("run") or {}).get("sqlite_fix")
+            else "yes, built in (autoaccel.workers.tune_sqlite)"
+            if a.get("optuna_journal_mode") == "wal"
+            else "no"
+            for a in analyses
+        ]
     )
     rows.append(
         ["1-min load average (start / end)"]

@@ -1,0 +1,22 @@
+"""The baseline's timings: a busy-CPU timing is flagged, and re-timing keeps the faster one."""
+
+from __future__ import annotations
+
+from autoaccel.baseline import NOISY_SPREAD, noisy_warning
+from autoaccel.evaluate.measure import Latency
+
+
+def _latency(median: float, p90: float) -> Latency:
+    return Latency(median_ms=median, p90_ms=p90, mean_ms=median, n_runs=20)
+
+
+def test_a_timing_whose_p90_is_far_above_its_median_is_flagged_with_what_to_do():
+    message = noisy_warning(_latency(450.9, 888.7))
+    assert message is not None
+    assert "median 450.900 ms, p90 888.700 ms" in message
+    assert "run again when the machine is quiet" in message
+
+
+def test_a_steady_timing_is_not_flagged():
+    assert noisy_warning(_latency(28.6, 30.2)) is None
+    assert noisy_warning(_latency(1.0, NOISY_SPREAD)) is None  # the bound itself is fine
