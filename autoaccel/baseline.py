@@ -52,6 +52,7 @@ class BaselineTimer:
                 f"({exc}); raise the bound"
             ) from None
         baseline = {
+            "metric": workload.metric,
             "accuracy": ev.quality[workload.metric],
             "quality": ev.quality,
             "latency_ms": ev.latency.median_ms,

@@ -66,6 +66,15 @@ def search(
             "or 0.01 Spearman)."
         ),
     ] = 0.01,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="The quality figure the accuracy limit applies to and the search maximises "
+            "(default: the workload's primary one). minilm also offers teacher_cosine and "
+            "teacher_recall_at_10 (agreement with the fp32 model's vectors) and its three "
+            "task scores; a wrong name lists what the workload offers."
+        ),
+    ] = None,
     sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe, nsga2 or random.")] = "tpe",
     seed: Annotated[int, typer.Option(help="Sampler seed (reproducible searches).")] = 0,
     study: Annotated[
@@ -154,6 +163,7 @@ def search(
         space=space,
         budget=budget,
         max_accuracy_drop=max_accuracy_drop,
+        metric=metric,
         sampler=sampler,
         seed=seed,
         study=study,

@@ -20,6 +20,7 @@ class SearchConfig(BaseModel):
     space: str = "default"
     budget: int = Field(20, ge=1, le=100_000)
     max_accuracy_drop: float = Field(0.01, ge=0.0, le=1.0)
+    metric: str | None = Field(None, description="the quality figure the limit applies to")
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
     seed: int | None = 0
     study: str | None = None

@@ -96,6 +96,8 @@ def export_trial(
             f"the workload {workload.name!r} is not the one study {study.study_name!r} was run "
             "on (its fingerprint differs); pass the same --workload/--model/--data"
         )
+    # the figure the study was judged by (`search --metric`), whoever loaded the workload
+    workload.choose_metric(identity.get("metric"))
     candidate = build_candidate(recipe, workload, cache_dir)
     quality = evaluate_candidate(candidate, workload, time_it=False).quality
     recorded = frozen.values[0]

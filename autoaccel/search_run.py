@@ -112,10 +112,14 @@ class Search:
         paths = RunPaths(cfg.runs_dir)
         self.emit("status", "loading workload")
         workload = load_workload(cfg.workload, paths.cache, cfg.model, cfg.data)
+        primary = workload.metric
+        workload.choose_metric(cfg.metric)
         paths.prepare()  # only after the input is known to be good: nothing half-written
         self.workload, self.paths = workload, paths
         self._calibrate_local(paths)
         suffix = "" if cfg.scenario == "single-stream" else f"-{cfg.scenario}"
+        if workload.metric != primary:  # another objective: never mixed with the primary's
+            suffix += f"-{workload.metric}"
         name = check_study_name(cfg.study or f"{workload.name}-{space.name}{suffix}")
         identity = {
             "workload": workload.name,
@@ -125,6 +129,8 @@ class Search:
         }
         if cfg.scenario != "single-stream":  # the objective differs: never mix in one study
             identity["scenario"] = cfg.scenario
+        if workload.metric != primary:
+            identity["metric"] = workload.metric
         if cfg.scenario == "server":
             identity["latency_bound_ms"] = cfg.latency_bound_ms
         storage = cfg.storage or paths.storage_url()
@@ -139,6 +145,7 @@ class Search:
                     "workload": cfg.workload,
                     "model": None if cfg.model is None else str(Path(cfg.model).resolve()),
                     "data": None if cfg.data is None else str(Path(cfg.data).resolve()),
+                    "metric": workload.metric,
                 },
             )
         # A fresh seed per invocation: a resumed study must not replay its first trials.
@@ -156,6 +163,7 @@ class Search:
             workload=cfg.workload,
             model=cfg.model,
             data=cfg.data,
+            metric=workload.metric,
             cache=paths.cache,
             root=paths.root,
             targets=self.targets,
@@ -183,6 +191,7 @@ class Search:
                 "sampler": cfg.sampler,
                 "seed": cfg.seed,
                 "max_accuracy_drop": cfg.max_accuracy_drop,
+                "metric": workload.metric,
                 "storage": shown_url(storage),
                 "targets": ",".join(self.targets),
                 "scenario": cfg.scenario,

@@ -224,7 +224,8 @@ def open_study(
     if recorded is None:
         study.set_user_attr("identity", identity)
     elif recorded != identity:
-        diffs = [k for k in identity if recorded.get(k) != identity.get(k)]
+        keys = [*identity, *(k for k in recorded if k not in identity)]
+        diffs = [k for k in keys if recorded.get(k) != identity.get(k)]
         raise UserError(
             f"study {name!r} was created with a different {', '.join(diffs)} "
             f"({', '.join(f'{k}={recorded.get(k)!r}' for k in diffs)}); "

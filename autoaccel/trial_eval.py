@@ -29,6 +29,7 @@ class EvalSettings:
     workload: str | None
     model: Path | None
     data: Path | None
+    metric: str  # the quality figure the limit applies to (`--metric`)
     cache: Path
     root: Path  # the runs folder: its lock file serialises timings across processes
     targets: dict[str, Any]  # name -> Target (cpu-local calibrated when a calibration exists)
@@ -70,7 +71,7 @@ class CandidateEvaluator:
 
         self.settings = settings
         self.workload = workload or load_workload(
-            settings.workload, settings.cache, settings.model, settings.data
+            settings.workload, settings.cache, settings.model, settings.data, settings.metric
         )
 
     def run(self, recipe: dict[str, Any], rule=None) -> Outcome:

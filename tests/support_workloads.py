@@ -131,3 +131,23 @@ def segfault() -> SeedMLP:
 
 def hang() -> SeedMLP:
     return _Hang(_CACHE)
+
+
+class _TwoFigures(SeedMLP):
+    """seed-mlp that also reports `confidence` (mean top probability), a second figure a
+    search may be judged by with `--metric confidence`."""
+
+    name = "two-figures-mlp"
+    metrics = {"confidence": "mean probability of the predicted class"}
+
+    def evaluate(self, predict):
+        import numpy as np
+
+        out = predict({"x": self.x_val})
+        figures = super().evaluate(lambda _inputs: out)
+        figures["confidence"] = float(np.mean(np.max(out, axis=1)))
+        return figures
+
+
+def two_figures() -> SeedMLP:
+    return _TwoFigures(_CACHE)

@@ -224,6 +224,12 @@ CASES = [
         lambda d: d.search("--workload", "seed-mlp", "--max-accuracy-drop", "5"),
         ("--max-accuracy-drop 5", "less than or equal to 1"),
     ),
+    # A quality figure the workload does not report (a typo, or another workload's).
+    Case(
+        "metric-unknown",
+        lambda d: d.search("--workload", "seed-mlp", "--metric", "teacher_cosine"),
+        ("--metric teacher_cosine", "seed-mlp reports accuracy", "use one of those"),
+    ),
     # No time at all to measure latency.
     Case(
         "measure-seconds-zero",

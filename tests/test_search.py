@@ -108,6 +108,31 @@ def test_resume_replaces_a_baseline_timed_on_a_busy_machine(tmp_path):
     )
 
 
+def test_metric_option_judges_the_search_by_another_figure(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOACCEL_TEST_CACHE", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    options = {**FAST, "targets": ["cpu-local"]}
+    workload = "support_workloads:two_figures"
+    result = autoaccel.search(workload, budget=2, runs_dir=runs, metric="confidence", **options)
+    assert result.study == "two-figures-mlp-quick-confidence"  # never mixed with accuracy's
+    study = _study(runs, result.study)
+    base = study.user_attrs["baseline"]
+    assert base["metric"] == "confidence"
+    assert base["accuracy"] == base["quality"]["confidence"] != base["quality"]["accuracy"]
+    assert study.user_attrs["identity"]["metric"] == "confidence"
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done and all(
+        t.values[0] == t.user_attrs["result"]["quality"]["confidence"] for t in done
+    )
+    assert result.recommendation["metric"] == "confidence"
+    text = (runs / result.study / "report.md").read_text()
+    assert "mean probability of the predicted class" in text
+    with pytest.raises(UserError, match=r"different metric \(metric='confidence'\)"):
+        autoaccel.search(workload, budget=2, runs_dir=runs, study=result.study, **options)
+    with pytest.raises(UserError, match="reports accuracy, confidence; use one of those"):
+        autoaccel.search(workload, budget=2, runs_dir=runs, metric="f1", **options)
+
+
 def test_failing_trials_are_recorded_and_search_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOACCEL_TEST_CACHE", str(tmp_path / "cache"))
     runs = tmp_path / "runs"

@@ -197,7 +197,9 @@ def _workload(
     info: dict[str, str] | None, identity: dict[str, Any], baseline: dict[str, Any]
 ) -> dict[str, str]:
     quality = baseline.get("quality", {})
-    metric = next((k for k, v in quality.items() if v == baseline["accuracy"]), "quality")
+    metric = baseline.get("metric") or next(  # studies from before the baseline said so
+        (k for k, v in quality.items() if v == baseline["accuracy"]), "quality"
+    )
     found = {
         "name": str(identity.get("workload", "workload")),
         "metric": metric,

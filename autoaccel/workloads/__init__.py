@@ -43,9 +43,20 @@ BUILTIN: dict[str, Callable[[Path], Workload]] = {
 
 
 def load_workload(
-    name: str | None, cache_dir: Path, model: Path | None = None, data: Path | None = None
+    name: str | None,
+    cache_dir: Path,
+    model: Path | None = None,
+    data: Path | None = None,
+    metric: str | None = None,
 ) -> Workload:
-    """Resolve `--workload` / `--model --data` to a workload object (validated here, once)."""
+    """Resolve `--workload` / `--model --data` (and `--metric`) to a workload object
+    (validated here, once)."""
+    workload = _resolve(name, cache_dir, model, data)
+    workload.choose_metric(metric)
+    return workload
+
+
+def _resolve(name: str | None, cache_dir: Path, model: Path | None, data: Path | None):
     if model is not None or data is not None:
         if model is None or data is None:
             raise UserError("--model and --data go together: give both (an .onnx and an .npz)")

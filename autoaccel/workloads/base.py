@@ -32,6 +32,9 @@ class Workload(ABC):
     metric: str
     """Key of the primary quality figure in `evaluate()`'s result; higher is better."""
     metric_description: str
+    metrics: dict[str, str] = {}
+    """The other figures `evaluate()` returns that a search may hold to the accuracy limit
+    instead of `metric` (`--metric`), name -> description."""
     input_names: tuple[str, ...]
     dynamic_axes: dict[str, dict[int, str]]
     """ONNX export axes that vary (batch, sequence length), per input name."""
@@ -40,6 +43,21 @@ class Workload(ABC):
     output_kind: str | None = None
     """"probabilities" (classifier) or "embedding": which distillation loss fits the outputs.
     None: the workload offers no training data, so distillation and fine-tuning don't apply."""
+
+    def choose_metric(self, name: str | None) -> None:
+        """Judge this workload by another of its figures (`--metric`): the one the accuracy
+        limit applies to and the search maximises."""
+        if name is None or name == self.metric:
+            return
+        offered = {self.metric: self.metric_description, **self.metrics}
+        if name not in offered:
+            from autoaccel.errors import UserError
+
+            raise UserError(
+                f"--metric {name}: workload {self.name} reports {', '.join(offered)}; "
+                "use one of those"
+            )
+        self.metric, self.metric_description = name, offered[name]
 
     def torch_model(self) -> torch.nn.Module | None:
         """The fp32 teacher in eval mode, or None for an ONNX-only workload."""

@@ -90,3 +90,17 @@ def test_names_and_fingerprints_keep_minilm_unchanged(tmp_path):
     assert len(prints) == 3  # no cached figure crosses splits
     with pytest.raises(ValueError, match="split"):
         MiniLMWorkload(tmp_path, split="train")
+
+
+def test_minilm_can_be_judged_by_teacher_agreement_instead_of_task_quality(tmp_path):
+    from autoaccel.errors import UserError
+    from autoaccel.workloads.minilm import MiniLMWorkload
+
+    workload = MiniLMWorkload(tmp_path)
+    workload.choose_metric(None)
+    assert workload.metric == "task_quality"
+    workload.choose_metric("teacher_cosine")
+    assert workload.metric == "teacher_cosine"
+    assert "existing index stays valid" in workload.metric_description
+    with pytest.raises(UserError, match="reports task_quality, teacher_cosine"):
+        MiniLMWorkload(tmp_path).choose_metric("cosine")
