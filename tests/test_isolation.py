@@ -101,6 +101,10 @@ def test_no_isolate_evaluates_in_the_search_process(tmp_path, monkeypatch):
     assert result.n_trials == 2 and result.n_failed == 0
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _hanging_search(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     runs, cache = tmp_path / "runs", tmp_path / "cache"
     cmd = [sys.executable, "-m", "autoaccel.cli", "search", "--workload"]
@@ -112,7 +116,16 @@ def _hanging_search(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
         "AUTOACCEL_TEST_CACHE": str(cache),
         "AUTOACCEL_TEST_HANG": "always",
     }
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        # A job started in the background by a non-interactive shell (`.ci/run &`) has
+        # SIGINT ignored, children included, and Python then installs no Ctrl-C handler:
+        # give the search the default disposition a terminal user's process has.
+        preexec_fn=_default_sigint,
+    )
     deadline = time.time() + 240
     while not (cache / "hanging").exists():
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -131,7 +144,12 @@ def test_ctrl_c_marks_the_trial_writes_the_frontier_and_ends_the_run_killed(tmp_
     workers = _worker_pids(proc.pid)
     assert workers  # the candidate worker process
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # never leave a hung search behind a failed test
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err.decode()
     assert "interrupted: the frontier so far is written" in err.decode()
     assert "Traceback" not in err.decode()
