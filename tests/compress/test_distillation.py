@@ -12,14 +12,13 @@ from torch import nn
 from autoaccel.compress.distillation import (
     bert_student,
     default_layers,
-    digits_training_batches,
     embedding_loss,
     kd_loss,
     logits_from_probs,
-    minilm_training_batches,
     train,
 )
-from autoaccel.workloads.minilm import MiniLMWorkload
+from autoaccel.workloads.digits import digits_training_batches
+from autoaccel.workloads.minilm import MiniLMWorkload, minilm_training_batches
 
 SEP_ID = 102  # BERT's [SEP]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoaccel.workloads.minilm import MiniLMWorkload, judging_texts, model_dir
+from autoaccel.workloads.minilm import MiniLMWorkload, model_dir
+from autoaccel.workloads.minilm_data import judging_texts
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from autoaccel.workloads import load_workload
-from autoaccel.workloads.minilm import MiniLMWorkload, _judging_data, _word_halves, split_data
+from autoaccel.workloads.minilm import MiniLMWorkload
+from autoaccel.workloads.minilm_data import _word_halves, judging_data, split_data
 
 
 def _texts(data: dict) -> dict[str, set[str]]:
@@ -16,7 +17,7 @@ def _texts(data: dict) -> dict[str, set[str]]:
 
 
 def test_halves_are_disjoint_in_texts_and_cover_every_rated_word_pair():
-    full, search, hold = _judging_data(), split_data("search"), split_data("holdout")
+    full, search, hold = judging_data(), split_data("search"), split_data("holdout")
     a, b = _texts(search), _texts(hold)
     for task in a:
         assert a[task] and b[task] and not a[task] & b[task], task
@@ -32,7 +33,7 @@ def test_halves_are_disjoint_in_texts_and_cover_every_rated_word_pair():
 
 
 def test_split_keeps_each_pair_with_its_own_human_score():
-    full = _judging_data()
+    full = judging_data()
     i, j, human = full["lee_pairs"]
     by_docs = {(full["lee"][a], full["lee"][b]): h for a, b, h in zip(i, j, human, strict=True)}
     for split in ("search", "holdout"):
@@ -82,7 +83,7 @@ def test_names_and_fingerprints_keep_minilm_unchanged(tmp_path):
     full = MiniLMWorkload(tmp_path)
     assert full.name == "minilm" and full.split == "all"
     assert set(full.identity()) == {"model", "package_version", "max_length", "protocol"}
-    assert split_data("all") is _judging_data()
+    assert split_data("all") is judging_data()
     search = load_workload("minilm-search", tmp_path)
     hold = MiniLMWorkload(tmp_path, split="holdout")
     assert (search.name, hold.name) == ("minilm-search", "minilm-holdout")
