@@ -84,12 +84,12 @@ def peaks(calib_dir: Path, threads: int, recalibrate: bool) -> dict[str, Any]:
 
     from autoaccel.machine import usable_cores
     from autoaccel.targets.calibrate import (
-        _matmul,
         calibrate,
         calibrated_threads,
         calibration_path,
         micro_suite,
     )
+    from autoaccel.targets.calibration_microbenchmarks import fp32_matmul_builder
     from autoaccel.targets.graph import analyze
     from autoaccel.targets.profile import PROFILES_DIR, load_profile
 
@@ -113,7 +113,7 @@ def peaks(calib_dir: Path, threads: int, recalibrate: bool) -> dict[str, Any]:
             g = analyze(path, {k: v.shape for k, v in feeds.items()})
             matrix = [n for n in g.nodes if n.macs]
             flops[micro.name] = (g.flops, matrix[0].precision if matrix else "vector")
-        openvino = ov_micro(Path(tmp), threads, rng, _matmul)
+        openvino = ov_micro(Path(tmp), threads, rng, fp32_matmul_builder)
     samples = []
     for s in entry["samples"]:
         f, precision = flops.get(s["name"], (0, "?"))

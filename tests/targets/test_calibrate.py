@@ -14,7 +14,6 @@ from autoaccel.targets import Plan, make_target
 from autoaccel.targets.base import GraphCost, NodeCost
 from autoaccel.targets.calibrate import (
     FITTED,
-    _is_rate,
     apply_calibration,
     calibrate,
     calibrated_profile,
@@ -22,6 +21,7 @@ from autoaccel.targets.calibrate import (
     fit,
     predict_ms,
 )
+from autoaccel.targets.calibration_fit import is_rate_key
 from autoaccel.targets.profile import PROFILES_DIR, load_profile
 
 TINY = MeasureConfig(warmup_s=0.0, warmup_runs=1, budget_s=0.02, min_runs=3, max_runs=50)
@@ -123,8 +123,8 @@ def test_calibrate_round_trips_into_the_cpu_target(tmp_path: Path, cpu_profile):
     assert kinds >= {"compute", "memory", "overhead", "int8", "vector"}
 
     applied = apply_calibration(cpu_profile, tmp_path, threads=1)
-    assert {k: v for k, v in applied.calibrated.items() if _is_rate(k)} == {
-        k: v for k, v in result.items() if _is_rate(k)
+    assert {k: v for k, v in applied.calibrated.items() if is_rate_key(k)} == {
+        k: v for k, v in result.items() if is_rate_key(k)
     }
     graph = matmul(128, 384, 1536)
     before = make_target(cpu_profile).estimate(graph, Plan(batch_size=128)).latency_ms
