@@ -32,7 +32,7 @@ class BaselineTimer:
 
     def measure(self, machine: dict[str, Any]) -> tuple[dict[str, Any], Latency]:
         """The baseline's first measurement on a machine: quality and latency."""
-        from autoaccel.build import build_candidate
+        from autoaccel.builder import build_candidate
         from autoaccel.evaluate import evaluate_candidate
         from autoaccel.machine import usable_cores
 
@@ -75,7 +75,7 @@ class BaselineTimer:
         timed once on a busy machine would inflate every speedup of the study (one timed at
         451 ms instead of 29 ms once made an 8x recipe read "181x"). Returns the baseline to
         store, this timing, and whether it replaced the stored figure."""
-        from autoaccel.build import build_candidate
+        from autoaccel.builder import build_candidate
         from autoaccel.evaluate import time_runner
         from autoaccel.evaluate.runners import open_runner
 
@@ -105,7 +105,7 @@ class BaselineTimer:
         The baseline was timed when the search started and the winner when its trial ran,
         maybe hours apart on a machine whose speed drifts; this is the speedup to quote.
         """
-        from autoaccel.build import build_candidate
+        from autoaccel.builder import build_candidate
         from autoaccel.evaluate.measure import measure_interleaved
         from autoaccel.evaluate.runners import open_runner
 

@@ -33,7 +33,9 @@ class SearchConfig(BaseModel):
     latency_bound_ms: float = Field(100.0, gt=0.0, le=1e6)
     arrival_rate: float | None = Field(None, gt=0.0, le=1e7)
     targets: list[str] | None = Field(
-        None, description="hardware profiles to search over (default: the space's, else all)"
+        None,
+        description="hardware targets every build is projected on (default: the space's "
+        "`targets.names`, else every profile); cpu-local is always measured",
     )
     isolate: bool = Field(True, description="judge candidates in a worker process of their own")
     trial_timeout: float | None = Field(None, gt=0.0, le=7 * 24 * 3600.0)

@@ -112,6 +112,8 @@ class SearchDisplay:
             )
         else:
             self.console.print(f"[bold yellow]No recommendation:[/] {rec['reason']}")
+        if line := hardware_line(rec.get("hardware") or []):
+            self.console.print(line, highlight=False)
         self.console.print(
             f"Files: {result.out_dir}  (report.html, report.md, recommendation.json, "
             "frontier.csv, pareto.png, pareto.html)"
@@ -121,3 +123,21 @@ class SearchDisplay:
         self.console.print(
             f"MLflow: {result.tracking_uri} (parent run {result.parent_run_id}); {browse}"
         )
+
+
+def hardware_line(rows: list[dict]) -> str:
+    """One line on where else the builds would run fastest (estimates, labelled)."""
+    ranked = [r for r in rows if r.get("objective_ms") is not None]
+    if len(ranked) < 2:
+        return ""
+    shown = ", ".join(
+        f"{r['target']} {r['objective_ms']:.3g} ms"
+        + (" (measured)" if r["source"] == "measured" else "")
+        for r in ranked[:3]
+    )
+    none = len(rows) - len(ranked)
+    tail = f"; {none} cannot run any build within the limit" if none else ""
+    return (
+        f"Hardware ranking ({len(ranked)} targets, each one's best build + plan; estimates "
+        f"unless marked): {shown}{tail} — see the report"
+    )

@@ -57,7 +57,7 @@ def pick_trial(study: optuna.Study, trial: int | None, prefer: str = "latency"):
     if baseline is None:
         raise UserError(f"study {study.study_name!r} has no finished trial to recommend yet")
     limit = identity.get("max_accuracy_drop", 0.01)
-    all_points = points(study, baseline)
+    all_points = [p for p in points(study, baseline) if p.measured]  # what runs here
     info = {"name": identity.get("workload", "?"), "metric": "?", "metric_description": ""}
     rec = recommend(
         study.study_name,
@@ -84,7 +84,7 @@ def export_trial(
     tolerance: float = TOLERANCE,
 ) -> Exported:
     """Rebuild `frozen`'s candidate, re-check its quality, write `out` and `out`.json."""
-    from autoaccel.build import build_candidate
+    from autoaccel.builder import build_candidate
     from autoaccel.evaluate import evaluate_candidate
     from autoaccel.techniques import describe_recipe
 

@@ -1,6 +1,8 @@
-"""The search loop: config -> study -> (recipe -> build -> evaluate -> track) x budget ->
-frontier + recommendation. Ask-and-tell, so every trial's failure is recorded by us, with its
-reason, and the loop goes on.
+"""The search loop: config -> study -> (recipe -> build -> judge -> measure here -> project on
+every target -> track) x budget -> frontiers + recommendation. Ask-and-tell, so every trial's
+failure is recorded by us, with its reason, and the loop goes on. A trial is one build: the
+study samples only what changes the build and how it runs here, and is told only measured
+figures; hardware is not a dimension (every build is projected on every target).
 """
 
 from __future__ import annotations
@@ -8,7 +10,6 @@ from __future__ import annotations
 import shutil
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,48 +18,20 @@ from autoaccel.config import RunPaths, SearchConfig
 from autoaccel.early_stop import TrainingStopped
 from autoaccel.errors import InfeasibleRecipe, UserError, describe
 from autoaccel.evaluate.scenarios import BATCH_SIZES
-from autoaccel.frontier import disagrees, objective_of
 from autoaccel.isolation import IsolatedEvaluator
 from autoaccel.machine import machine_info
+from autoaccel.search_finish import SearchResult, finish
 from autoaccel.study import StoreUnavailable, shown_url
-from autoaccel.techniques.base import recipe_value
-from autoaccel.techniques.target import LOCAL
 from autoaccel.tracking import TrackingUnavailable
 from autoaccel.trial_eval import CandidateEvaluator, EvalSettings
+from autoaccel.trial_record import TrialEvent, TrialRecorder
 from autoaccel.workers import (
     dead_here,
     heartbeat,
     is_surplus,
-    outputs_lock,
     recover_dead_trials,
     worker_info,
 )
-
-
-@dataclass
-class TrialEvent:
-    """What the progress display is told after each trial."""
-
-    number: int
-    done: int
-    budget: int
-    failed: int
-    state: str
-    speedup: float | None = None
-    feasible: bool = False
-    reason: str | None = None
-
-
-@dataclass
-class SearchResult:
-    study: str
-    out_dir: Path
-    n_trials: int
-    n_failed: int
-    recommendation: dict[str, Any]
-    frontier: list[dict[str, Any]] = field(default_factory=list)
-    tracking_uri: str = ""
-    parent_run_id: str = ""
 
 
 def search(
@@ -99,8 +72,10 @@ class Search:
         import optuna
 
         from autoaccel.evaluate import MeasureConfig
+        from autoaccel.projection.plans import PlanGrid
         from autoaccel.space import load_space
         from autoaccel.study import check_study_name, finished_count, make_sampler, open_study
+        from autoaccel.targets import load_targets
         from autoaccel.tracking import Tracker
         from autoaccel.workloads import load_workload
 
@@ -108,15 +83,16 @@ class Search:
         if cfg.study is not None:
             check_study_name(cfg.study)
         space = load_space(cfg.space)
-        space, self.targets = _with_targets(space, cfg.targets)
         paths = RunPaths(cfg.runs_dir)
+        block = space.targets or {}
+        # measured ones first (cpu-local, the objective), each projected on the estimated
+        self.targets = load_targets(cfg.targets or block.get("names"), calibration_root=paths.root)
         self.emit("status", "loading workload")
         workload = load_workload(cfg.workload, paths.cache, cfg.model, cfg.data)
         primary = workload.metric
         workload.choose_metric(cfg.metric)
         paths.prepare()  # only after the input is known to be good: nothing half-written
         self.workload, self.paths = workload, paths
-        self._calibrate_local(paths)
         suffix = "" if cfg.scenario == "single-stream" else f"-{cfg.scenario}"
         if workload.metric != primary:  # another objective: never mixed with the primary's
             suffix += f"-{workload.metric}"
@@ -137,7 +113,7 @@ class Search:
         probe = open_study(
             name, storage, make_sampler(cfg.sampler, cfg.seed, cfg.budget), identity
         )
-        self._preflight()  # an unexportable model is bad input: before any trial or run
+        exported = self._preflight()  # an unexportable model is bad input: before any trial
         if "workload_spec" not in probe.user_attrs:  # how `export` reloads the workload
             probe.set_user_attr(
                 "workload_spec",
@@ -172,6 +148,7 @@ class Search:
             scenario=cfg.scenario,
             latency_bound_ms=cfg.latency_bound_ms,
             arrival_rate=cfg.arrival_rate,
+            grid=PlanGrid.from_block(block),
         )
         self.baseline_timer = BaselineTimer(workload, self.settings)
         if cfg.isolate:
@@ -181,6 +158,10 @@ class Search:
 
         tracker = Tracker(cfg.tracking_uri or paths.tracking_uri(), name, paths.artifacts)
         self.tracker = tracker
+        objective = self.settings.objective_target
+        self.recorder = TrialRecorder(
+            study, tracker, cfg.max_accuracy_drop, self.machine, objective
+        )
         tracker.close_dead_parents(dead_here)
         tracker.start_parent(
             f"search {name}",
@@ -202,6 +183,7 @@ class Search:
         )
         try:
             baseline = self._baseline()
+            self._project_baseline(exported)
             tracker.log_parent_metrics(
                 {
                     "baseline_accuracy": baseline["accuracy"],
@@ -216,11 +198,11 @@ class Search:
                     break  # the budget was reached by other workers
                 with heartbeat(study, trial):
                     self._trial(trial, baseline, done)
-            result = self._finish(name, "FINISHED")
+            result = finish(self, name, "FINISHED")
         except KeyboardInterrupt:
             # Ctrl-C: keep what is done — the frontier so far is written, the run is KILLED.
             if "baseline" in study.user_attrs:
-                self._finish(name, "KILLED")
+                finish(self, name, "KILLED")
             tracker.end_parent("KILLED")
             raise
         except BaseException as exc:
@@ -234,12 +216,30 @@ class Search:
 
     # -- steps ---------------------------------------------------------------------------
 
-    def _preflight(self) -> None:
-        """Export once before any trial: a model that cannot be exported is bad input."""
-        from autoaccel.build import build_candidate
+    def _preflight(self) -> Path:
+        """Export once before any trial: a model that cannot be exported is bad input.
+        Returns the exported graph (the baseline's, as the cost models read it)."""
+        from autoaccel.builder import build_candidate
 
         self.emit("status", "exporting the model to ONNX")
-        build_candidate({"runtime.backend": "onnxruntime"}, self.workload, self.paths.cache)
+        recipe = {"runtime.backend": "onnxruntime"}
+        return build_candidate(recipe, self.workload, self.paths.cache).onnx_path
+
+    def _project_baseline(self, onnx_path: Path) -> None:
+        """The baseline's graph projected on every target (at every start: `--targets` may
+        differ): each target's speedups are against the same model on the same target."""
+        from autoaccel.placement import BASELINE_PROJECTIONS
+        from autoaccel.projection import project_build
+
+        s = self.settings
+        self.emit("status", "projecting the baseline on every target")
+        estimated = {n: t for n, t in s.targets.items() if not t.measured}
+        shapes = {k: tuple(v.shape) for k, v in self.workload.latency_inputs(1).items()}
+        projected = project_build(
+            onnx_path, shapes, estimated, s.grid, s.scenario, s.latency_bound_ms
+        )
+        stored = self.study.user_attrs.get(BASELINE_PROJECTIONS, {})
+        self.study.set_user_attr(BASELINE_PROJECTIONS, {**stored, **projected})
 
     def _baseline(self) -> dict[str, Any]:
         """This machine's baseline: measured on its first start here, re-timed (the fastest
@@ -276,17 +276,6 @@ class Search:
             self.study.set_user_attr("baseline", baseline)
         return baseline
 
-    def _calibrate_local(self, paths: RunPaths) -> None:
-        """cpu-local's cost model with this machine's calibration (`autoaccel calibrate`),
-        when there is one: it prices measured trials' energy and cost, and is what the
-        fidelity benchmark checks."""
-        from autoaccel.targets import make_target
-        from autoaccel.targets.calibrate import apply_calibration
-
-        if LOCAL in self.targets:
-            local = self.targets[LOCAL].profile
-            self.targets[LOCAL] = make_target(apply_calibration(local, paths.root))
-
     def _ask(self):
         """A new trial for this worker, or None when other workers already hold the rest of
         the budget (the surplus trial is closed, marked and not counted)."""
@@ -306,108 +295,51 @@ class Search:
         for t in recover_dead_trials(self.study):
             reason = t.user_attrs["fail_reason"]
             recipe = t.user_attrs.get("recipe", t.params)
-            tags = {"fail_reason": reason, "pareto": "false", "worker_died": "true"}
+            tags = {**self.recorder.tags(), "fail_reason": reason, "worker_died": "true"}
             self.tracker.fail_trial(t.number, recipe, tags)
             self.emit("warning", f"trial {t.number}: {reason}")
 
     def _trial(self, trial, baseline: dict[str, Any], done: int) -> None:
         from autoaccel.space import suggest_recipe
+        from autoaccel.trial_record import same_recipe
 
-        study, workload = self.study, self.workload
-        recipe = suggest_recipe(trial, self.space, workload)
+        rec, budget = self.recorder, self.cfg.budget
+        recipe = suggest_recipe(trial, self.space, self.workload)
         trial.set_user_attr("recipe", recipe)
-        target_name = recipe_value(recipe, "target.name")
-        source = "measured" if target_name == LOCAL else f"estimated:{target_name}"
-        tags = {"target": target_name, "latency_source": source, "pareto": "false"}
-        if target_name == LOCAL:  # which machine timed it (workers on many machines)
-            tags["machine"] = str(self.machine["host"])
-        if (earlier := self._same_recipe(recipe)) is not None:
+        if (earlier := same_recipe(self.study, recipe)) is not None:
             if earlier.state.name == "PRUNED":  # stopped early before: it would be again
-                self._stopped_again(trial, recipe, tags, earlier)
-                event = TrialEvent(trial.number, done + 1, self.cfg.budget, 1, "stopped")
-                self.emit("trial", event)
+                rec.stopped_again(trial, recipe, earlier)
+                self.emit("trial", TrialEvent(trial.number, done + 1, budget, 1, "stopped"))
             else:
-                self._reuse(trial, recipe, tags, earlier, baseline, done)
+                speedup, feasible = rec.reuse(trial, recipe, earlier, baseline)
+                event = TrialEvent(
+                    trial.number, done + 1, budget, 0, "complete", speedup, feasible
+                )
+                self.emit("trial", event)
             return
         try:
             out = self.evaluator.run(recipe, self._rule(baseline))
         except KeyboardInterrupt:
-            self._fail(trial, recipe, tags, "interrupted by the user (Ctrl-C)")
+            rec.fail(trial, recipe, "interrupted by the user (Ctrl-C)")
             raise
         except UserError as exc:  # not this candidate's fault (the worker cannot start)
-            self._fail(trial, recipe, tags, str(exc))
+            rec.fail(trial, recipe, str(exc))
             raise
         except TrainingStopped as stop:
-            self._stopped(trial, recipe, tags, stop)
-            event = TrialEvent(trial.number, done + 1, self.cfg.budget, 1, "stopped")
-            self.emit("trial", event)
+            rec.stopped(trial, recipe, stop, baseline["accuracy"])
+            self.emit("trial", TrialEvent(trial.number, done + 1, budget, 1, "stopped"))
             return
         except Exception as exc:  # any failing candidate: record why, go on
             reason = describe(exc)
             infeasible = isinstance(exc, InfeasibleRecipe)
             trace = getattr(exc, "trace", None) or traceback.format_exc()
-            self._fail(trial, recipe, tags, reason, "" if infeasible else trace, infeasible)
-            self.emit(
-                "trial",
-                TrialEvent(trial.number, done + 1, self.cfg.budget, 1, "failed", reason=reason),
-            )
+            rec.fail(trial, recipe, reason, "" if infeasible else trace, infeasible)
+            event = TrialEvent(trial.number, done + 1, budget, 1, "failed", reason=reason)
+            self.emit("trial", event)
             return
-        ev, hardware, build_s = out.evaluation, out.hardware, out.build_s
-        accuracy = ev.quality[workload.metric]
-        drop = baseline["accuracy"] - accuracy
-        objective = hardware["scenario"]["objective_ms"]
-        speedup = objective_of(baseline) / objective
-        feasible = drop <= self.cfg.max_accuracy_drop
-        trial.set_constraint("accuracy_drop", drop - self.cfg.max_accuracy_drop)
-        trial.set_user_attr(
-            "result",
-            {
-                "quality": ev.quality,
-                "latency_ms": ev.latency.median_ms,
-                "objective_ms": objective,
-                "latency_p90_ms": ev.latency.p90_ms,
-                "latency_runs": ev.latency.n_runs,
-                "latency_source": ev.latency.source,
-                "target": ev.latency.target,
-                "size_mb": ev.size_mb,
-                "machine": self.machine if target_name == LOCAL else None,
-                "notes": out.notes,
-                "seconds": {"build": build_s, "train": out.train_s, **ev.seconds},
-                "hardware": hardware,
-            },
-        )
-        metrics = {
-            **{f"quality.{k}": v for k, v in ev.quality.items()},
-            "accuracy": accuracy,
-            "accuracy_drop": drop,
-            "latency_ms": ev.latency.median_ms,
-            "latency_p90_ms": ev.latency.p90_ms,
-            "latency_runs": ev.latency.n_runs,
-            "speedup": speedup,
-            "objective_ms": objective,
-            "size_mb": ev.size_mb,
-            "seconds.build": build_s,
-            "seconds.train": out.train_s,
-            **{f"seconds.{k}": v for k, v in ev.seconds.items()},
-            **{k: v for k, v in hardware.items() if isinstance(v, int | float)},
-            **{
-                f"scenario.{k}": v
-                for k, v in hardware["scenario"].items()
-                if isinstance(v, int | float) and k != "objective_ms"
-            },
-            **{f"estimate.{k}": v for k, v in hardware.get("breakdown_ms", {}).items()},
-        }
-        if out.curve:
-            trial.set_user_attr("curve", out.curve)
-            metrics.update(_curve_metrics(out.curve))
-        tags["feasible"] = str(feasible).lower()
-        run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, failed=False)
-        trial.set_user_attr("mlflow_run_id", run_id)
-        study.tell(trial, [accuracy, objective])
-        self.emit(
-            "trial",
-            TrialEvent(trial.number, done + 1, self.cfg.budget, 0, "complete", speedup, feasible),
-        )
+        speedup, feasible = rec.complete(trial, recipe, out, baseline, self.workload.metric)
+        event = TrialEvent(trial.number, done + 1, budget, 0, "complete", speedup, feasible)
+        self.emit("trial", event)
 
     def _rule(self, baseline: dict[str, Any]):
         """The early-stopping rule for this trial's training, primed with the curves of the
@@ -423,216 +355,6 @@ class Search:
             margin=self.cfg.max_accuracy_drop,
         )
 
-    def _stopped(self, trial, recipe, tags, stop: TrainingStopped) -> None:
-        """A training run the early-stopping rule cut short: PRUNED, with the accuracy
-        constraint it was projected to violate, so samplers learn to avoid its region."""
-        import optuna
-
-        projected_drop = self.study.user_attrs["baseline"]["accuracy"] - stop.projected
-        trial.set_constraint("accuracy_drop", projected_drop - self.cfg.max_accuracy_drop)
-        trial.set_user_attr("curve", stop.curve)
-        trial.set_user_attr("early_stopped", str(stop))
-        trial.set_user_attr("fail_reason", str(stop))
-        metrics = {"seconds.build": stop.seconds, **_curve_metrics(stop.curve)}
-        tags = {**tags, "early_stopped": "true", "fail_reason": str(stop), "feasible": "false"}
-        run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, status="KILLED")
-        trial.set_user_attr("mlflow_run_id", run_id)
-        self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-
-    def _stopped_again(self, trial, recipe, tags, earlier) -> None:
-        import optuna
-
-        reason = earlier.user_attrs["early_stopped"]
-        for key, value in earlier.constraints.items():
-            trial.set_constraint(key, value)
-        trial.set_user_attr("early_stopped", reason)
-        trial.set_user_attr("duplicate_of", earlier.number)
-        tags = {**tags, "early_stopped": "true", "fail_reason": reason, "feasible": "false"}
-        tags["duplicate_of"] = str(earlier.number)
-        run_id = self.tracker.log_trial(trial.number, recipe, {}, tags, status="KILLED")
-        trial.set_user_attr("mlflow_run_id", run_id)
-        self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-
-    def _same_recipe(self, recipe: dict[str, Any]):
-        """A completed (or early-stopped) trial with exactly this recipe (samplers repeat
-        points in small spaces): its outcome is reused instead of spending minutes on the
-        same candidate."""
-        import optuna
-
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        for t in self.study.get_trials(deepcopy=False, states=states):
-            if t.user_attrs.get("recipe") == recipe and (
-                "result" in t.user_attrs or "early_stopped" in t.user_attrs
-            ):
-                return t
-        return None
-
-    def _reuse(self, trial, recipe, tags, earlier, baseline, done: int) -> None:
-        drop = baseline["accuracy"] - earlier.values[0]
-        feasible = drop <= self.cfg.max_accuracy_drop
-        trial.set_constraint("accuracy_drop", drop - self.cfg.max_accuracy_drop)
-        trial.set_user_attr("result", earlier.user_attrs["result"])
-        trial.set_user_attr("duplicate_of", earlier.number)
-        speedup = objective_of(baseline) / earlier.values[1]
-        metrics = {
-            "accuracy": earlier.values[0],
-            "accuracy_drop": drop,
-            "latency_ms": earlier.values[1],
-            "speedup": speedup,
-        }
-        tags = {**tags, "feasible": str(feasible).lower(), "duplicate_of": str(earlier.number)}
-        run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, failed=False)
-        trial.set_user_attr("mlflow_run_id", run_id)
-        self.study.tell(trial, list(earlier.values))
-        self.emit(
-            "trial",
-            TrialEvent(trial.number, done + 1, self.cfg.budget, 0, "complete", speedup, feasible),
-        )
-
-    def _fail(
-        self, trial, recipe, tags, reason: str, trace: str = "", infeasible: bool = False
-    ) -> None:
-        """Record a failed trial. A recipe that cannot run as asked (InfeasibleRecipe) is
-        told to Optuna as PRUNED with a violated constraint, not FAIL: samplers ignore FAIL
-        trials and would keep proposing the same impossible recipe, while TPE ranks
-        infeasible trials below every feasible one and learns to avoid them."""
-        import optuna
-
-        tags = {**tags, "fail_reason": reason[:5000], "infeasible": str(infeasible).lower()}
-        if trace:
-            tags["traceback"] = trace[-5000:]
-        run_id = self.tracker.log_trial(trial.number, recipe, {}, tags, failed=True)
-        trial.set_user_attr("mlflow_run_id", run_id)
-        trial.set_user_attr("fail_reason", reason)
-        if infeasible:
-            trial.set_constraint("recipe_runs", 1.0)
-            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        else:
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-
-    def _finish(self, name: str, status: str) -> SearchResult:
-        """Frontier, recommendation, plots: written atomically under runs/<study>/ and logged
-        to the parent run."""
-        from autoaccel.frontier import (
-            attach_confirmation,
-            machine_baselines,
-            pareto,
-            points,
-            recommend,
-        )
-        from autoaccel.plots import write_study_folder
-        from autoaccel.study import FINISHED
-
-        study, workload = self.study, self.workload
-        baseline = study.user_attrs["baseline"]
-        all_points = points(study, baseline)
-        front = pareto(study, all_points)
-        baselines = machine_baselines(study)
-        info = {
-            "name": workload.name,
-            "metric": workload.metric,
-            "metric_description": workload.metric_description,
-        }
-        rec = recommend(
-            name,
-            info,
-            baseline,
-            self.cfg.max_accuracy_drop,
-            front,
-            all_points,
-            self.cfg.prefer,
-            baselines,
-        )
-        trials = study.get_trials(deepcopy=False, states=FINISHED)
-        failed = [t for t in trials if t.state.name in ("FAIL", "PRUNED")]
-        rec["trials"] = {
-            "finished": len(trials),
-            "failed": len(failed),
-            "complete": len(all_points),
-        }
-        rec["status"] = status
-        local_best = rec.get("best_measured")
-        if local_best and status == "FINISHED":
-            # only a measured figure can be re-timed; an estimate is confirmed by the
-            # cost model's fidelity benchmark, not here
-            self.emit(
-                "status", "confirming the best measured recipe side by side with the baseline"
-            )
-            confirmed = self._confirm(local_best, baseline)
-            study.set_user_attr("confirmed", confirmed)
-            attach_confirmation(rec, confirmed)
-
-        out = self.paths.study_dir(name)
-        title = f"{workload.name}: {len(all_points)} candidates, study {name}"
-        with outputs_lock(self.paths.root):
-            write_study_folder(
-                out,
-                rec,
-                all_points,
-                front,
-                baseline,
-                self.cfg.max_accuracy_drop,
-                workload.metric,
-                title,
-            )
-            self._report(out, info)
-            self.tracker.log_artifacts(out)
-
-        run_ids = {
-            t.number: t.user_attrs["mlflow_run_id"]
-            for t in trials
-            if "mlflow_run_id" in t.user_attrs
-        }
-        self.tracker.set_pareto(run_ids, {p.trial for p in front})
-        if rec["recommended"]:
-            self.tracker.log_parent_metrics({"best_speedup": rec["recommended"]["speedup"]})
-        self.emit("done", rec)
-        return SearchResult(
-            study=name,
-            out_dir=out,
-            n_trials=len(trials),
-            n_failed=len(failed),
-            recommendation=rec,
-            frontier=rec["frontier"],
-            tracking_uri=self.tracker.uri,
-            parent_run_id=self.tracker.parent_id or "",
-        )
-
-    def _report(self, out: Path, info: dict[str, str]) -> None:
-        """The hardware-selection report (report.md, report.html) beside the study's files.
-        Everything else is already written, so a report that fails to render is a warning
-        with its reason (and a parent-run tag), not a lost search."""
-        from autoaccel.report import write_report
-
-        self.emit("status", "writing the report")
-        try:
-            write_report(
-                self.study,
-                out,
-                workload_info=info,
-                limit=self.cfg.max_accuracy_drop,
-                prefer=self.cfg.prefer,
-            )
-        except Exception as exc:
-            reason = describe(exc)
-            self.tracker.set_parent_tag("report_error", reason)
-            self.emit("warning", f"the report could not be written: {reason}")
-
-    def _confirm(self, best: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
-        """The side-by-side speedup of the best measured recipe, and a warning when it is far
-        from the search's own figure (the CPU's load changed between the search's timings)."""
-        confirmed = self.baseline_timer.side_by_side(best, baseline, self.machine["host"])
-        speedup = confirmed["speedup"]
-        if disagrees(best.get("speedup"), speedup):
-            self.emit(
-                "warning",
-                f"the best recipe's speedup was {best['speedup']:.1f}x in the search but "
-                f"{speedup:.1f}x side by side: the CPU was busier during one of the timings; "
-                "the side-by-side figure is the one to trust",
-            )
-        self.tracker.log_parent_metrics({"confirmed_speedup": speedup})
-        return confirmed
-
 
 def _worker_tags() -> dict[str, str]:
     info = worker_info()
@@ -641,30 +363,6 @@ def _worker_tags() -> dict[str, str]:
         "autoaccel.pid": str(info["pid"]),
         "autoaccel.cpu": str(info["cpu"]),
         "autoaccel.threads": str(info["threads"]),
-    }
-
-
-def _with_targets(space, names: list[str] | None):
-    """The space with `target.name` set to the targets this search covers (`--targets`,
-    else the space's own list, else every profile), and those targets loaded."""
-    from dataclasses import replace
-
-    from autoaccel.targets import load_targets
-    from autoaccel.techniques.target import profile_names
-
-    block = dict(space.blocks.get("target", {}))
-    names = names or block.get("name") or list(profile_names())
-    targets = load_targets(list(names))
-    block["name"] = list(targets)
-    return replace(space, blocks={**space.blocks, "target": block}), targets
-
-
-def _curve_metrics(curve: dict[str, dict[float, float]]) -> dict[str, float]:
-    """`train_quality.<stage>.<percent>` metrics: the quality seen during training."""
-    return {
-        f"train_quality.{stage}.{round(float(f) * 100)}pct": q
-        for stage, points in curve.items()
-        for f, q in points.items()
     }
 
 

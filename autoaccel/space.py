@@ -8,6 +8,10 @@ techniques:
     intra_op_threads: {low: 1, high: 2}  # a range: within the declared bounds
   quantize:
     mode: [none, int8_dynamic]
+targets:                                # not searched: every build is projected on each
+  names: [cpu-local, nvidia-l4]         # default every profile (--targets overrides)
+  batch_size: [1, 8, 32]                # the plan grid each estimated target is projected over
+  tensor: [1, 2]
 ```
 A technique left out is not searched (it keeps its defaults, i.e. does nothing); a parameter
 left out keeps its declared default. Validation happens here, once, with messages that name
@@ -25,6 +29,7 @@ from typing import Any
 import yaml
 
 from autoaccel.errors import UserError
+from autoaccel.projection.plans import GRID_KEYS
 from autoaccel.techniques import REGISTRY, Param
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
@@ -47,8 +52,12 @@ class SearchSpace:
     path: Path
     blocks: dict[str, dict[str, Any]]
     """Validated YAML: technique -> param -> list of choices or {low, high[, log]}."""
+    targets: dict[str, list[Any]] | None = None
+    """The `targets:` block: `names` to project on and the plan grid (not searched)."""
 
     def digest(self) -> str:
+        """What the study is tied to: the searched dimensions only (the targets a build is
+        projected on can change between runs of one study)."""
         return hashlib.sha256(json.dumps(self.blocks, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -76,16 +85,23 @@ def load_space(name_or_path: str) -> SearchSpace:
         ) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("techniques"), dict):
         raise UserError(f"{path}: needs a top-level 'techniques:' mapping of technique -> params")
-    unknown_top = set(raw) - {"version", "techniques", "description"}
+    unknown_top = set(raw) - {"version", "techniques", "description", "targets"}
     if unknown_top:
         raise UserError(
             f"{path}: unknown top-level key(s) {sorted(unknown_top)}; allowed: "
-            "version, description, techniques"
+            "version, description, techniques, targets"
         )
     if type(raw.get("version", 1)) is not int or raw.get("version", 1) != 1:
         raise UserError(f"{path}: version {raw['version']!r} is not supported; use version: 1")
     blocks: dict[str, dict[str, Any]] = {}
     for tech_name, block in raw["techniques"].items():
+        if tech_name == "target":
+            raise UserError(
+                f"{path}: techniques.target: hardware is no longer searched (every build is "
+                "measured here and projected on every target); move its plan lists to a "
+                "top-level 'targets:' block (names, batch_size, data, tensor, pipeline, "
+                "micro_batches)"
+            )
         if tech_name not in REGISTRY:
             raise UserError(
                 f"{path}: techniques.{tech_name} is not a technique; "
@@ -103,7 +119,32 @@ def load_space(name_or_path: str) -> SearchSpace:
                     f"{where} is not a parameter of {tech_name}; use one of {', '.join(declared)}"
                 )
             blocks[tech_name][pname] = _validate_spec(where, declared[pname], spec)
-    return SearchSpace(name=path.stem, path=path, blocks=blocks)
+    targets = _validate_targets(path, raw.get("targets"))
+    return SearchSpace(name=path.stem, path=path, blocks=blocks, targets=targets)
+
+
+def _validate_targets(path: Path, block: Any) -> dict[str, list[Any]] | None:
+    """`targets:`: `names` (a list of target names, checked when the search loads them) and
+    plan-grid lists of positive integers."""
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        raise UserError(f"{path}: targets must map names / plan dimensions to lists")
+    out: dict[str, list[Any]] = {}
+    for key, values in block.items():
+        where = f"{path}: targets.{key}"
+        if key not in ("names", *GRID_KEYS):
+            raise UserError(f"{where} is unknown; use names, {', '.join(GRID_KEYS)}")
+        values = values if isinstance(values, list) else [values]
+        if not values:
+            raise UserError(f"{where}: empty list; give at least one value")
+        if key == "names":
+            if not all(isinstance(v, str) and v for v in values):
+                raise UserError(f"{where}: give target names (autoaccel targets list)")
+        elif not all(type(v) is int and 1 <= v <= 4096 for v in values):
+            raise UserError(f"{where}: {values} must be integers from 1 to 4096")
+        out[key] = values
+    return out
 
 
 def _declared_params(tech_name: str) -> dict[str, Param]:

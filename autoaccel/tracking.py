@@ -74,9 +74,11 @@ class Tracker:
         tags: dict[str, str],
         failed: bool = False,
         status: str | None = None,
+        json_files: dict[str, Any] | None = None,
     ) -> str:
         """One nested run for a trial; `status` (e.g. KILLED for an early-stopped trial)
-        overrides the FINISHED / FAILED that `failed` picks."""
+        overrides the FINISHED / FAILED that `failed` picks; `json_files` (name -> data) are
+        logged as the run's JSON artifacts."""
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{number:04d}",
@@ -88,6 +90,8 @@ class Tracker:
             },
         )
         self._log(run.info.run_id, params=params, metrics=metrics)
+        for name, data in (json_files or {}).items():
+            self.client.log_dict(run.info.run_id, data, name)
         status = status or ("FAILED" if failed else "FINISHED")
         self.client.set_terminated(run.info.run_id, status)
         return run.info.run_id

@@ -1,24 +1,23 @@
-"""Build and judge one candidate: the part of a trial that runs the user's model.
+"""Build, judge, measure and project one candidate: the part of a trial that runs the model.
 
-`CandidateEvaluator.run(recipe, rule)` builds the recipe, runs its quality on the validation
-data, and times it on cpu-local or estimates it with the target's cost model. It is the same
-code whether it runs in the search's own process or in the isolated worker process
-(`autoaccel.isolation`); everything it needs is in `EvalSettings`, which pickles, so a fresh
-process can rebuild it.
+`CandidateEvaluator.run(recipe, rule)` builds the recipe once, judges its quality once (cached
+by the built model's content hash, `evaluate.quality`), times it by the protocol on every
+measured target here (the first one, `cpu-local`, is the study's objective), and projects the
+same build on every estimated target over its plan grid (`autoaccel.projection`). It is the
+same code in the search's own process and in the isolated worker process
+(`autoaccel.isolation`); everything it needs is in `EvalSettings`, which pickles.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoaccel.errors import InfeasibleRecipe
-from autoaccel.evaluate import Evaluation
+from autoaccel.errors import InfeasibleRecipe, describe
 from autoaccel.evaluate.measure import MeasureConfig
-from autoaccel.techniques.base import recipe_value
-from autoaccel.techniques.target import LOCAL
+from autoaccel.projection.plans import PlanGrid
 from autoaccel.workers import measure_lock
 
 
@@ -32,24 +31,39 @@ class EvalSettings:
     metric: str  # the quality figure the limit applies to (`--metric`)
     cache: Path
     root: Path  # the runs folder: its lock file serialises timings across processes
-    targets: dict[str, Any]  # name -> Target (cpu-local calibrated when a calibration exists)
+    targets: dict[str, Any]  # name -> Target: the measured ones first (the objective's first)
     measure: MeasureConfig
     batch_sizes: tuple[int, ...]
     scenario: str
     latency_bound_ms: float
     arrival_rate: float | None
+    grid: PlanGrid = field(default_factory=PlanGrid)
+
+    @property
+    def objective_target(self) -> str:
+        """The measured target whose figure the study optimises."""
+        return next(n for n, t in self.targets.items() if t.measured)
 
 
 @dataclass
 class Outcome:
-    """A judged candidate: the evaluation, the hardware figures, and how it was built."""
+    """A judged candidate: quality, what was measured where, every target's projection."""
 
-    evaluation: Evaluation
-    hardware: dict[str, Any]
+    quality: dict[str, float]
+    measured: dict[str, dict[str, Any]]  # measured target -> its figures (objective first)
+    projections: dict[str, dict[str, Any]]  # estimated target -> `Projection.as_dict()`
+    size_mb: float
     notes: list[str]
     build_s: float
     train_s: float
+    seconds: dict[str, float] = field(default_factory=dict)
+    quality_cached: bool = False
     curve: dict[str, dict[float, float]] = field(default_factory=dict)
+
+    @property
+    def objective(self) -> dict[str, Any]:
+        """The figures of the measured target the study optimises."""
+        return next(iter(self.measured.values()))
 
 
 def scenario_of(settings: EvalSettings, batches) -> dict[str, Any]:
@@ -75,84 +89,111 @@ class CandidateEvaluator:
         )
 
     def run(self, recipe: dict[str, Any], rule=None) -> Outcome:
-        """Build and judge `recipe`. `rule` (an early-stopping `HeadroomRule`, or None)
-        watches its training; a stopped run raises `TrainingStopped` carrying its curve."""
-        from autoaccel.build import build_candidate
+        """Build, judge, measure and project `recipe`. `rule` (an early-stopping
+        `HeadroomRule`, or None) watches its training; a stopped run raises `TrainingStopped`
+        carrying its curve."""
+        from autoaccel.builder import build_candidate
         from autoaccel.early_stop import TrainingStopped, TrialMonitor, torch_quality
+        from autoaccel.evaluate import model_size_mb
+        from autoaccel.evaluate.quality import judge_quality
+        from autoaccel.evaluate.runners import open_runner
 
-        wl = self.workload
+        s, wl = self.settings, self.workload
         monitor = None
         if rule is not None and wl.torch_model_available() and wl.output_kind:
             monitor = TrialMonitor(rule, torch_quality(wl))
         t0 = time.perf_counter()
         try:
-            candidate = build_candidate(recipe, wl, self.settings.cache, monitor)
+            candidate = build_candidate(recipe, wl, s.cache, monitor)
         except TrainingStopped as stop:
             stop.curve = dict(monitor.curve) if monitor else {}
             stop.seconds = time.perf_counter() - t0
             raise
-        build_s = time.perf_counter() - t0
-        ev, hardware = self._evaluate(candidate, recipe, recipe_value(recipe, "target.name"))
+        t1 = time.perf_counter()
+        predict = open_runner(candidate, wl.input_names)
+        t2 = time.perf_counter()
+        quality, cached = judge_quality(candidate, wl, predict, s.cache)
+        t3 = time.perf_counter()
+        measured = self._measure(candidate, predict)
+        t4 = time.perf_counter()
+        projections = self._project(candidate, recipe, measured)
+        t5 = time.perf_counter()
         return Outcome(
-            evaluation=ev,
-            hardware=hardware,
+            quality=quality,
+            measured=measured,
+            projections=projections,
+            size_mb=model_size_mb(candidate),
             notes=list(candidate.notes),
-            build_s=build_s,
+            build_s=t1 - t0,
             train_s=candidate.train_seconds,
+            seconds={"open": t2 - t1, "quality": t3 - t2, "latency": t4 - t3, "project": t5 - t4},
+            quality_cached=cached,
             curve=dict(monitor.curve) if monitor else {},
         )
 
     def close(self) -> None:
         """Nothing to release in-process; the isolated twin stops its worker here."""
 
-    def _evaluate(self, candidate, recipe: dict[str, Any], target_name: str):
-        """Quality, always run here; latency measured on cpu-local, else estimated by the
-        target's cost model from the candidate's graph. Returns the evaluation and the
-        hardware figures (throughput, energy, cost; what each rests on)."""
-        from autoaccel.evaluate import Latency, evaluate_candidate
-        from autoaccel.evaluate.estimate import estimate_candidate, local_figures
-        from autoaccel.techniques.target import plan_of
+    def _measure(self, candidate, predict) -> dict[str, dict[str, Any]]:
+        """Time the candidate on every measured target. The objective's target must run it
+        (else the recipe is infeasible); another measured device that cannot is recorded."""
+        from autoaccel.evaluate import time_runner
+        from autoaccel.evaluate.runners import open_runner
 
         s, wl = self.settings, self.workload
-        if target_name == LOCAL:
-            with measure_lock(s.root):
-                ev = evaluate_candidate(candidate, wl, s.measure, batch_sizes=s.batch_sizes)
-            figures = local_figures(ev.latency.median_ms, s.targets.get(LOCAL))
-            scenario = scenario_of(s, ev.batches or {1: ev.latency})
-            return ev, {**figures, "batch_size": 1, "scenario": scenario}
-        if candidate.onnx_path is None:
-            raise InfeasibleRecipe(
-                f"{target_name} is estimated from an ONNX graph; none was built"
-            )
-        target, plan = s.targets[target_name], plan_of(recipe)
-        # estimate first: an infeasible plan or precision costs no quality run
-        est, graph = estimate_candidate(candidate.onnx_path, wl, target, plan)
-        ev = evaluate_candidate(candidate, wl, s.measure, time_it=False)
-        latency = Latency(
-            est.latency_ms, est.latency_ms, est.latency_ms, 0, est.source, target_name
+        out: dict[str, dict[str, Any]] = {}
+        for name, target in s.targets.items():
+            if not target.measured:
+                continue
+            objective = not out
+            try:
+                run = predict if target.device == "cpu" else None
+                run = run or open_runner(candidate, wl.input_names, target.device)
+                with measure_lock(s.root):
+                    latency, batches = time_runner(run, wl, s.measure, s.batch_sizes)
+                scenario = scenario_of(s, batches or {1: latency})
+            except InfeasibleRecipe as exc:
+                if objective:
+                    raise
+                out[name] = {"infeasible": describe(exc), "source": "measured"}
+                continue
+            out[name] = {
+                "source": "measured",
+                "device": target.device,
+                "latency_ms": latency.median_ms,
+                "latency_p90_ms": latency.p90_ms,
+                "latency_runs": latency.n_runs,
+                "objective_ms": scenario["objective_ms"],
+                **target.priced(latency.median_ms),
+                "scenario": scenario,
+            }
+        return out
+
+    def _project(self, candidate, recipe: dict[str, Any], measured: dict[str, dict[str, Any]]):
+        """Every estimated target's projection of this build; a measured target's estimated
+        twin goes beside its measurement (`twin`), so the cost model's error is visible."""
+        from autoaccel.projection import project_build
+
+        s, wl = self.settings, self.workload
+        onnx_path = candidate.onnx_path or self._onnx_twin(recipe)
+        wanted = {n: t for n, t in s.targets.items() if not t.measured or n in measured}
+        wanted = {n: t for n, t in wanted.items() if not t.measured or t.twin is not None}
+        shapes = {k: tuple(v.shape) for k, v in wl.latency_inputs(1).items()}
+        projected = project_build(
+            onnx_path, shapes, wanted, s.grid, s.scenario, s.latency_bound_ms
         )
-        figures = {
-            "throughput_qps": est.throughput_qps,
-            "batch_size": plan.batch_size,
-            "devices": plan.devices,
-            "macs": graph.macs,
-            "weight_mb": graph.weight_bytes / 1e6,
-            "breakdown_ms": est.breakdown_ms,
-            "estimate_notes": list(est.notes),
-        }
-        if est.energy_j is not None:
-            figures["energy_j"] = est.energy_j
-            figures["energy_source"] = est.source
-        if est.cost_per_million_usd is not None:
-            figures["cost_per_million_usd"] = est.cost_per_million_usd
-        batches = {1: latency}  # single-stream: the plan's batch latency
-        if s.scenario != "single-stream":  # the scenario picks the batch size
-            for b in s.batch_sizes:
-                e, _ = estimate_candidate(
-                    candidate.onnx_path, wl, target, replace(plan, batch_size=b)
-                )
-                batches[b] = Latency(
-                    e.latency_ms, e.latency_ms, e.latency_ms, 0, e.source, target_name
-                )
-        figures["scenario"] = scenario_of(s, batches)
-        return replace(ev, latency=latency), figures
+        for name in measured:
+            if name in projected:
+                measured[name]["twin"] = projected.pop(name)
+        return projected
+
+    def _onnx_twin(self, recipe: dict[str, Any]) -> Path:
+        """The ONNX export of a torch-engine build (same distillation and pruning): what the
+        cost models read. Its torch steps are cached, so nothing is trained again."""
+        from autoaccel.builder import build_candidate
+
+        torch_part = {k: v for k, v in recipe.items() if k.startswith(("distill.", "prune."))}
+        twin = build_candidate(
+            {**torch_part, "runtime.backend": "onnxruntime"}, self.workload, self.settings.cache
+        )
+        return twin.onnx_path

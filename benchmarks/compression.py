@@ -17,7 +17,7 @@ import onnx
 from _common import write  # benchmarks/ is run as a folder of scripts
 from onnx import numpy_helper
 
-from autoaccel.build import build_candidate
+from autoaccel.builder import build_candidate
 from autoaccel.evaluate import evaluate_candidate
 from autoaccel.evaluate.measure import MeasureConfig, measure_interleaved
 from autoaccel.evaluate.runners import open_runner

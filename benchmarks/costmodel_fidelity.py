@@ -25,10 +25,10 @@ import numpy as np
 from _common import write  # benchmarks/ is run as a folder of scripts
 from scipy.stats import spearmanr
 
-from autoaccel.build import build_candidate
-from autoaccel.evaluate.estimate import estimate_candidate
+from autoaccel.builder import build_candidate
 from autoaccel.evaluate.measure import MeasureConfig, measure_interleaved
 from autoaccel.evaluate.runners import open_runner
+from autoaccel.projection import estimate_candidate
 from autoaccel.targets import Plan, load_targets, make_target
 from autoaccel.targets.calibrate import FITTED, apply_calibration, calibrate, calibrated_threads
 from autoaccel.workloads import load_workload

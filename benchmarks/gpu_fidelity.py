@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write  # noqa: E402
 from costmodel_fidelity import scores, student  # noqa: E402
 
-from autoaccel.build import build_candidate  # noqa: E402
-from autoaccel.evaluate.estimate import estimate_candidate  # noqa: E402
+from autoaccel.builder import build_candidate  # noqa: E402
+from autoaccel.projection import estimate_candidate  # noqa: E402
 from autoaccel.targets import Plan, load_targets  # noqa: E402
 from autoaccel.workloads import load_workload  # noqa: E402
 

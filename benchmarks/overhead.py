@@ -128,12 +128,8 @@ def instrument() -> None:
         ("_run", "search (all)"),
         ("_preflight", "start: export preflight"),
         ("_baseline", "start: baseline"),
-        ("_calibrate_local", "start: calibration file"),
-        ("_finish", "finish (all)"),
-        ("_confirm", "finish: confirm side by side"),
-        ("_report", "finish: report"),
+        ("_project_baseline", "start: baseline projected on every target"),
         ("_trial", "trial (all)"),
-        ("_same_recipe", "trial: duplicate lookup"),
         ("_monitor", "trial: early-stop monitor set-up"),
         ("_rule", "trial: early-stop rule set-up"),
         ("_recover", "loop: dead-worker recovery"),
@@ -155,7 +151,15 @@ def instrument() -> None:
     except ImportError:
         MISSING.append("autoaccel.trial_eval")
     _patch(study_mod, "open_study", "start: open Optuna study")
-    _patch(sr, "_with_targets", "start: load targets")
+    import autoaccel.search_finish as finish
+    import autoaccel.targets as targets_mod
+    import autoaccel.trial_record as record
+
+    _patch(sr, "finish", "finish (all)")  # search_run calls its module-level name
+    _patch(finish, "_confirm", "finish: confirm side by side")
+    _patch(finish, "_report", "finish: report")
+    _patch(record, "same_recipe", "trial: duplicate lookup")  # imported per call
+    _patch(targets_mod, "load_targets", "start: load targets")  # imported per call
     import autoaccel.workloads as wls
 
     _patch(wls, "load_workload", "start: load workload")
@@ -172,7 +176,7 @@ def instrument() -> None:
         _patch(owner, "is_surplus", "loop: surplus check")
         _patch(owner, "recover_dead_trials", "loop: recover_dead_trials")
         owner.heartbeat = beat
-    import autoaccel.build as build
+    import autoaccel.builder as build
     import autoaccel.evaluate as evaluate
 
     # in this process: the preflight export, the baseline, the final side-by-side timing

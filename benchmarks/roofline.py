@@ -388,7 +388,7 @@ def main() -> None:
     args = parser.parse_args()
     start, load = time.perf_counter(), os.getloadavg()[0]
 
-    from autoaccel.build import build_candidate
+    from autoaccel.builder import build_candidate
     from autoaccel.evaluate.measure import MeasureConfig, measure
     from autoaccel.evaluate.runners import open_runner
     from autoaccel.targets.graph import analyze

@@ -52,9 +52,9 @@ SPACE_YAML = """\
 # can be enumerated, keeping the conditional structure of the real space.
 version: 1
 description: default space narrowed until it can be enumerated (search_efficiency benchmark)
+targets:
+  names: [cpu-local]
 techniques:
-  target:
-    name: [cpu-local]
   runtime:
     backend: [onnxruntime, openvino, torch]
     intra_op_threads: [1, 2]
@@ -136,7 +136,7 @@ def enumerate_space(space, workload) -> list[dict[str, Any]]:
 
 def build_table(args, space, workload, cache: Path) -> dict[str, Any]:
     """Evaluate every recipe once (resuming a partial table); returns the table."""
-    from autoaccel.build import build_candidate
+    from autoaccel.builder import build_candidate
     from autoaccel.errors import InfeasibleRecipe
     from autoaccel.evaluate import MeasureConfig, evaluate_candidate
     from autoaccel.machine import usable_cores
@@ -343,7 +343,6 @@ def main() -> None:
 
     from scipy.stats import mannwhitneyu
 
-    from autoaccel.search_run import _with_targets
     from autoaccel.space import load_space
     from autoaccel.workloads import load_workload
 
@@ -353,7 +352,7 @@ def main() -> None:
         space_path = cache / "search_efficiency_space.yaml"
         space_path.write_text(SPACE_YAML)
         args.space = str(space_path)
-    space, _ = _with_targets(load_space(args.space), None)
+    space = load_space(args.space)
     workload = load_workload(args.workload, cache)
     table = build_table(args, space, workload, cache)
     if args.table_only:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from _common import RESULTS, write  # benchmarks/ is run as a folder of scripts
 
-from autoaccel.build import build_candidate
+from autoaccel.builder import build_candidate
 from autoaccel.evaluate.measure import MeasureConfig, measure_interleaved
 from autoaccel.evaluate.runners import open_runner
 from autoaccel.techniques import Candidate

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
+from autoaccel.confirmation import attach_confirmation
 from autoaccel.errors import UserError
 from autoaccel.frontier import (
     Point,
-    attach_confirmation,
     choose,
     objective_frontier,
     recommend,

@@ -19,8 +19,6 @@ import autoaccel
 TESTS = Path(__file__).parent
 SPACE = """version: 1
 techniques:
-  target:
-    name: [cpu-local]
   quantize:
     mode: [none, int8_dynamic]
 """
@@ -78,13 +76,13 @@ def test_trial_timeout_stops_a_hung_candidate_and_the_next_trial_runs(tmp_path, 
         budget=2,
         runs_dir=runs,
         space=_space(tmp_path),
-        trial_timeout=4,
+        trial_timeout=20,
         **FAST,
     )
     assert time.monotonic() - t0 < 300  # the hang (an hour) was cut short
     trials = _study(runs, result.study).trials
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
-    assert "still running after --trial-timeout 4 s" in trials[0].user_attrs["fail_reason"]
+    assert "still running after --trial-timeout 20 s" in trials[0].user_attrs["fail_reason"]
 
 
 def test_no_isolate_evaluates_in_the_search_process(tmp_path, monkeypatch):

@@ -29,63 +29,126 @@ BASELINE = {
 }
 LIMIT = 0.01
 ORT = {"runtime.backend": "onnxruntime", "runtime.intra_op_threads": 2}
+PLAN = {"batch_size": 1, "data": 1, "tensor": 1, "pipeline": 1, "micro_batches": 1}
 
 
-def _recipe(target: str, quantize: str = "none") -> dict:
+def _recipe(quantize: str = "none") -> dict:
     q = {"quantize.mode": quantize}
     if quantize == "int8_static":
         q.update({"quantize.per_channel": True, "quantize.calibration": "minmax"})
-    if target == "cpu-local":
-        return {"target.name": target, **ORT, **q}
-    return {"target.name": target, "target.batch_size": 1, **q}
+    return {**ORT, **q}
+
+
+def _proj(
+    target: str,
+    latency: float | None,
+    *,
+    cost: float | None = None,
+    energy: float | None = None,
+    qps: float | None = None,
+    reason: str = "",
+) -> dict:
+    """One target's stored projection (`Projection.as_dict()`); latency None: no plan runs."""
+    if latency is None:
+        return {
+            "target": target,
+            "kind": "asic",
+            "source": f"estimated:{target}",
+            "feasible_plans": 0,
+            "infeasible": {reason: 3},
+            "best": {},
+        }
+    pick = {
+        "plan": PLAN,
+        "latency_ms": latency,
+        "throughput_qps": qps or 1000.0 / latency,
+        "energy_j": energy,
+        "cost_per_million_usd": cost,
+        "cost_per_hour_usd": None,
+        "devices": 1,
+        "objective_ms": latency,
+        "breakdown_ms": {},
+        "notes": [],
+        "server": None,
+    }
+    best = {"latency": pick, "throughput": pick, "scenario": pick}
+    if cost is not None:
+        best["cost"] = pick
+    if energy is not None:
+        best["energy"] = pick
+    return {
+        "target": target,
+        "kind": "gpu",
+        "source": f"estimated:{target}",
+        "feasible_plans": 3,
+        "infeasible": {},
+        "best": best,
+    }
+
+
+INT8_ONLY = "{} runs int8 only; this recipe computes MatMul in fp32: add int8 quantization"
 
 
 def _complete(
-    target: str,
     accuracy: float,
     latency: float,
+    projections: list[dict],
     *,
     quantize: str = "none",
     energy: float | None = None,
     cost: float | None = None,
-    qps: float | None = None,
 ) -> optuna.trial.FrozenTrial:
-    measured = target == "cpu-local"
-    hardware = {"throughput_qps": qps or 1000.0 / latency, "batch_size": 1}
+    """A build measured here (cpu-local) and projected on other targets."""
+    hardware = {"throughput_qps": 1000.0 / latency, "batch_size": 1}
     if energy is not None:
         hardware["energy_j"] = energy
-        hardware["energy_source"] = "estimated:" + target
+        hardware["energy_source"] = "estimated:cpu-local (profile power x measured latency)"
     if cost is not None:
         hardware["cost_per_million_usd"] = cost
     result = {
         "quality": {"accuracy": accuracy},
-        "latency_p90_ms": latency * (1.2 if measured else 1.0),
-        "latency_runs": 100 if measured else 0,
-        "latency_source": "measured" if measured else f"estimated:{target}",
-        "target": target,
+        "latency_ms": latency,
+        "latency_p90_ms": latency * 1.2,
+        "latency_runs": 100,
+        "latency_source": "measured",
+        "target": "cpu-local",
         "size_mb": 0.5,
         "hardware": hardware,
     }
     return optuna.trial.create_trial(
         state=optuna.trial.TrialState.COMPLETE,
         values=[accuracy, latency],
-        user_attrs={"recipe": _recipe(target, quantize), "result": result},
+        user_attrs={
+            "recipe": _recipe(quantize),
+            "result": result,
+            "projections": {p["target"]: p for p in projections},
+        },
         constraints={"accuracy_drop": BASELINE["accuracy"] - accuracy - LIMIT},
     )
 
 
-def _failed(target: str, reason: str, state: str = "FAIL", **attrs) -> optuna.trial.FrozenTrial:
+def _failed(reason: str, state: str = "FAIL", **attrs) -> optuna.trial.FrozenTrial:
     pruned = state == "PRUNED"
     return optuna.trial.create_trial(
         state=getattr(optuna.trial.TrialState, state),
-        user_attrs={"recipe": _recipe(target), "fail_reason": reason, **attrs},
+        user_attrs={"recipe": _recipe(), "fail_reason": reason, **attrs},
         constraints={"recipe_runs": 1.0} if pruned else None,
     )
+
+
+BASELINE_PROJECTIONS = {
+    "nvidia-t4": _proj("nvidia-t4", 1.0),
+    "nvidia-l4": _proj("nvidia-l4", 1.2),
+    "nvidia-h100-sxm": _proj("nvidia-h100-sxm", 0.2),
+    "google-edge-tpu": _proj("google-edge-tpu", None, reason=INT8_ONLY.format("edge")),
+    "hailo-8": _proj("hailo-8", None, reason=INT8_ONLY.format("hailo-8")),
+}
 
 
 def _study(name: str, trials: list[optuna.trial.FrozenTrial]) -> optuna.Study:
     study = optuna.create_study(study_name=name, directions=["maximize", "minimize"])
     study.set_user_attr("baseline", BASELINE)
+    study.set_user_attr("baseline_projections", BASELINE_PROJECTIONS)
     study.set_user_attr(
         "identity", {"workload": "toy", "space": "abc", "max_accuracy_drop": LIMIT}
     )
@@ -95,18 +158,51 @@ def _study(name: str, trials: list[optuna.trial.FrozenTrial]) -> optuna.Study:
 
 
 def _mixed() -> list[optuna.trial.FrozenTrial]:
-    """Each goal has a different winner; one faster point is over the accuracy limit."""
+    """Three builds measured here, each projected on five targets; each goal has a different
+    winner, one build is over the accuracy limit, and failures of every kind."""
+    hailo_no = _proj("hailo-8", None, reason=INT8_ONLY.format("hailo-8"))
     return [
-        _complete("cpu-local", 0.90, 0.50, energy=2e-5, cost=0.0020),  # 0: best measured
-        _complete("nvidia-t4", 0.899, 0.05, energy=5e-3, cost=0.0100, qps=20000),  # 1: fastest
-        _complete("google-edge-tpu", 0.895, 0.20, quantize="int8_static", energy=4e-6),  # 2
-        _complete("nvidia-l4", 0.90, 0.08, energy=3e-3, cost=0.0004, qps=90000),  # 3: cheapest
-        _complete("nvidia-h100-sxm", 0.70, 0.01, energy=1e-6, cost=1e-5),  # 4: over the limit
-        _failed("nvidia-t4", "RuntimeError: out of memory on step 12"),
-        _failed("nvidia-t4", "RuntimeError: out of memory on step 40"),
-        _failed("hailo-8", "InfeasibleRecipe: hailo-8 runs int8 only", "PRUNED"),
+        _complete(  # 0: fp32, the cheapest and most frugal here
+            0.90,
+            0.50,
+            [
+                _proj("nvidia-t4", 0.10, cost=0.0100, energy=5e-3, qps=20000),
+                _proj("nvidia-l4", 0.12, cost=0.0004, energy=3e-3, qps=90000),
+                _proj("nvidia-h100-sxm", 0.02, cost=0.002, energy=2e-3, qps=40000),
+                _proj("google-edge-tpu", None, reason=INT8_ONLY.format("google-edge-tpu")),
+                hailo_no,
+            ],
+            energy=1e-5,
+            cost=0.0010,
+        ),
+        _complete(  # 1: int8, the fastest here and on most targets
+            0.899,
+            0.30,
+            [
+                _proj("nvidia-t4", 0.05, cost=0.008, energy=4e-3, qps=30000),
+                _proj("nvidia-l4", 0.09, cost=0.0005, energy=2.5e-3, qps=60000),
+                _proj("nvidia-h100-sxm", 0.01, cost=0.001, energy=1e-3, qps=50000),
+                _proj("google-edge-tpu", 0.20, energy=4e-6),
+                hailo_no,
+            ],
+            quantize="int8_static",
+            energy=2e-5,
+            cost=0.0015,
+        ),
+        _complete(  # 2: over the limit, though faster everywhere
+            0.70,
+            0.10,
+            [
+                _proj("nvidia-t4", 0.01, cost=1e-5, energy=1e-6),
+                _proj("nvidia-h100-sxm", 0.001, cost=1e-6, energy=1e-7),
+                _proj("hailo-8", 0.05, energy=1e-7),
+            ],
+            quantize="int8_static",
+        ),
+        _failed("RuntimeError: out of memory on step 12"),
+        _failed("RuntimeError: out of memory on step 40"),
+        _failed("InfeasibleRecipe: histogram calibration on a fused graph", "PRUNED"),
         _failed(
-            "cpu-local",
             "projected accuracy 0.61 < 0.89",
             "PRUNED",
             early_stopped="projected accuracy 0.61 < 0.89",
@@ -136,7 +232,8 @@ def test_write_report_writes_markdown_and_self_contained_html(mixed_report):
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
     assert not re.search(r"url\(\s*['\"]?\s*(https?:)?//", html, re.I)
     assert "@import" not in html and "<link" not in html.lower()
-    assert html.count('src="data:image/png;base64,') == 1 + 5  # all targets + each with points
+    # all targets together + one per target with points (hailo-8: the over-limit build only)
+    assert html.count('src="data:image/png;base64,') == 1 + 6
     for section in (
         "Recommendation",
         "Workload and baseline",
@@ -151,11 +248,11 @@ def test_write_report_writes_markdown_and_self_contained_html(mixed_report):
 
 
 def test_report_quotes_the_best_measured_recipe_and_its_side_by_side_timing(tmp_path):
-    study = _study("confirmed", _mixed())  # recommends the estimated T4; trial 0 is local
+    study = _study("confirmed", _mixed())  # recommends trial 1, the fastest measured here
     study.set_user_attr(
         "confirmed",
         {
-            "trial": 0,
+            "trial": 1,
             "latency_ms": 0.52,
             "baseline_latency_ms": 2.6,
             "speedup": 5.0,
@@ -164,8 +261,7 @@ def test_report_quotes_the_best_measured_recipe_and_its_side_by_side_timing(tmp_
     )
     md, _ = write_report(study, tmp_path, fidelity=_missing(tmp_path))
     section = md.read_text().split("## Recommendation")[1].split("\n## ")[0]
-    assert "Recommended (trial 1)" in section
-    assert "Best measured on this machine (trial 0)" in section
+    assert "Recommended (trial 1)" in section and "measured on cpu-local" in section
     assert "confirmed side by side: 5.0x (0.520 ms vs 2.600 ms, interleaved)" in section
 
 
@@ -173,24 +269,37 @@ def test_report_labels_measured_and_estimated_figures_per_target(mixed_report):
     md, _ = mixed_report
     section = md.read_text().split("## Best recipe per target")[1].split("\n## ")[0]
     rows = {line.split(" | ")[0].strip("| "): line for line in section.splitlines()}
-    assert "measured on cpu-local" in rows["cpu-local"]
+    assert "measured on cpu-local" in rows["cpu-local"] and "| 1 |" in rows["cpu-local"]
     assert "estimated: nvidia-t4 cost model" in rows["nvidia-t4"]
-    assert "0.05 ms" in rows["nvidia-t4"] and "$0.01" in rows["nvidia-t4"]
-    assert "none within the limit" in rows["nvidia-h100-sxm"]
+    assert "0.05 ms" in rows["nvidia-t4"] and "$0.008" in rows["nvidia-t4"]
+    assert "batch 1, one device" in rows["nvidia-t4"]  # the plan the figure comes from
+    assert "20.00x (vs baseline there)" in rows["nvidia-t4"]  # 1.0 ms / 0.05 ms, both there
+    assert "none within the limit" in rows["hailo-8"]
+    assert "none within the limit" not in rows["google-edge-tpu"]  # its int8 build runs
     assert "toy: PyTorch eager fp32, batch 1" in md.read_text()
 
 
 def test_ranking_picks_the_right_point_for_each_goal():
     facts = gather(_study("mixed", _mixed()), fidelity={})
-    picks = {g.goal: g.point.trial for g in facts.goals}
-    assert picks == {"latency": 1, "cost": 3, "energy": 2, "throughput": 3, "local": 0}
+    picks = {g.goal: (g.point.target, g.point.trial) for g in facts.goals}
+    assert picks == {
+        "latency": ("nvidia-h100-sxm", 1),
+        "cost": ("nvidia-l4", 0),
+        "energy": ("google-edge-tpu", 1),
+        "throughput": ("nvidia-l4", 0),
+        "local": ("cpu-local", 1),
+    }
     latency = next(g for g in facts.goals if g.goal == "latency")
     assert [p.target for p in latency.ranking] == [
+        "nvidia-h100-sxm",
         "nvidia-t4",
         "nvidia-l4",
         "google-edge-tpu",
         "cpu-local",
     ]
+    rows = {r["target"]: r for r in facts.recommendation["hardware"]}
+    assert rows["nvidia-h100-sxm"]["trial"] == 1 and rows["cpu-local"]["source"] == "measured"
+    assert "reason" in rows["hailo-8"] and "trial" not in rows["hailo-8"]
     assert all(p.feasible for g in facts.goals for p in g.ranking)
 
 
@@ -198,35 +307,36 @@ def test_report_names_the_choices_that_rest_on_estimates(mixed_report):
     md, _ = mixed_report
     text = md.read_text()
     assert "Choices resting on cost-model estimates: lowest latency, lowest cost" in text
-    assert "best on this machine (measured) | cpu-local, trial 0" in text
-    assert "This choice rests on an estimate (nvidia-t4); see the caveats" in text
+    assert "best on this machine (measured) | cpu-local, trial 1" in text
+    assert "This choice rests on a measurement." in text  # the recommendation: measured
 
 
 def test_report_prefer_cost_recommends_the_cheapest_feasible_point(tmp_path):
     facts = gather(_study("mixed", _mixed()), prefer="cost", fidelity={})
-    assert facts.recommendation["recommended"]["trial"] == 3
+    assert facts.recommendation["recommended"]["trial"] == 0  # among builds measured here
+    assert facts.recommendation["recommended"]["latency_source"] == "measured"
     md, _ = write_report(_study("mixed", _mixed()), tmp_path, prefer="energy", fidelity={})
-    assert "Recommended (trial 2)" in md.read_text()
+    assert "Recommended (trial 0)" in md.read_text()
 
 
 def test_report_groups_failed_infeasible_and_early_stopped_trials(mixed_report):
     facts = gather(_study("mixed", _mixed()), fidelity={})
     groups = {(g.kind, g.trials) for g in facts.troubles}
     assert groups == {
-        ("failed", (5, 6)),  # the same reason with other numbers: one group
-        ("infeasible recipe", (7,)),
-        ("early-stopped", (8,)),
-        ("over the accuracy limit", (4,)),
+        ("failed", (3, 4)),  # the same reason with other numbers: one group
+        ("infeasible recipe", (5,)),
+        ("early-stopped", (6,)),
+        ("over the accuracy limit", (2,)),
     }
     md, _ = mixed_report
-    assert "| failed | 2 | 5, 6 | RuntimeError: out of memory on step 12 |" in md.read_text()
+    assert "| failed | 2 | 3, 4 | RuntimeError: out of memory on step 12 |" in md.read_text()
 
 
 def test_study_name_and_reasons_are_escaped_in_html_and_markdown(tmp_path):
     evil = "<script>alert(1)</script>"
     trials = [
-        _complete("cpu-local", 0.90, 0.5, energy=1e-5, cost=1e-3),
-        _failed("cpu-local", 'ValueError: <img src=x onerror="alert(2)"> | [x](javascript:1)'),
+        _complete(0.90, 0.5, [_proj("nvidia-t4", 0.1)], energy=1e-5, cost=1e-3),
+        _failed('ValueError: <img src=x onerror="alert(2)"> | [x](javascript:1)'),
     ]
     md, page = write_report(_study(evil, trials), tmp_path, fidelity=_missing(tmp_path))
     html, text = page.read_text(), md.read_text()
@@ -240,10 +350,10 @@ def test_study_name_and_reasons_are_escaped_in_html_and_markdown(tmp_path):
 
 def test_report_says_nothing_meets_the_limit_and_lists_the_closest(tmp_path):
     trials = [
-        _complete("cpu-local", 0.80, 0.5),
-        _complete("nvidia-t4", 0.85, 0.1, cost=0.01),
-        _complete("nvidia-l4", 0.70, 0.05),
-        _complete("hailo-8", 0.60, 0.02),
+        _complete(0.80, 0.5, [_proj("nvidia-t4", 0.1, cost=0.01)]),
+        _complete(0.85, 0.4, [_proj("nvidia-t4", 0.08, cost=0.01)]),
+        _complete(0.70, 0.3, [_proj("nvidia-l4", 0.05)]),
+        _complete(0.60, 0.2, [_proj("hailo-8", 0.02)]),
     ]
     md, page = write_report(_study("hopeless", trials), tmp_path, fidelity=_missing(tmp_path))
     text = md.read_text()
@@ -277,7 +387,7 @@ def test_report_quotes_the_cost_model_fidelity_when_present(tmp_path):
 
 
 def test_importances_need_enough_trials_and_say_so():
-    facts = gather(_study("one", [_complete("cpu-local", 0.9, 0.5)]), fidelity={})
+    facts = gather(_study("one", [_complete(0.9, 0.5, [])]), fidelity={})
     assert all(not imp.values and "at least 2" in imp.note for imp in facts.importances)
 
 
@@ -289,8 +399,8 @@ def test_report_of_a_study_without_baseline_is_a_user_error(tmp_path):
 
 def test_report_judges_feasibility_against_the_limit_it_is_given():
     facts = gather(_study("mixed", _mixed()), limit=0.0, fidelity={})
-    assert {p.trial for p in facts.points if p.feasible} == {0, 3}
-    assert facts.recommendation["recommended"]["trial"] == 3
+    assert {p.trial for p in facts.points if p.feasible} == {0}
+    assert facts.recommendation["recommended"]["trial"] == 0
     assert facts.recommendation["accuracy_limit"]["max_drop"] == 0.0
 
 

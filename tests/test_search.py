@@ -183,24 +183,19 @@ def test_repeated_recipe_reuses_figures_instead_of_rebuilding(tmp_path):
 
 
 def test_infeasible_recipe_is_recorded_with_reason_and_steers_the_sampler_away(tmp_path):
-    from autoaccel.search_run import Search
+    from autoaccel.trial_record import TrialRecorder
 
-    search = Search.__new__(Search)  # exercise the failure path directly on a real study
     study = optuna.create_study(directions=["maximize", "minimize"])
-    search.study = study
 
     class _Tracker:
         def log_trial(self, *args, **kwargs):
             return "run-id"
 
-    search.tracker = _Tracker()
+    # exercise the failure path directly on a real study
+    recorder = TrialRecorder(study, _Tracker(), 0.01, {"host": "here"}, "cpu-local")
     trial = study.ask()
-    search._fail(
-        trial,
-        {"runtime.backend": "torch"},
-        {},
-        "InfeasibleRecipe: no torch model",
-        infeasible=True,
+    recorder.fail(
+        trial, {"runtime.backend": "torch"}, "InfeasibleRecipe: no torch model", infeasible=True
     )
     frozen = study.trials[0]
     assert frozen.state == optuna.trial.TrialState.PRUNED

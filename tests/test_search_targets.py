@@ -1,4 +1,5 @@
-"""Target hardware as a search dimension: measured here, estimated elsewhere, never mixed."""
+"""Build once, place everywhere: every trial is a build measured here; every estimated target
+is projected for every build, beside the measurement, never told to the sampler."""
 
 from __future__ import annotations
 
@@ -14,80 +15,137 @@ from autoaccel.cli import app
 from autoaccel.errors import UserError
 
 FAST = {"measure_seconds": 0.03}
+ESTIMATED = ["nvidia-t4", "nvidia-a100-80gb", "google-edge-tpu"]
 
 
 def _space(tmp_path, text: str):
     path = tmp_path / "space.yaml"
-    path.write_text("version: 1\ntechniques:\n" + text)
+    path.write_text("version: 1\n" + text)
     return str(path)
 
 
-def _trials(runs, name):
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{runs / 'optuna.db'}").trials
+def _study(runs, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{runs / 'optuna.db'}")
 
 
-def test_estimated_targets_are_labelled_and_carry_hardware_figures(tmp_path):
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A seed-mlp search over fp32 and int8 builds, projected on three estimated targets."""
+    tmp = tmp_path_factory.mktemp("placed")
     space = _space(
-        tmp_path,
-        "  target:\n    batch_size: [1, 8]\n  quantize:\n    mode: [none, int8_static]\n",
+        tmp,
+        "targets:\n  batch_size: [1, 8]\n  data: [1, 2]\n  tensor: [1, 2]\n"
+        "techniques:\n  quantize:\n    mode: [none, int8_static]\n"
+        "  runtime:\n    intra_op_threads: [1, 2]\n",
     )
-    runs = tmp_path / "runs"
+    runs = tmp / "runs"
     result = autoaccel.search(
-        "seed-mlp",
-        budget=8,
-        runs_dir=runs,
-        space=space,
-        targets=["cpu-local", "nvidia-t4", "nvidia-a100-80gb"],
-        **FAST,
+        "seed-mlp", budget=6, runs_dir=runs, space=space, targets=ESTIMATED, **FAST
     )
-    trials = [t for t in _trials(runs, result.study) if t.state.name == "COMPLETE"]
-    seen = {t.user_attrs["recipe"]["target.name"] for t in trials}
-    assert len(seen) >= 2 and seen <= {"cpu-local", "nvidia-t4", "nvidia-a100-80gb"}
-    for t in trials:
-        res, name = t.user_attrs["result"], t.user_attrs["recipe"]["target.name"]
-        if name == "cpu-local":
-            assert res["latency_source"] == "measured" and res["latency_runs"] > 0
-        else:
-            assert res["latency_source"] == f"estimated:{name}" and res["latency_runs"] == 0
-            hw = res["hardware"]
-            assert hw["macs"] > 0 and hw["throughput_qps"] > 0 and hw["energy_j"] > 0
-            assert hw["batch_size"] == t.user_attrs["recipe"]["target.batch_size"]
+    return runs, result, _study(runs, result.study)
+
+
+def test_every_trial_is_measured_here_and_only_measured_values_reach_optuna(searched):
+    runs, result, study = searched
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 6
+    for t in done:
+        res = t.user_attrs["result"]
+        assert res["latency_source"] == "measured" and res["target"] == "cpu-local"
+        assert res["latency_runs"] > 0
+        assert "target.name" not in t.user_attrs["recipe"]  # hardware is not searched
+        assert t.values[1] == pytest.approx(res["objective_ms"])
+        projected = {
+            pick["latency_ms"]
+            for proj in t.user_attrs["projections"].values()
+            for pick in proj["best"].values()
+        }
+        assert t.values[1] not in projected  # no estimate in any objective
+
+
+def test_every_estimated_target_is_projected_for_every_build(searched):
+    _, _, study = searched
+    for t in study.trials:
+        if t.state.name != "COMPLETE" or "duplicate_of" in t.user_attrs:
+            continue
+        projections = t.user_attrs["projections"]
+        assert set(projections) == set(ESTIMATED)
+        int8 = t.user_attrs["recipe"]["quantize.mode"] == "int8_static"
+        edge = projections["google-edge-tpu"]
+        # an int8-only chip runs the int8 builds and says why it cannot run the float ones
+        assert (edge["feasible_plans"] > 0) is int8
+        if not int8:
+            assert "int8" in next(iter(edge["infeasible"]))
+        t4 = projections["nvidia-t4"]
+        assert t4["source"] == "estimated:nvidia-t4"
+        assert t4["feasible_plans"] == 2 * 2 * 2  # batch x data x tensor; no pipeline listed
+        assert set(t4["best"]) >= {"latency", "throughput", "cost", "energy", "scenario"}
+        a100 = projections["nvidia-a100-80gb"]
+        assert a100["feasible_plans"] == 2 * 2 * 2  # batch x data x tensor, within 8 devices
+        assert a100["best"]["throughput"]["plan"]["data"] == 2  # replicas multiply throughput
+        assert a100["best"]["latency"]["plan"]["batch_size"] == 1
+        twin = t.user_attrs["result"]["measured"]["cpu-local"]["twin"]
+        assert twin["source"] == "estimated:cpu-local"  # the cost model beside the measurement
+
+
+def test_recommendation_is_measured_and_every_target_is_ranked(searched):
+    runs, result, study = searched
     rec = json.loads((runs / result.study / "recommendation.json").read_text())
-    for point in rec["frontier"]:
-        assert point["latency_source"] in ("measured", f"estimated:{point['target']}")
-    if rec["recommended"]["latency_source"] != "measured":
-        assert "estimated:" in rec["recommended"]["summary"]
+    assert rec["recommended"]["latency_source"] == "measured"
+    assert all(p["latency_source"] == "measured" for p in rec["frontier"])
+    rows = {row["target"]: row for row in rec["hardware"]}
+    assert set(rows) == {"cpu-local", *ESTIMATED}
+    assert rows["cpu-local"]["source"] == "measured"
+    for name in ("nvidia-t4", "nvidia-a100-80gb"):
+        row = rows[name]
+        assert row["source"] == f"estimated:{name}" and row["plan"]["batch_size"] == 1
+        assert row["speedup_basis"] == f"estimated:{name}"  # against the baseline there
+    assert set(study.user_attrs["baseline_projections"]) == set(ESTIMATED)
+    report = (runs / result.study / "report.md").read_text()
+    for name in ESTIMATED:
+        assert name in report
+
+
+def test_projections_are_tracked_in_mlflow(searched):
+    runs, result, _ = searched
     con = sqlite3.connect(runs / "mlflow.db")
-    tags = con.execute("select value from tags where key = 'latency_source'").fetchall()
+    sources = {v for (v,) in con.execute("select value from tags where key = 'latency_source'")}
+    keys = {k for (k,) in con.execute("select distinct key from metrics")}
     con.close()
-    assert {v for (v,) in tags} <= {
-        "measured",
-        "estimated:nvidia-t4",
-        "estimated:nvidia-a100-80gb",
-    }
+    assert sources == {"measured"}
+    assert {"projected.nvidia-t4.latency_ms", "measured.cpu-local.latency_ms"} <= keys
+    assert list((runs / "mlartifacts").rglob("projections.json"))
 
 
-def test_float_recipe_on_int8_only_asic_is_infeasible_with_reason(tmp_path):
-    space = _space(tmp_path, "  quantize:\n    mode: [none]\n")
-    runs = tmp_path / "runs"
-    result = autoaccel.search(
-        "seed-mlp", budget=2, runs_dir=runs, space=space, targets=["google-edge-tpu"], **FAST
+def test_quality_is_judged_once_per_built_model(tmp_path, seed_mlp, cache_dir):
+    from autoaccel.evaluate.measure import MeasureConfig
+    from autoaccel.projection.plans import PlanGrid
+    from autoaccel.targets import load_targets
+    from autoaccel.trial_eval import CandidateEvaluator, EvalSettings
+
+    settings = EvalSettings(
+        workload="seed-mlp",
+        model=None,
+        data=None,
+        metric=seed_mlp.metric,
+        cache=cache_dir,
+        root=tmp_path,
+        targets=load_targets(["nvidia-l4"]),
+        measure=MeasureConfig().scaled(0.03),
+        batch_sizes=(1,),
+        scenario="single-stream",
+        latency_bound_ms=100.0,
+        arrival_rate=None,
+        grid=PlanGrid.from_block({"batch_size": [1]}),
     )
-    assert result.n_failed == 2 and result.recommendation["recommended"] is None
-    for t in _trials(runs, result.study):
-        assert t.state == optuna.trial.TrialState.PRUNED  # infeasible, told to the sampler
-        assert "int8" in t.user_attrs["fail_reason"]
-
-
-def test_int8_recipe_on_int8_only_asic_is_estimated(tmp_path):
-    space = _space(tmp_path, "  quantize:\n    mode: [int8_static]\n")
-    runs = tmp_path / "runs"
-    result = autoaccel.search(
-        "seed-mlp", budget=1, runs_dir=runs, space=space, targets=["google-edge-tpu"], **FAST
-    )
-    (trial,) = _trials(runs, result.study)
-    assert trial.state.name == "COMPLETE"
-    assert trial.user_attrs["result"]["latency_source"] == "estimated:google-edge-tpu"
+    evaluator = CandidateEvaluator(settings, seed_mlp)
+    recipe = {"runtime.backend": "onnxruntime", "quantize.mode": "int8_dynamic"}
+    first = evaluator.run({**recipe, "runtime.intra_op_threads": 1})
+    again = evaluator.run({**recipe, "runtime.intra_op_threads": 2})  # same file, other threads
+    assert again.quality_cached and again.quality == first.quality
+    assert set(again.projections) == {"nvidia-l4"}
+    torch_build = evaluator.run({"runtime.backend": "torch"})  # projected from its export
+    assert torch_build.projections["nvidia-l4"]["feasible_plans"] == 1
 
 
 def test_unknown_target_is_a_user_error_naming_the_choices(tmp_path):
@@ -96,44 +154,13 @@ def test_unknown_target_is_a_user_error_naming_the_choices(tmp_path):
     assert not (tmp_path / "r").exists()  # nothing half-written
 
 
-def test_targets_list_and_show_print_profiles():
+def test_targets_list_says_which_targets_are_measured_and_show_prints_profiles():
     runner = CliRunner(env={"COLUMNS": "160"})
     listed = runner.invoke(app, ["targets", "list"])
     assert listed.exit_code == 0
-    assert "google-edge-tpu" in listed.output and "measured" in listed.output
+    line = next(x for x in listed.output.splitlines() if "cpu-local" in x)
+    assert "measured here" in line
+    edge = next(x for x in listed.output.splitlines() if "google-edge-tpu" in x)
+    assert "estimated" in edge
     shown = runner.invoke(app, ["targets", "show", "nvidia-t4"])
     assert shown.exit_code == 0 and "bandwidth_gbps" in shown.output and "source" in shown.output
-
-
-def test_targets_option_overrides_space_list_and_keeps_its_plan_params(tmp_path):
-    from autoaccel.search_run import _with_targets
-    from autoaccel.space import load_space
-
-    space = load_space(
-        _space(tmp_path, "  target:\n    name: [cpu-local]\n    batch_size: [1, 8]\n")
-    )
-    narrowed, targets = _with_targets(space, ["nvidia-l4", "hailo-8"])
-    assert narrowed.blocks["target"] == {"name": ["nvidia-l4", "hailo-8"], "batch_size": [1, 8]}
-    assert list(targets) == ["nvidia-l4", "hailo-8"]
-    kept, _ = _with_targets(space, None)  # no --targets: the space's own list
-    assert kept.blocks["target"]["name"] == ["cpu-local"]
-    everything, _ = _with_targets(
-        load_space(_space(tmp_path, "  quantize:\n    mode: [none]\n")), None
-    )
-    assert len(everything.blocks["target"]["name"]) >= 11  # no list anywhere: every profile
-
-
-def test_parallelism_is_only_searched_for_targets_that_can_span_devices(tmp_path, seed_mlp):
-    from autoaccel.space import load_space, suggest_recipe
-
-    text = "  target:\n    name: [hailo-8, nvidia-a100-80gb]\n    tensor: [1, 2]\n"
-    text += "    pipeline: [2]\n    micro_batches: [2]\n    batch_size: [1, 8]\n"
-    space = load_space(_space(tmp_path, text))
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    recipes = [suggest_recipe(study.ask(), space, seed_mlp) for _ in range(30)]
-    for r in recipes:
-        single = r["target.name"] == "hailo-8"
-        assert ("target.tensor" in r) is not single and ("target.data" in r) is not single
-        if "target.micro_batches" in r:  # only where it can divide the batch
-            assert r["target.batch_size"] > 1 and not single
-    assert {r["target.name"] for r in recipes} == {"hailo-8", "nvidia-a100-80gb"}

@@ -175,7 +175,6 @@ def test_params_missing_from_yaml_take_defaults_and_are_not_searched(tmp_path, s
     recipe = suggest_recipe(trial, space, seed_mlp)
     assert trial.params == {"quantize.mode": "int8_static"}
     assert recipe == {
-        "target.name": "cpu-local",
         "runtime.backend": "onnxruntime",
         "runtime.intra_op_threads": len(os.sched_getaffinity(0)),
         "runtime.execution_mode": "sequential",
@@ -204,3 +203,32 @@ def test_torch_backend_is_never_suggested_when_workload_is_onnx_only(onnx_only):
     recipes = _recipes(load_space("default"), onnx_only, 20)
     assert {r["runtime.backend"] for r in recipes} <= {"onnxruntime", "openvino"}
     assert all("quantize.mode" in r for r in recipes)
+
+
+def test_targets_block_sets_names_and_plan_grid_without_searching_them(tmp_path):
+    space = _space(
+        tmp_path,
+        "targets:\n  names: [cpu-local, nvidia-l4]\n  batch_size: [1, 4]\n  tensor: [1, 2]\n"
+        "techniques:\n  quantize:\n    mode: [none]\n",
+    )
+    assert space.targets == {
+        "names": ["cpu-local", "nvidia-l4"],
+        "batch_size": [1, 4],
+        "tensor": [1, 2],
+    }
+    assert "target" not in space.blocks
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("techniques:\n  target:\n    batch_size: [1]\n", "no longer searched"),
+        ("targets:\n  batch: [1]\ntechniques: {}\n", "targets.batch is unknown"),
+        ("targets:\n  tensor: [0]\ntechniques: {}\n", "integers from 1"),
+        ("targets:\n  names: []\ntechniques: {}\n", "empty list"),
+        ("targets: 3\ntechniques: {}\n", "must map"),
+    ],
+)
+def test_bad_targets_block_is_one_line_user_error(tmp_path, text, words):
+    with pytest.raises(UserError, match=words):
+        _space(tmp_path, text)

@@ -15,8 +15,6 @@ import optuna
 TESTS = Path(__file__).parent
 SLOW_SPACE = """version: 1
 techniques:
-  target:
-    name: [cpu-local]
   distill:
     mode: [student]
     width: [0.5]
@@ -24,8 +22,6 @@ techniques:
 """
 FAST_SPACE = """version: 1
 techniques:
-  target:
-    name: [cpu-local]
   quantize:
     mode: [none, int8_dynamic, int8_static]
   runtime:

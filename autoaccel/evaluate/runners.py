@@ -21,7 +21,13 @@ _GRAPH_LEVELS = {
 }
 
 
-def open_runner(candidate: Candidate, input_names: tuple[str, ...]) -> Predict:
+def open_runner(
+    candidate: Candidate, input_names: tuple[str, ...], device: str = "cpu"
+) -> Predict:
+    """The candidate opened in its engine on `device` ("cpu", or "cuda" for a measured GPU:
+    ONNX Runtime's TensorRT / CUDA execution providers, or torch on the GPU)."""
+    if device == "cuda":
+        return _cuda_runner(candidate, input_names)
     if candidate.backend == "torch":
         return _torch_runner(candidate, input_names)
     if candidate.backend == "torch_compile":
@@ -29,6 +35,49 @@ def open_runner(candidate: Candidate, input_names: tuple[str, ...]) -> Predict:
     if candidate.backend == "openvino":
         return _openvino_runner(candidate)
     return _ort_runner(candidate)
+
+
+def _cuda_runner(candidate: Candidate, input_names: tuple[str, ...]) -> Predict:
+    """A CUDA GPU: ONNX graphs on ONNX Runtime's GPU providers, torch models on torch's CUDA
+    build. Outputs come back to host memory, so every call waits for the GPU to finish."""
+    if candidate.backend == "onnxruntime":
+        import onnxruntime as ort
+
+        gpu = [
+            p
+            for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+            if p in ort.get_available_providers()
+        ]
+        if not gpu:
+            raise InfeasibleRecipe("ONNX Runtime has no CUDA execution provider here")
+        opts = ort_session_options(candidate)
+        sess = ort.InferenceSession(
+            str(candidate.onnx_path), sess_options=opts, providers=[*gpu, "CPUExecutionProvider"]
+        )
+        wanted = {i.name for i in sess.get_inputs()}
+
+        def predict_ort(inputs: Inputs) -> np.ndarray:
+            return sess.run(None, {k: v for k, v in inputs.items() if k in wanted})[0]
+
+        return predict_ort
+    if candidate.backend == "torch":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InfeasibleRecipe("torch has no CUDA device here")
+        import copy
+
+        model = copy.deepcopy(candidate.torch_model).eval().to("cuda")  # the CPU copy stays
+
+        def predict_torch(inputs: Inputs) -> np.ndarray:
+            with torch.inference_mode():
+                args = (torch.from_numpy(inputs[n]).to("cuda") for n in input_names)
+                return model(*args).cpu().numpy()
+
+        return predict_torch
+    raise InfeasibleRecipe(
+        f"{candidate.backend} is not run on the CUDA GPU (onnxruntime and torch are)"
+    )
 
 
 def ort_session_options(candidate: Candidate):

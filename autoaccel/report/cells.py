@@ -15,9 +15,7 @@ def steps(recipe: dict) -> list[list[str]]:
         if not config:
             continue
         try:
-            effect = tech.describe(config) or (
-                "runs on this machine, measured" if tech.name == "target" else "off"
-            )
+            effect = tech.describe(config) or "off"
         except (KeyError, TypeError, ValueError):
             effect = "-"
         rows.append([tech.name, ", ".join(f"{k}={v}" for k, v in config.items()), effect])

@@ -16,8 +16,8 @@ def render(facts: Facts) -> dict[str, tuple[str, bytes]]:
     colours = _colours(targets)
     charts = {
         "pareto-all": (
-            "Every target together: each target's own frontier joined, the overall frontier "
-            "in black.",
+            "Every target together: each target's own points (measured here, or the same "
+            "builds projected), the frontier measured here in black.",
             _chart(facts, facts.points, colours, facts.frontier, "all targets"),
         )
     }
@@ -90,7 +90,7 @@ def _chart(
             ms=8,
             lw=1.0,
             drawstyle="steps-post",
-            label="frontier, all targets",
+            label="frontier measured here",
         )
     ax.scatter(
         [base["latency_ms"]],

@@ -76,7 +76,9 @@ def layout(facts: Facts, figures: dict[str, str]) -> Document:
         title=f"Hardware-selection report: study {facts.study}",
         subtitle=(
             f"Workload {wl['name']}; {sum(n.values())} trials ({done}), "
-            f"{len(facts.points)} distinct candidates; generated "
+            f"{len(facts.measured)} distinct builds measured here, each projected on "
+            f"{len({p.target for p in facts.points if not p.measured})} estimated targets; "
+            "generated "
             f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from the study storage."
         ),
         sections=[
@@ -89,10 +91,11 @@ def layout(facts: Facts, figures: dict[str, str]) -> Document:
                 [
                     Para(
                         f"Quality ({wl['metric']}) against median latency (log scale). Crosses "
-                        "are over "
-                        "the accuracy limit (dashed line); the star is the baseline, measured "
-                        "here. Latencies of other targets are estimates; on one chart they "
-                        "compare a measured number with cost-model numbers."
+                        "are over the accuracy limit (dashed line); the star is the baseline, "
+                        "measured here. The frontier in black is the one measured here (what "
+                        "the recommendation comes from); every other target's points are the "
+                        "same builds projected by its cost model (batch-1 latency of its best "
+                        "plan), so one chart compares a measurement with estimates."
                     ),
                     *[Figure(k, c) for k, c in figures.items()],
                     _frontier_table(facts),
@@ -173,20 +176,22 @@ def _per_target(facts: Facts) -> Section:
         p = row.best
         if p is None:
             over = row.complete - row.feasible
-            rows.append(
-                [row.target, "-", "-", "none within the limit"]
-                + [f"{row.complete} complete, {over} over the limit, {row.failed} failed"]
-                + ["-"] * 5
+            why = row.reason or (
+                f"{row.complete} builds, {over} over the limit, {row.failed} it cannot run"
             )
+            rows.append([row.target, "-", "-", "none within the limit", why] + ["-"] * 5)
             continue
+        latency = (
+            f"{ms(p.latency_ms)} / {ms(p.latency_p90_ms)}" if p.measured else ms(p.latency_ms)
+        )
         rows.append(
             [
                 row.target,
                 basis(p),
                 str(p.trial),
                 p.description,
-                f"{ms(p.latency_ms)} / {ms(p.latency_p90_ms)}",
-                f"{p.speedup:.2f}x",
+                latency,
+                f"{p.speedup:.2f}x" + ("" if p.measured else " (vs baseline there)"),
                 qps(p.throughput_qps),
                 f"{p.accuracy:.4f} ({change(p.accuracy_drop)})",
                 joules(p.energy_j),
@@ -197,12 +202,17 @@ def _per_target(facts: Facts) -> Section:
         "Best recipe per target",
         [
             Para(
-                "For each target, its fastest candidate within the accuracy limit. 'figures "
-                "from' says what the row rests on: measured here, or estimated by the target's "
-                "cost model from its hardware profile. Energy and cost of a measured candidate "
-                "multiply its measured latency by the cpu-local profile's power and price, so "
-                "they are estimates too. Throughput counts the plan's batch and replicas; '-' "
-                "means the profile publishes no figure (e.g. no price)."
+                "For each target, its fastest build within the accuracy limit. Every build was "
+                "measured here (cpu-local) and projected on every other target over that "
+                "target's plan grid (batch size, data / tensor / pipeline parallelism): "
+                "'figures from' says what a row rests on. An estimated row's recipe names the "
+                "plan its latency comes from; its throughput, energy and $ are each the best "
+                "plan for that figure, and its speedup is against the baseline projected on "
+                "the same target by the same cost model (a fp32 baseline an int8-only chip "
+                "cannot run: against the baseline measured here). Energy and cost of a "
+                "measured build multiply its measured latency by the cpu-local profile's power "
+                "and price, so they are estimates too; '-' means the profile publishes no "
+                "figure (e.g. no price)."
             ),
             Table(headers, rows),
         ],

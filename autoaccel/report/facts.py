@@ -13,11 +13,11 @@ from typing import Any
 
 import optuna
 
+from autoaccel.confirmation import attach_confirmation
 from autoaccel.errors import UserError
 from autoaccel.frontier import (
     OBJECTIVES,
     Point,
-    attach_confirmation,
     choose,
     figure,
     machine_baselines,
@@ -42,13 +42,14 @@ GOALS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class TargetBest:
-    """One target: its fastest candidate within the limit (None if none) and trial counts."""
+    """One target: its fastest build within the limit (None if none) and build counts."""
 
     target: str
     best: Point | None
     complete: int
     feasible: int
     failed: int
+    reason: str | None = None  # why no build runs there at all (an estimated target)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,10 @@ class Facts:
     prefer: str
     baseline: dict[str, Any]
     points: list[Point]
+    """Every build measured here, and every build projected on each estimated target."""
+    measured: list[Point]
     frontier: list[Point]
+    """The frontier measured here (what the recommendation is chosen from)."""
     recommendation: dict[str, Any]
     targets: list[TargetBest]
     goals: list[GoalPick]
@@ -129,21 +133,32 @@ def gather(
         if recorded is None:
             raise UserError(f"study {study.study_name!r} records no accuracy limit: pass one")
         limit = float(recorded)
-    all_points = points(study, baseline)
+    from autoaccel.placement import hardware_ranking, infeasible_reasons, projected_points
+
+    found = points(study, baseline)
+    measured = [p for p in found if p.measured]
+    # estimated: each build projected on each target (and estimated trials of older studies)
+    projected = projected_points(study, baseline) + [p for p in found if not p.measured]
     if recorded is None or not math.isclose(limit, recorded):
         # judged against another limit than the one the search ran with
-        all_points = [replace(p, feasible=p.accuracy_drop <= limit + 1e-12) for p in all_points]
-    frontier = objective_frontier(all_points, "latency")
+        measured, projected = (
+            [replace(p, feasible=p.accuracy_drop <= limit + 1e-12) for p in pts]
+            for pts in (measured, projected)
+        )
+    all_points = measured + projected
+    frontier = objective_frontier(measured, "latency")
     rec = recommend(
         study.study_name,
         workload,
         baseline,
         limit,
         frontier,
-        all_points,
+        measured,
         prefer,
         machine_baselines(study),
     )
+    reasons = infeasible_reasons(study)
+    rec["hardware"] = hardware_ranking(measured, projected, reasons)
     attach_confirmation(rec, study.user_attrs.get("confirmed"))
     trials = study.get_trials(deepcopy=False)
     return Facts(
@@ -153,12 +168,13 @@ def gather(
         prefer=prefer,
         baseline=baseline,
         points=all_points,
+        measured=measured,
         frontier=frontier,
         recommendation=rec,
-        targets=_targets(trials, all_points),
+        targets=_targets(trials, measured, projected, reasons),
         goals=[_goal(goal, all_points) for goal in GOALS],
         importances=_importances(study, workload["metric"]),
-        troubles=_troubles(trials, all_points, workload["metric"], limit),
+        troubles=_troubles(trials, measured, workload["metric"], limit),
         fidelity=read_fidelity(FIDELITY_FILE if fidelity is None else fidelity, workload),
         states=_states(trials),
     )
@@ -208,23 +224,34 @@ def _workload(
     return {**found, **(info or {})}
 
 
-def _targets(trials: list[optuna.trial.FrozenTrial], all_points: list[Point]) -> list[TargetBest]:
-    tried: dict[str, int] = {}
+def _targets(
+    trials: list[optuna.trial.FrozenTrial],
+    measured: list[Point],
+    projected: list[Point],
+    reasons: dict[str, str],
+) -> list[TargetBest]:
+    """Every target's best build within the limit: the measured ones' from their trials
+    (failed = trials that failed here), the estimated ones' from the projections (failed =
+    builds no plan of the target could run)."""
+    failed_here = sum(t.state.name in ("FAIL", "PRUNED") for t in trials)
+    unrunnable: dict[str, int] = {}
     for t in trials:
-        name = t.user_attrs.get("recipe", {}).get("target.name", "cpu-local")
-        if t.state.name in ("FAIL", "PRUNED"):
-            tried[name] = tried.get(name, 0) + 1
-        else:
-            tried.setdefault(name, 0)
-    for p in all_points:
-        tried.setdefault(p.target, 0)
+        for name, proj in (t.user_attrs.get("projections") or {}).items():
+            if not proj.get("feasible_plans"):
+                unrunnable[name] = unrunnable.get(name, 0) + 1
+    by_target: dict[str, list[Point]] = {}
+    for p in [*measured, *projected]:
+        by_target.setdefault(p.target, []).append(p)
     rows = []
-    for name, failed in tried.items():
-        mine = [p for p in all_points if p.target == name]
+    for name, mine in by_target.items():
         best, _ = choose(mine, "latency")
+        failed = failed_here if mine[0].measured else unrunnable.get(name, 0)
         rows.append(TargetBest(name, best, len(mine), sum(p.feasible for p in mine), failed))
+    for name, reason in reasons.items():
+        if name not in by_target:
+            rows.append(TargetBest(name, None, 0, 0, unrunnable.get(name, 0), reason))
     return sorted(
-        rows, key=lambda r: (r.best is None, r.best.latency_ms if r.best else 0.0, r.target)
+        rows, key=lambda r: (r.best is None, r.best.objective_ms if r.best else 0.0, r.target)
     )
 
 

@@ -1,16 +1,19 @@
 """The one shape every hardware target has, and the data a cost model reads.
 
-A `Target` turns a candidate's analysed graph (`GraphCost`: per-node work, bytes, precision and
-sparsity) plus a parallelism `Plan` into an `Estimate`. The local CPU is *measured* by the
-search itself; every other target is *estimated* by its kind's cost model from its profile in
-`hardware_profiles/`. A recipe a target cannot run raises `InfeasibleRecipe` with the reason.
+A `Target` is a profile plus where its figures come from (`measured`, `source`). Every target
+turns a build's analysed graph (`GraphCost`: per-node work, bytes, precision and sparsity) plus
+a parallelism `Plan` into an `Estimate` with its kind's cost model; a *measured* target
+(`autoaccel.targets.measured`: this CPU, a CUDA GPU when present) is also a device the search
+runs candidates on and times by the protocol, and keeps its cost model only for what a clock
+cannot tell (energy, $) and to show that model's error beside the measurement. A plan or
+precision a target cannot run raises `InfeasibleRecipe` with the reason.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from autoaccel.targets.profile import HardwareProfile
@@ -104,6 +107,7 @@ class Estimate:
     throughput_qps: float  # inferences per second over all devices of the plan
     energy_j: float | None = None  # per inference
     cost_per_million_usd: float | None = None  # per million inferences
+    cost_per_hour_usd: float | None = None  # renting every device of the plan for an hour
     breakdown_ms: dict[str, float] = field(default_factory=dict)
     """compute / memory / overhead / communication / bubble shares of `latency_ms`."""
     notes: tuple[str, ...] = ()
@@ -113,9 +117,12 @@ class Estimate:
 
 
 class Target(ABC):
-    """A hardware target; subclasses are one per kind (cpu, gpu, tpu, fpga, asic)."""
+    """A hardware target. Estimated ones are one subclass per kind (cpu, gpu, tpu, fpga,
+    asic); `MeasuredTarget` wraps one of those for a device that is really here."""
 
     kind: str
+    measured: ClassVar[bool] = False
+    """True for a device the search times candidates on; False for a cost model's opinion."""
 
     def __init__(self, profile: HardwareProfile) -> None:
         self.profile = profile
@@ -126,7 +133,8 @@ class Target(ABC):
 
     @property
     def source(self) -> str:
-        return f"estimated:{self.profile.name}"
+        """What every figure of this target rests on: `measured`, or `estimated:<profile>`."""
+        return "measured" if self.measured else f"estimated:{self.profile.name}"
 
     def max_devices(self) -> int:
         """How many devices a plan may use (1 for targets that cannot be combined)."""

@@ -228,6 +228,32 @@ class RooflineTarget(Target):
 
     def estimate(self, graph: GraphCost, plan: Plan) -> Estimate:
         self.check(graph, plan)
+        one = self._replica(graph, replace(plan, data=1))
+        latency, interval, breakdown, notes = one
+        throughput = plan.data * plan.batch_size / (plan.micro_batches * interval)
+        busy_s = breakdown["compute"] + breakdown["memory"]
+        return Estimate(
+            target=self.name,
+            source=self.source,
+            latency_ms=latency * 1e3,
+            throughput_qps=throughput,
+            energy_j=energy_j(self.profile, busy_s / latency, plan.devices, throughput),
+            cost_per_million_usd=cost_per_million(self.profile, plan.devices, throughput),
+            cost_per_hour_usd=cost_per_hour(self.profile, plan.devices),
+            breakdown_ms={k: v * 1e3 for k, v in breakdown.items()},
+            notes=notes,
+        )
+
+    def _replica(self, graph: GraphCost, plan: Plan) -> tuple:
+        """One replica's (latency s, stage interval s, breakdown s, notes). Data parallelism
+        only multiplies replicas, so a projection over a plan grid computes each replica
+        once (kept per graph and plan; the graph is held so its id is never reused)."""
+        memo = self.__dict__.setdefault("_replicas", {})
+        key = (id(graph), plan)
+        if key in memo:
+            return memo[key][1]
+        if len(memo) > 512:
+            memo.clear()
         resident = self.weights_resident(graph, plan)
         t, m, p = plan.tensor, plan.micro_batches, plan.pipeline
         link = self.profile.interconnect  # a profile with max_devices > 1 has one
@@ -253,8 +279,6 @@ class RooflineTarget(Target):
         p2p = sum(alpha + nodes[r[-1]].output_bytes / (bw * eff) for r in stages[:-1])
         latency = max(sum(stage_s) + (m - 1) * stage_s[slow] + p2p, 1e-12)  # 0 for empty ops
         interval = max(max(self.interval([times[j] for j in r]) for r in stages), 1e-12)
-        throughput = plan.data * plan.batch_size / (m * interval)
-
         slowest = [times[j] for j in stages[slow]]
         breakdown = {
             "compute": m * sum(x.compute for x in slowest),
@@ -263,19 +287,11 @@ class RooflineTarget(Target):
             "communication": m * sum(x.communication for x in slowest) + p2p,
             "bubble": sum(stage_s) - stage_s[slow],
         }
-        busy_s = breakdown["compute"] + breakdown["memory"]
         if p > 1:
             notes[f"pipeline bubble {breakdown['bubble'] / latency:.0%} of latency"] = None
-        return Estimate(
-            target=self.name,
-            source=self.source,
-            latency_ms=latency * 1e3,
-            throughput_qps=throughput,
-            energy_j=energy_j(self.profile, busy_s / latency, plan.devices, throughput),
-            cost_per_million_usd=cost_per_million(self.profile, plan.devices, throughput),
-            breakdown_ms={k: v * 1e3 for k, v in breakdown.items()},
-            notes=tuple(notes),
-        )
+        result = (latency, interval, breakdown, tuple(notes))
+        memo[key] = (graph, result)
+        return result
 
 
 def energy_j(profile: HardwareProfile, busy: float, devices: int, throughput: float) -> float:
@@ -288,7 +304,13 @@ def energy_j(profile: HardwareProfile, busy: float, devices: int, throughput: fl
     return power * devices / throughput
 
 
+def cost_per_hour(profile: HardwareProfile, devices: int) -> float | None:
+    """Rented price of the plan's devices for an hour (None without a published price)."""
+    price = profile.price_per_hour_usd
+    return price.value * devices if price else None
+
+
 def cost_per_million(profile: HardwareProfile, devices: int, throughput: float) -> float | None:
     """Rented price of a million inferences: $/h x devices / 3600 / throughput x 1e6."""
-    price = profile.price_per_hour_usd
-    return price.value * devices / 3600 / throughput * 1e6 if price else None
+    hourly = cost_per_hour(profile, devices)
+    return hourly / 3600 / throughput * 1e6 if hourly is not None else None

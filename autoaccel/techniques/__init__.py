@@ -1,9 +1,9 @@
 """Acceleration techniques: one shape (`Technique`), one registry.
 
 Adding a technique is one new module plus one line in `REGISTRY`. The registry order is the
-order parameters are suggested in (target first, then runtime: later techniques depend on
-their choices);
-the build applies techniques by `Stage`.
+order parameters are suggested in (runtime first: later techniques depend on its choices);
+the build applies techniques by `Stage`. Hardware is not a technique: every build is measured
+here and projected on every target (`autoaccel.projection`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from autoaccel.techniques.distill import Distill
 from autoaccel.techniques.prune import Prune
 from autoaccel.techniques.quantize import Quantize
 from autoaccel.techniques.runtime import Runtime
-from autoaccel.techniques.target import TargetChoice
 
 REGISTRY: dict[str, Technique] = {
-    t.name: t for t in (TargetChoice(), Runtime(), Distill(), Prune(), Compile(), Quantize())
+    t.name: t for t in (Runtime(), Distill(), Prune(), Compile(), Quantize())
 }
 
 

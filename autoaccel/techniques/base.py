@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from autoaccel.workloads.base import Workload
 
 
-IMPLIED: dict[str, Any] = {"target.name": "cpu-local", "runtime.backend": "onnxruntime"}
-"""What a recipe that leaves these keys out means: recipes for an estimated target have no
-runtime settings (they run the ONNX graph), and recipes from before targets existed ran here."""
+IMPLIED: dict[str, Any] = {"runtime.backend": "onnxruntime"}
+"""What a recipe that leaves these keys out means (recipes of studies from before hardware was
+projected instead of searched had no runtime settings when they named an estimated target)."""
 
 
 def recipe_value(recipe: dict[str, Any], key: str) -> Any:
@@ -96,9 +96,6 @@ class Technique(ABC):
     stage: Stage
     requires: dict[str, tuple[Any, ...]] = {}
     """Recipe conditions for the whole technique (e.g. only with the ONNX Runtime backend)."""
-    configures_session: bool = True
-    """Whether its session params are settings of the session that runs the model (False for
-    the target choice: it says where the model is timed, not how it runs)."""
 
     @abstractmethod
     def params(self, workload: Workload | None) -> tuple[Param, ...]:

@@ -32,7 +32,6 @@ _OPENVINO = {"runtime.backend": ("openvino",)}
 class Runtime(Technique):
     name = "runtime"
     stage = Stage.RUNTIME
-    requires = {"target.name": ("cpu-local",)}  # estimated targets run the ONNX graph
 
     def params(self, workload) -> tuple[Param, ...]:
         torch_ok = workload is None or workload.torch_model_available()

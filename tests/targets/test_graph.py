@@ -388,7 +388,7 @@ DIGITS_PARAMS = (16 * 9 + 16) + (32 * 16 * 9 + 32) + (512 * 64 + 64) + (64 * 10 
 def digits_models(tmp_path_factory) -> dict[str, Path]:
     """The digits CNN (untrained weights: counts do not depend on them), exported and
     quantized by autoaccel's own build steps."""
-    from autoaccel.build.export import export_onnx
+    from autoaccel.builder.onnx_export import export_onnx
     from autoaccel.techniques.base import BuildContext, Candidate
     from autoaccel.techniques.quantize import Quantize
     from autoaccel.workloads.digits import DigitsCNN
@@ -440,7 +440,7 @@ def test_digits_cnn_quantized_precisions(digits_models, mode, precisions, matrix
 def test_minilm_fused_and_int8_graphs_count_the_same_matmuls(tmp_path_factory):
     """all-MiniLM-L6-v2 at seq 128: 6 layers x (QKV + output 384x384, FFN 384x1536x2,
     QK^T and AV of 12 heads x 32) by hand, whether fused into Attention or quantized."""
-    from autoaccel.build import build_candidate
+    from autoaccel.builder import build_candidate
     from autoaccel.workloads import load_workload
 
     cache = tmp_path_factory.mktemp("minilm")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoaccel.build import build_candidate
+from autoaccel.builder import build_candidate
 from autoaccel.evaluate.runners import open_runner
 from autoaccel.techniques import REGISTRY
 

@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from autoaccel.build import build_candidate
+from autoaccel.builder import build_candidate
 from autoaccel.evaluate import MeasureConfig, evaluate_candidate
 from autoaccel.techniques import REGISTRY
 

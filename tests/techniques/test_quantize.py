@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from autoaccel.build import build_candidate
+from autoaccel.builder import build_candidate
 from autoaccel.errors import InfeasibleRecipe
 from autoaccel.evaluate import MeasureConfig, evaluate_candidate
 from autoaccel.techniques import BuildContext, Candidate, config_of, describe_recipe

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from autoaccel.build import build_candidate
+from autoaccel.builder import build_candidate
 from autoaccel.evaluate.runners import open_runner
 from autoaccel.workloads import load_workload
 from autoaccel.workloads.digits import DigitsCNN, SeedMLP

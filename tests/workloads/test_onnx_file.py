@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from autoaccel.build import build_candidate
+from autoaccel.builder import build_candidate
 from autoaccel.errors import UserError
 from autoaccel.evaluate import MeasureConfig, evaluate_candidate
 from autoaccel.workloads import load_workload

@@ -75,8 +75,7 @@ def build_candidate(
                 key,
                 lambda c, d, t=tech, cfg=config: t.apply(c, cfg, BuildContext(workload, d)),
             )
-        if tech.configures_session:
-            candidate = candidate.with_session(**{k: v for k, v in config.items() if k in session})
+        candidate = candidate.with_session(**{k: v for k, v in config.items() if k in session})
     if backend == "torch_compile":
         # the runner compiles for the timed shape when it opens (see evaluate/runners.py)
         warmup = workload.latency_inputs(1)
@@ -167,7 +166,7 @@ def _export(candidate: Candidate, workload: Workload, workdir: Path) -> Candidat
     if given is not None:
         shutil.copyfile(given, out)
         return replace(candidate, onnx_path=out)
-    from autoaccel.build.export import export_onnx
+    from autoaccel.builder.onnx_export import export_onnx
 
     model = candidate.torch_model or workload.torch_model()
     export_onnx(model, workload, out)

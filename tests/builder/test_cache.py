@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import autoaccel.build
-from autoaccel.build import build_candidate
+import autoaccel.builder
+from autoaccel.builder import build_candidate
 
 ORT = {"runtime.backend": "onnxruntime", "runtime.intra_op_threads": 1}
 DYNAMIC = {**ORT, "quantize.mode": "int8_dynamic", "quantize.per_channel": True}
@@ -31,7 +31,7 @@ def test_cached_step_is_not_rerun_when_built_again(seed_mlp, tmp_path, monkeypat
     def boom(*args, **kwargs):
         raise AssertionError("export ran again")
 
-    monkeypatch.setattr(autoaccel.build, "_export", boom)
+    monkeypatch.setattr(autoaccel.builder, "_export", boom)
     assert build_candidate(DYNAMIC, seed_mlp, tmp_path).onnx_path.exists()
 
 
@@ -95,7 +95,7 @@ def test_failed_build_leaves_no_temp_folder_and_no_cache_entry(seed_mlp, tmp_pat
         (workdir / "model.onnx").write_bytes(b"half a model")
         raise RuntimeError("crashed mid-export")
 
-    monkeypatch.setattr(autoaccel.build, "_export", crash)
+    monkeypatch.setattr(autoaccel.builder, "_export", crash)
     with pytest.raises(RuntimeError, match="crashed mid-export"):
         build_candidate(ORT, seed_mlp, tmp_path)
     assert list((tmp_path / "models").iterdir()) == []

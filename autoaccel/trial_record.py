@@ -1,0 +1,229 @@
+"""Record a trial's end in both stores: the Optuna study (what the sampler learns from, and
+what reports are rebuilt from) and its MLflow run (what a person reviews).
+
+Only measured figures enter `study.tell`: the objective is the measured target's (cpu-local's)
+latency or scenario figure. Each estimated target's projection of the build is stored beside
+it (`projections` user attr, `projected.<target>.*` MLflow metrics and a `projections.json`
+artifact), never told to the sampler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from autoaccel.early_stop import TrainingStopped
+from autoaccel.frontier import objective_of
+from autoaccel.trial_eval import Outcome
+
+
+@dataclass
+class TrialEvent:
+    """What the progress display is told after each trial."""
+
+    number: int
+    done: int
+    budget: int
+    failed: int
+    state: str
+    speedup: float | None = None
+    feasible: bool = False
+    reason: str | None = None
+
+
+class TrialRecorder:
+    """Writes trials' ends for one search (its study, tracker, limit and machine)."""
+
+    def __init__(self, study: optuna.Study, tracker, limit: float, machine: dict, objective: str):
+        self.study = study
+        self.tracker = tracker
+        self.limit = limit
+        self.machine = machine
+        self.objective = objective  # the measured target the study optimises
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "target": self.objective,
+            "latency_source": "measured",
+            "pareto": "false",
+            "machine": str(self.machine["host"]),  # workers on many machines
+        }
+
+    def complete(
+        self, trial, recipe: dict[str, Any], out: Outcome, baseline: dict[str, Any], metric: str
+    ) -> tuple[float, bool]:
+        """A built, judged, measured and projected candidate; returns (speedup, feasible)."""
+        accuracy = out.quality[metric]
+        drop = baseline["accuracy"] - accuracy
+        mine = out.objective
+        objective = mine["objective_ms"]
+        speedup = objective_of(baseline) / objective
+        feasible = drop <= self.limit
+        trial.set_constraint("accuracy_drop", drop - self.limit)
+        hardware = {k: v for k, v in mine.items() if k not in ("twin", "source", "device")}
+        trial.set_user_attr(
+            "result",
+            {
+                "quality": out.quality,
+                "quality_cached": out.quality_cached,
+                "latency_ms": mine["latency_ms"],
+                "objective_ms": objective,
+                "latency_p90_ms": mine["latency_p90_ms"],
+                "latency_runs": mine["latency_runs"],
+                "latency_source": "measured",
+                "target": self.objective,
+                "size_mb": out.size_mb,
+                "machine": self.machine,
+                "notes": out.notes,
+                "seconds": {"build": out.build_s, "train": out.train_s, **out.seconds},
+                "hardware": {**hardware, "batch_size": 1},
+                "measured": out.measured,
+            },
+        )
+        trial.set_user_attr("projections", out.projections)
+        metrics = {
+            **{f"quality.{k}": v for k, v in out.quality.items()},
+            "accuracy": accuracy,
+            "accuracy_drop": drop,
+            "latency_ms": mine["latency_ms"],
+            "latency_p90_ms": mine["latency_p90_ms"],
+            "latency_runs": mine["latency_runs"],
+            "speedup": speedup,
+            "objective_ms": objective,
+            "size_mb": out.size_mb,
+            "seconds.build": out.build_s,
+            "seconds.train": out.train_s,
+            **{f"seconds.{k}": v for k, v in out.seconds.items()},
+            **{k: v for k, v in hardware.items() if isinstance(v, int | float)},
+            **{
+                f"scenario.{k}": v
+                for k, v in mine["scenario"].items()
+                if isinstance(v, int | float) and k != "objective_ms"
+            },
+            **measured_metrics(out.measured),
+            **projection_metrics(out.projections),
+        }
+        if out.curve:
+            trial.set_user_attr("curve", out.curve)
+            metrics.update(curve_metrics(out.curve))
+        tags = {**self.tags(), "feasible": str(feasible).lower()}
+        files = {"projections.json": out.projections, "measured.json": out.measured}
+        run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, json_files=files)
+        trial.set_user_attr("mlflow_run_id", run_id)
+        self.study.tell(trial, [accuracy, objective])
+        return speedup, feasible
+
+    def stopped(self, trial, recipe, stop: TrainingStopped, baseline_accuracy: float) -> None:
+        """A training run the early-stopping rule cut short: PRUNED, with the accuracy
+        constraint it was projected to violate, so samplers learn to avoid its region."""
+        projected_drop = baseline_accuracy - stop.projected
+        trial.set_constraint("accuracy_drop", projected_drop - self.limit)
+        trial.set_user_attr("curve", stop.curve)
+        trial.set_user_attr("early_stopped", str(stop))
+        trial.set_user_attr("fail_reason", str(stop))
+        metrics = {"seconds.build": stop.seconds, **curve_metrics(stop.curve)}
+        tags = {**self.tags(), "early_stopped": "true", "fail_reason": str(stop)}
+        tags["feasible"] = "false"
+        run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, status="KILLED")
+        trial.set_user_attr("mlflow_run_id", run_id)
+        self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+
+    def stopped_again(self, trial, recipe, earlier) -> None:
+        """The same recipe as an early-stopped trial: it would stop again."""
+        reason = earlier.user_attrs["early_stopped"]
+        for key, value in earlier.constraints.items():
+            trial.set_constraint(key, value)
+        trial.set_user_attr("early_stopped", reason)
+        trial.set_user_attr("duplicate_of", earlier.number)
+        tags = {**self.tags(), "early_stopped": "true", "fail_reason": reason}
+        tags.update(feasible="false", duplicate_of=str(earlier.number))
+        run_id = self.tracker.log_trial(trial.number, recipe, {}, tags, status="KILLED")
+        trial.set_user_attr("mlflow_run_id", run_id)
+        self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+
+    def reuse(self, trial, recipe, earlier, baseline: dict[str, Any]) -> tuple[float, bool]:
+        """The same recipe as a completed trial (samplers repeat points in small spaces): its
+        outcome counts again instead of spending minutes on the same candidate."""
+        drop = baseline["accuracy"] - earlier.values[0]
+        feasible = drop <= self.limit
+        trial.set_constraint("accuracy_drop", drop - self.limit)
+        trial.set_user_attr("result", earlier.user_attrs["result"])
+        trial.set_user_attr("projections", earlier.user_attrs.get("projections", {}))
+        trial.set_user_attr("duplicate_of", earlier.number)
+        speedup = objective_of(baseline) / earlier.values[1]
+        metrics = {
+            "accuracy": earlier.values[0],
+            "accuracy_drop": drop,
+            "latency_ms": earlier.values[1],
+            "speedup": speedup,
+        }
+        tags = {**self.tags(), "feasible": str(feasible).lower()}
+        tags["duplicate_of"] = str(earlier.number)
+        run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags)
+        trial.set_user_attr("mlflow_run_id", run_id)
+        self.study.tell(trial, list(earlier.values))
+        return speedup, feasible
+
+    def fail(self, trial, recipe, reason: str, trace: str = "", infeasible: bool = False) -> None:
+        """Record a failed trial. A recipe that cannot run as asked (InfeasibleRecipe) is
+        told to Optuna as PRUNED with a violated constraint, not FAIL: samplers ignore FAIL
+        trials and would keep proposing the same impossible recipe, while TPE ranks
+        infeasible trials below every feasible one and learns to avoid them."""
+        tags = {**self.tags(), "fail_reason": reason[:5000], "infeasible": str(infeasible).lower()}
+        if trace:
+            tags["traceback"] = trace[-5000:]
+        run_id = self.tracker.log_trial(trial.number, recipe, {}, tags, failed=True)
+        trial.set_user_attr("mlflow_run_id", run_id)
+        trial.set_user_attr("fail_reason", reason)
+        if infeasible:
+            trial.set_constraint("recipe_runs", 1.0)
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def same_recipe(study: optuna.Study, recipe: dict[str, Any]):
+    """A completed (or early-stopped) trial with exactly this recipe, or None."""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for t in study.get_trials(deepcopy=False, states=states):
+        if t.user_attrs.get("recipe") == recipe and (
+            "result" in t.user_attrs or "early_stopped" in t.user_attrs
+        ):
+            return t
+    return None
+
+
+def measured_metrics(measured: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """`measured.<target>.latency_ms` and its twin's estimate, for every measured target."""
+    out = {}
+    for name, figures in measured.items():
+        if "latency_ms" in figures:
+            out[f"measured.{name}.latency_ms"] = figures["latency_ms"]
+        twin = (figures.get("twin") or {}).get("best", {}).get("latency")
+        if twin:
+            out[f"measured.{name}.twin_estimate_ms"] = twin["latency_ms"]
+    return out
+
+
+def projection_metrics(projections: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """`projected.<target>.<figure>` of the plan each target's scenario picks."""
+    out = {}
+    for name, proj in projections.items():
+        pick = proj["best"].get("scenario")
+        if pick is None:
+            continue
+        for key in ("latency_ms", "throughput_qps", "cost_per_million_usd", "energy_j"):
+            if pick.get(key) is not None:
+                out[f"projected.{name}.{key}"] = pick[key]
+    return out
+
+
+def curve_metrics(curve: dict[str, dict[float, float]]) -> dict[str, float]:
+    """`train_quality.<stage>.<percent>` metrics: the quality seen during training."""
+    return {
+        f"train_quality.{stage}.{round(float(f) * 100)}pct": q
+        for stage, points in curve.items()
+        for f, q in points.items()
+    }
