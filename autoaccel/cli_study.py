@@ -91,7 +91,14 @@ def techniques() -> None:
             )
             when = " & ".join(f"{k} in {list(v)}" for k, v in {**tech.requires, **p.when}.items())
             table.add_row(f"{tech.name}.{p.name}", values, str(p.default), when, p.help)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(
+        "Hardware is not searched: every build is measured here and projected on each target "
+        "of the space's top-level `targets:` block (names; plan grid: batch_size, data, "
+        "tensor, pipeline, micro_batches) — see `autoaccel targets list`.",
+        highlight=False,
+    )
 
 
 def _log_to_parent(paths, tracking_uri: str | None, study: str, files: list[Path]) -> None:

@@ -3,7 +3,10 @@
 Everything here is rebuilt from the study's storage alone, so a resumed or concurrent search
 always reports the same frontier for the same trials.
 
-Policy (`recommend(..., prefer=...)`, `choose`):
+Policy (`recommend(..., prefer=...)`, `choose`). The search hands `recommend` only the builds
+measured here: the recommendation is for this machine. Every other target's best build + plan
+is ranked apart (`autoaccel.placement`); `choose` also picks across targets for the report's
+goals, where the tie rule below applies.
 
 - Only feasible candidates count: quality within the accuracy limit of the baseline. An
   infeasible point is never recommended; when none is feasible the recommendation is `null`
@@ -272,9 +275,8 @@ def recommend(
         },
         "prefer": prefer,
         "policy": (
-            f"prefer {prefer}: lowest {words} among feasible candidates; a measured one "
-            f"within noise ({SUB_MS_NOISE:.0%} under 1 ms, {NOISE:.0%} above) of an "
-            "estimated best is preferred"
+            f"prefer {prefer}: lowest {words} among the feasible builds measured here (other "
+            "hardware is ranked apart, from each target's projections)"
         ),
         "recommended": None,
         "rationale": None,

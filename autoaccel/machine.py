@@ -24,6 +24,25 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags as the kernel reports them; None where it does not."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def runs_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); True where the flags
+    cannot be read, so the measurement decides (OpenVINO then refuses, with the reason)."""
+    flags = cpu_flags()
+    return flags is None or bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
 def machine_info() -> dict[str, object]:
     """Which machine measured a figure: measured latencies from different machines are
     never compared as if they came from one."""

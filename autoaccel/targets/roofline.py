@@ -244,14 +244,20 @@ class RooflineTarget(Target):
             notes=notes,
         )
 
+    def __getstate__(self) -> dict:
+        """Pickled (to the isolated worker) without the memo of replicas."""
+        return {k: v for k, v in self.__dict__.items() if k != "_replicas"}
+
     def _replica(self, graph: GraphCost, plan: Plan) -> tuple:
         """One replica's (latency s, stage interval s, breakdown s, notes). Data parallelism
         only multiplies replicas, so a projection over a plan grid computes each replica
-        once (kept per graph and plan; the graph is held so its id is never reused)."""
+        once (kept per graph object and plan; the graph is held, so its id is not reused
+        while the entry lives)."""
         memo = self.__dict__.setdefault("_replicas", {})
         key = (id(graph), plan)
-        if key in memo:
-            return memo[key][1]
+        held = memo.get(key)
+        if held is not None and held[0] is graph:  # an id from another process never matches
+            return held[1]
         if len(memo) > 512:
             memo.clear()
         resident = self.weights_resident(graph, plan)

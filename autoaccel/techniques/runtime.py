@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autoaccel.machine import usable_cores
+from autoaccel.machine import runs_bf16, usable_cores
 from autoaccel.techniques.base import BuildContext, Candidate, Param, Stage, Technique
 
 ONNX_BACKENDS = ("onnxruntime", "openvino")
@@ -64,11 +64,12 @@ class Runtime(Technique):
             Param(
                 "ov_precision",
                 "f32",
-                choices=("f32", "bf16"),
+                # a build this CPU cannot run is no trial: bf16 only where it computes bf16
+                choices=("f32", "bf16") if workload is None or runs_bf16() else ("f32",),
                 when=_OPENVINO,
                 session=True,
                 help="OpenVINO INFERENCE_PRECISION_HINT: f32, or bf16 on CPUs with AVX512-BF16 "
-                "/ AMX (OpenVINO's own default there is bf16)",
+                "/ AMX (OpenVINO's own default there is bf16; not offered on a CPU without)",
             ),
             Param(
                 "ov_hint",

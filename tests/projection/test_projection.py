@@ -84,3 +84,14 @@ def test_plans_read_as_words():
     assert describe_plan({"batch_size": 1}) == "batch 1, one device"
     words = describe_plan({"batch_size": 8, "data": 2, "pipeline": 2, "micro_batches": 4})
     assert words == "batch 8, data parallel 2, pipeline parallel 2, 4 micro-batches"
+
+
+def test_a_target_pickled_for_the_worker_leaves_its_memo_behind():
+    import pickle
+
+    target = TARGETS["nvidia-a100-80gb"]
+    graph = _graph()
+    here = project_target(target, graph, PlanGrid())
+    there = pickle.loads(pickle.dumps(target))
+    assert "_replicas" in target.__dict__ and "_replicas" not in there.__dict__
+    assert project_target(there, graph, PlanGrid()) == here

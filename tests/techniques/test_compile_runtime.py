@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -151,3 +153,25 @@ def test_openvino_session_settings_share_model_file_with_onnxruntime(seed_mlp, c
     assert ov.session["ov_hint"] == "latency"  # default filled in
     assert ov.session["ov_streams"] == 2
     assert "execution_mode" not in ov.session
+
+
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_bf16_is_offered_only_where_the_cpu_computes_it(monkeypatch, seed_mlp, has_bf16):
+    import optuna
+
+    import autoaccel.techniques.runtime as runtime
+    from autoaccel.space import SearchSpace, suggest_recipe
+
+    monkeypatch.setattr(runtime, "runs_bf16", lambda: has_bf16)
+    space = SearchSpace(
+        "t",
+        Path("t.yaml"),
+        {"runtime": {"backend": ["openvino"], "ov_precision": ["f32", "bf16"]}},
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {
+        suggest_recipe(study.ask(), space, seed_mlp)["runtime.ov_precision"] for _ in range(20)
+    }
+    assert seen == ({"f32", "bf16"} if has_bf16 else {"f32"})
+    declared = {p.name: p for p in runtime.Runtime().params(None)}
+    assert declared["ov_precision"].choices == ("f32", "bf16")  # a space may always name it
