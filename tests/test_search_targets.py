@@ -164,3 +164,38 @@ def test_targets_list_says_which_targets_are_measured_and_show_prints_profiles()
     assert "estimated" in edge
     shown = runner.invoke(app, ["targets", "show", "nvidia-t4"])
     assert shown.exit_code == 0 and "bandwidth_gbps" in shown.output and "source" in shown.output
+
+
+def test_a_measured_device_that_cannot_run_a_build_is_recorded_not_failed(
+    tmp_path, seed_mlp, cache_dir
+):
+    from autoaccel.evaluate.measure import MeasureConfig
+    from autoaccel.projection.plans import PlanGrid
+    from autoaccel.targets import load_targets
+    from autoaccel.targets.gpu import GpuTarget
+    from autoaccel.targets.measured import CUDA, MeasuredTarget
+    from autoaccel.trial_eval import CandidateEvaluator, EvalSettings
+
+    found = load_targets(["nvidia-t4"])
+    gpu = MeasuredTarget(CUDA, "cuda", GpuTarget(found["nvidia-t4"].profile))  # none here
+    settings = EvalSettings(
+        workload="seed-mlp",
+        model=None,
+        data=None,
+        metric=seed_mlp.metric,
+        cache=cache_dir,
+        root=tmp_path,
+        targets={"cpu-local": found["cpu-local"], CUDA: gpu, "nvidia-t4": found["nvidia-t4"]},
+        measure=MeasureConfig().scaled(0.03),
+        batch_sizes=(1,),
+        scenario="single-stream",
+        latency_bound_ms=100.0,
+        arrival_rate=None,
+        grid=PlanGrid.from_block({"batch_size": [1]}),
+    )
+    assert settings.objective_target == "cpu-local"
+    out = CandidateEvaluator(settings, seed_mlp).run({"runtime.backend": "onnxruntime"})
+    assert out.objective is out.measured["cpu-local"] and out.objective["latency_runs"] > 0
+    assert "CUDA" in out.measured[CUDA]["infeasible"]  # this machine has no GPU
+    assert out.measured["cpu-local"]["twin"]["source"] == "estimated:cpu-local"
+    assert set(out.projections) == {"nvidia-t4"}
