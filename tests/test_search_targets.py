@@ -117,20 +117,20 @@ def test_projections_are_tracked_in_mlflow(searched):
     assert list((runs / "mlartifacts").rglob("projections.json"))
 
 
-def test_quality_is_judged_once_per_built_model(tmp_path, seed_mlp, cache_dir):
+def _settings(tmp_path, workload, cache_dir, targets):
+    """What a trial's evaluator needs: these targets, batch-1 plans only, short timings."""
     from autoaccel.evaluate.measure import MeasureConfig
     from autoaccel.projection.plans import PlanGrid
-    from autoaccel.targets import load_targets
-    from autoaccel.trial_eval import CandidateEvaluator, EvalSettings
+    from autoaccel.trial_eval import EvalSettings
 
-    settings = EvalSettings(
+    return EvalSettings(
         workload="seed-mlp",
         model=None,
         data=None,
-        metric=seed_mlp.metric,
+        metric=workload.metric,
         cache=cache_dir,
         root=tmp_path,
-        targets=load_targets(["nvidia-l4"]),
+        targets=targets,
         measure=MeasureConfig().scaled(0.03),
         batch_sizes=(1,),
         scenario="single-stream",
@@ -138,6 +138,13 @@ def test_quality_is_judged_once_per_built_model(tmp_path, seed_mlp, cache_dir):
         arrival_rate=None,
         grid=PlanGrid.from_block({"batch_size": [1]}),
     )
+
+
+def test_quality_is_judged_once_per_built_model(tmp_path, seed_mlp, cache_dir):
+    from autoaccel.targets import load_targets
+    from autoaccel.trial_eval import CandidateEvaluator
+
+    settings = _settings(tmp_path, seed_mlp, cache_dir, load_targets(["nvidia-l4"]))
     evaluator = CandidateEvaluator(settings, seed_mlp)
     recipe = {"runtime.backend": "onnxruntime", "quantize.mode": "int8_dynamic"}
     first = evaluator.run({**recipe, "runtime.intra_op_threads": 1})
@@ -169,30 +176,15 @@ def test_targets_list_says_which_targets_are_measured_and_show_prints_profiles()
 def test_a_measured_device_that_cannot_run_a_build_is_recorded_not_failed(
     tmp_path, seed_mlp, cache_dir
 ):
-    from autoaccel.evaluate.measure import MeasureConfig
-    from autoaccel.projection.plans import PlanGrid
     from autoaccel.targets import load_targets
     from autoaccel.targets.gpu import GpuTarget
     from autoaccel.targets.measured import CUDA, MeasuredTarget
-    from autoaccel.trial_eval import CandidateEvaluator, EvalSettings
+    from autoaccel.trial_eval import CandidateEvaluator
 
     found = load_targets(["nvidia-t4"])
     gpu = MeasuredTarget(CUDA, "cuda", GpuTarget(found["nvidia-t4"].profile))  # none here
-    settings = EvalSettings(
-        workload="seed-mlp",
-        model=None,
-        data=None,
-        metric=seed_mlp.metric,
-        cache=cache_dir,
-        root=tmp_path,
-        targets={"cpu-local": found["cpu-local"], CUDA: gpu, "nvidia-t4": found["nvidia-t4"]},
-        measure=MeasureConfig().scaled(0.03),
-        batch_sizes=(1,),
-        scenario="single-stream",
-        latency_bound_ms=100.0,
-        arrival_rate=None,
-        grid=PlanGrid.from_block({"batch_size": [1]}),
-    )
+    measured_first = {"cpu-local": found["cpu-local"], CUDA: gpu, "nvidia-t4": found["nvidia-t4"]}
+    settings = _settings(tmp_path, seed_mlp, cache_dir, measured_first)
     assert settings.objective_target == "cpu-local"
     out = CandidateEvaluator(settings, seed_mlp).run({"runtime.backend": "onnxruntime"})
     assert out.objective is out.measured["cpu-local"] and out.objective["latency_runs"] > 0
