@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from autoaccel.frontier import Point
-from autoaccel.techniques import REGISTRY, config_of
+from autoaccel.techniques import REGISTRY, config_of, describe_recipe
 
 
 def steps(recipe: dict) -> list[list[str]]:
@@ -20,6 +20,27 @@ def steps(recipe: dict) -> list[list[str]]:
             effect = "-"
         rows.append([tech.name, ", ".join(f"{k}={v}" for k, v in config.items()), effect])
     return rows
+
+
+def described_for(p: Point, goal: str) -> str:
+    """A build in words with the plan its `goal` figure comes from (an estimated point's
+    figures each come from that goal's best plan on its target)."""
+    plan = p.plans.get(goal if goal in p.plans else "latency")
+    if p.measured or plan is None:
+        return p.description
+    return f"{describe_recipe(p.recipe)}; {plan}"
+
+
+def speedup_basis(p: Point) -> str:
+    """What an estimated speedup divides: the baseline projected on the same target, or (a
+    chip that cannot run the baseline) the baseline measured here."""
+    if p.measured:
+        return ""
+    return (
+        " (vs baseline there)"
+        if p.speedup_basis.startswith("estimated")
+        else (" (vs baseline measured here)")
+    )
 
 
 def source(p: Point) -> str:

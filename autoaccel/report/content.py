@@ -13,6 +13,7 @@ from autoaccel.frontier import NOISE, SUB_MS_NOISE, Point
 from autoaccel.report.cells import (
     basis,
     change,
+    described_for,
     dollars,
     goal_figure,
     joules,
@@ -23,6 +24,7 @@ from autoaccel.report.cells import (
     qps,
     rests_on,
     source,
+    speedup_basis,
     steps,
     trial_list,
 )
@@ -191,7 +193,7 @@ def _per_target(facts: Facts) -> Section:
                 str(p.trial),
                 p.description,
                 latency,
-                f"{p.speedup:.2f}x" + ("" if p.measured else " (vs baseline there)"),
+                f"{p.speedup:.2f}x{speedup_basis(p)}",
                 qps(p.throughput_qps),
                 f"{p.accuracy:.4f} ({change(p.accuracy_drop)})",
                 joules(p.energy_j),
@@ -230,7 +232,7 @@ def _selection(facts: Facts) -> Section:
         rows.append(
             [
                 GOALS[g.goal],
-                f"{p.target}, trial {p.trial}: {p.description}",
+                f"{p.target}, trial {p.trial}: {described_for(p, g.goal)}",
                 goal_figure(p, g.goal),
                 rests_on(p, g.goal),
                 f"{runner.target}: {goal_figure(runner, g.goal)}" if runner else "-",
