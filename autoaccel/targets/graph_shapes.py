@@ -49,6 +49,42 @@ def fix_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]])
 
 
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Every tensor's static shape: ONNX's own (C++) inference when the graph uses standard
+    ops only and it resolves every output, else ORT's symbolic inference. The fast path
+    keeps a search from importing sympy (about a second per process) for plain graphs."""
+    if all(node.domain in ("", "ai.onnx") for node in model.graph.node):
+        inferred = _onnx_shapes(model)
+        if inferred is not None:
+            return inferred
+    return _symbolic_shapes(model)
+
+
+def _onnx_shapes(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    """ONNX's shape inference with data propagation, or None when any node output is left
+    without a type or a fully static shape."""
+    trial = onnx.ModelProto()
+    trial.CopyFrom(model)
+    del trial.graph.value_info[:]  # the exporter's symbolic dims would fight the fixed ones
+    try:
+        out = onnx.shape_inference.infer_shapes(trial, strict_mode=True, data_prop=True)
+    except Exception:  # an op ONNX cannot infer: the symbolic path knows more
+        return None
+    known = {vi.name: vi for vi in (*out.graph.value_info, *out.graph.output, *out.graph.input)}
+    for node in out.graph.node:
+        for name in node.output:
+            vi = known.get(name) if name else None
+            if name and vi is None:
+                return None
+            if vi is not None:
+                t = vi.type.tensor_type
+                if t.elem_type == 0 or not t.HasField("shape"):
+                    return None
+                if any(not d.HasField("dim_value") for d in t.shape.dim):
+                    return None
+    return out
+
+
+def _symbolic_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     """ORT's symbolic shape inference (knows com.microsoft ops) plus rules for the ops it
     lacks. Its `infer_shapes` wrapper is unrolled (internals `dispatcher_`, `_preprocess`,
     `_infer_impl`, as of onnxruntime 1.32) to add those rules, and so that an incomplete run

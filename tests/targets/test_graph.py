@@ -458,3 +458,22 @@ def test_minilm_fused_and_int8_graphs_count_the_same_matmuls(tmp_path_factory):
         graph = analyze(candidate.onnx_path, shapes)
         assert graph.macs == 6 * per_layer == 1_434_451_968, name
         assert graph.precisions() == precisions, name
+
+
+@pytest.mark.parametrize("name", ["seed_mlp", "digits_cnn"])
+def test_onnx_shape_inference_fast_path_counts_what_the_symbolic_one_does(
+    request, cache_dir, monkeypatch, name
+):
+    import autoaccel.targets.graph as graph_mod
+    import autoaccel.targets.graph_shapes as shapes_mod
+    from autoaccel.builder import build_candidate
+
+    workload = request.getfixturevalue(name)
+    path = build_candidate({"runtime.backend": "onnxruntime"}, workload, cache_dir).onnx_path
+    shapes = {k: tuple(v.shape) for k, v in workload.latency_inputs(1).items()}
+    model = onnx.load(str(path))
+    shapes_mod.fix_input_shapes(model, shapes)
+    assert shapes_mod._onnx_shapes(model) is not None  # plain ops: the fast path resolves it
+    fast = analyze(path, shapes)
+    monkeypatch.setattr(graph_mod, "infer_shapes", shapes_mod._symbolic_shapes)
+    assert analyze(path, shapes) == fast
