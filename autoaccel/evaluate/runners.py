@@ -292,8 +292,12 @@ def _torch_compile_runner(candidate: Candidate, input_names: tuple[str, ...]) ->
         # inductor's C++ kernels are generated for the thread count in force when compiling
         torch.set_num_threads(threads)
         try:
-            # max-autotune writes its benchmark tables to stderr (it would break the progress UI)
-            with torch._inductor.config.patch(autotune_num_choices_displayed=0):
+            # max-autotune writes its benchmark tables and a JSON line of choice stats per
+            # autotuned op to stderr (they would break the progress UI)
+            quiet = {"autotune_num_choices_displayed": 0}
+            if hasattr(torch._inductor.config, "max_autotune_report_choices_stats"):
+                quiet["max_autotune_report_choices_stats"] = False
+            with torch._inductor.config.patch(**quiet):
                 got = run(compiled, inputs)
         except torch._dynamo.exc.BackendCompilerFailed as exc:
             first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else ""
