@@ -35,6 +35,8 @@ class Memory(_Strict):
     capacity_gb: Figure
     bandwidth_gbps: Figure  # GB/s
     on_chip_mb: Figure | None = None  # SRAM / L2 / VMEM that can hold weights or activations
+    on_chip_bandwidth_gbps: Figure | None = None
+    """GB/s of bytes that stay on chip (gpu kind only; without it they cost no traffic)."""
 
 
 class Interconnect(_Strict):
@@ -51,17 +53,28 @@ class Sparsity(_Strict):
     speedup: Figure | None = None
 
 
+class EagerLaunch(_Strict):
+    """Host cost of launching a GPU build op by op from Python (PyTorch eager), gpu kind only:
+    the host issues each op in `launch_us` while the GPU runs the one before, and spends
+    `call_us` per forward call before its first op."""
+
+    launch_us: Figure
+    call_us: Figure
+
+
 class Efficiency(_Strict):
     """Achieved share of peak, by how much work one op does (small ops reach little).
 
     `compute` and `memory` are (size, efficiency) points interpolated on log(size): size in
     FLOPs for compute and in bytes for memory. `overhead_us` is the fixed cost per op (kernel
-    launch, dispatch).
+    launch, dispatch; on a GPU: per kernel replayed as a CUDA graph). `eager`: the host's cost
+    when a GPU build is launched op by op instead.
     """
 
     compute: list[tuple[float, float]] = Field(min_length=1)
     memory: list[tuple[float, float]] = Field(min_length=1)
     overhead_us: Figure
+    eager: EagerLaunch | None = None
     source: str = Field(min_length=3)
 
     @model_validator(mode="after")
@@ -91,6 +104,18 @@ class Fpga(_Strict):
     macs_per_dsp: dict[Precision, Figure]
 
 
+class Fidelity(_Strict):
+    """How far this profile's estimates were from measured latencies, and on what check: a
+    profile without one was never checked against its hardware."""
+
+    mdape_pct: float = Field(ge=0)  # median absolute % error of the estimate vs measured
+    spearman: float | None = Field(None, ge=-1, le=1)  # rank correlation over the same rows
+    n: int = Field(ge=1)  # rows
+    check: str = Field(min_length=3)  # which estimates against which timings, and how
+    measured_on: str = Field(min_length=3)  # the device and the date of the timings
+    source: str = Field(min_length=3)  # where the rows are (a results file)
+
+
 class HardwareProfile(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     kind: Literal["cpu", "gpu", "tpu", "fpga", "asic"]
@@ -111,6 +136,8 @@ class HardwareProfile(_Strict):
     fpga: Fpga | None = None
     calibrated: dict[str, float | str] | None = None
     """Written by `autoaccel calibrate` (cpu-local only): fitted factors and when."""
+    fidelity: Fidelity | None = None
+    """The estimates' measured error (None: never checked on this hardware)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> HardwareProfile:
