@@ -69,7 +69,7 @@ def search(
         typer.Option(
             help="Accuracy limit: the largest allowed drop of the workload's quality metric "
             "below the baseline, in the metric's own units (0.01 = 1 point of top-1 accuracy, "
-            "or 0.01 Spearman)."
+            "or 0.01 Spearman), not a percentage: half the metric's range or more is refused."
         ),
     ] = 0.01,
     metric: Annotated[

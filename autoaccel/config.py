@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autoaccel.errors import UserError
 
+if TYPE_CHECKING:
+    from autoaccel.workloads.base import Workload
+
 
 class SearchConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     workload: str | None = Field(None, description="built-in name or package.module:factory")
     model: Path | None = None
     data: Path | None = None
     space: str = "default"
     budget: int = Field(20, ge=1, le=100_000)
-    max_accuracy_drop: float = Field(0.01, ge=0.0, le=1.0)
+    max_accuracy_drop: float = Field(0.01, ge=0.0)  # the upper bound: check_accuracy_drop
     metric: str | None = Field(None, description="the quality figure the limit applies to")
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
-    seed: int | None = 0
+    seed: int | None = Field(0, ge=0, le=2**31 - 1)  # numpy's seeds, with room to resume
     study: str | None = None
     runs_dir: Path = Path("runs")
     storage: str | None = None
@@ -49,6 +52,7 @@ class SearchConfig(BaseModel):
             err = exc.errors()[0]
             field = str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
             raise UserError(f"--{field} {err.get('input')!r}: {err['msg']}") from None
+        check_accuracy_drop(cfg.max_accuracy_drop)
         if cfg.trial_timeout is not None and not cfg.isolate:
             raise UserError(
                 "--trial-timeout needs candidates in their own process to stop them: "
@@ -57,6 +61,49 @@ class SearchConfig(BaseModel):
         check_storage(cfg.storage, cfg.runs_dir)
         check_tracking_uri(cfg.tracking_uri)
         return cfg
+
+    def check_limit(self, workload: Workload) -> None:
+        """The accuracy limit against the metric the search is judged by, once the workload
+        is loaded and before anything is written."""
+        check_accuracy_drop(self.max_accuracy_drop, workload.metric, workload.metric_range())
+
+
+def check_accuracy_drop(
+    drop: float, metric: str | None = None, bounds: tuple[float, float] | None = None
+) -> None:
+    """Refuse a limit a person cannot mean, most often a percentage typed where the metric's
+    own units belong (`1` for one point of accuracy in [0, 1] allows any model). Without the
+    metric (the edge, before the workload loads): at most 1, as every quality figure here is
+    a fraction. With its range: under half the range (a drop of half an accuracy scale, or
+    one whole unit of Spearman, is no limit); with no known range: under 1."""
+    hint = (
+        f"for {drop:g} point{'' if drop == 1 else 's'} use --max-accuracy-drop {drop / 100:g}"
+        if drop <= 100
+        else "give a fraction, e.g. --max-accuracy-drop 0.01 for one point"
+    )
+    option = f"--max-accuracy-drop {drop:g}"
+    if metric is None:
+        if drop > 1:
+            raise UserError(
+                f"{option}: must be less than or equal to 1, a drop in the metric's own units "
+                f"(accuracy lies in [0, 1]); {hint}"
+            )
+        return
+    if bounds is None:
+        if drop >= 1:
+            raise UserError(
+                f"{option}: a whole unit of {metric}, no limit on a fraction (the workload "
+                f"declares no range for {metric}); {hint}"
+            )
+        return
+    low, high = bounds
+    width = high - low
+    if drop >= width / 2:
+        allows = "any model" if drop >= width else f"{drop / width:.0%} of that range"
+        raise UserError(
+            f"{option}: the metric {metric} lies in [{low:g}, {high:g}], so a drop of "
+            f"{drop:g} allows {allows}; {hint}"
+        )
 
 
 # Checks of the two store URLs before anything is written: a search that fails on them after

@@ -59,8 +59,8 @@ class IsolatedEvaluator:
         if kind == "stopped":
             raise rest[0]
         if kind == "infeasible":
-            raise InfeasibleRecipe(rest[0])
-        raise CandidateFailed(*rest)
+            raise InfeasibleRecipe(*rest)  # reason and kind
+        raise CandidateFailed(*rest)  # reason and the worker's traceback, as text
 
     def close(self, kill: bool = False) -> None:
         """Stop the worker: politely at the end of a search, at once after a failure."""
@@ -181,8 +181,8 @@ def _serve(conn: Connection, settings: EvalSettings, parent_pid: int) -> None:
         except TrainingStopped as stop:
             reply = ("stopped", stop)
         except InfeasibleRecipe as exc:
-            reply = ("infeasible", str(exc))
-        except Exception as exc:
+            reply = ("infeasible", str(exc), exc.kind)
+        except Exception as exc:  # a failure: its traceback travels with it
             reply = ("error", describe(exc), traceback.format_exc())
         conn.send(reply)
 

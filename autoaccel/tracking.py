@@ -75,10 +75,12 @@ class Tracker:
         failed: bool = False,
         status: str | None = None,
         json_files: dict[str, Any] | None = None,
+        text_files: dict[str, str] | None = None,
     ) -> str:
         """One nested run for a trial; `status` (e.g. KILLED for an early-stopped trial)
         overrides the FINISHED / FAILED that `failed` picks; `json_files` (name -> data) are
-        logged as the run's JSON artifacts."""
+        logged as the run's JSON artifacts, `text_files` (name -> text) as text ones (a
+        failed trial's whole traceback: a tag holds only its end)."""
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{number:04d}",
@@ -92,6 +94,8 @@ class Tracker:
         self._log(run.info.run_id, params=params, metrics=metrics)
         for name, data in (json_files or {}).items():
             self.client.log_dict(run.info.run_id, data, name)
+        for name, text in (text_files or {}).items():
+            self.client.log_text(run.info.run_id, text, name)
         status = status or ("FAILED" if failed else "FINISHED")
         self.client.set_terminated(run.info.run_id, status)
         return run.info.run_id

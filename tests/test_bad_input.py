@@ -224,6 +224,35 @@ CASES = [
         lambda d: d.search("--workload", "seed-mlp", "--max-accuracy-drop", "5"),
         ("--max-accuracy-drop 5", "less than or equal to 1"),
     ),
+    # One percent typed as 1 on a metric in [0, 1]: a limit that allows any model.
+    Case(
+        "max-accuracy-drop-percent-for-a-fraction",
+        lambda d: d.search("--workload", "seed-mlp", "--max-accuracy-drop", "1"),
+        (
+            "--max-accuracy-drop 1",
+            "the metric accuracy lies in [0, 1]",
+            "allows any model",
+            "for 1 point use --max-accuracy-drop 0.01",
+        ),
+    ),
+    # Half a percent typed as 0.5: half the accuracy scale is no limit either.
+    Case(
+        "max-accuracy-drop-half-the-range",
+        lambda d: d.search("--workload", "seed-mlp", "--max-accuracy-drop", "0.5"),
+        ("--max-accuracy-drop 0.5", "allows 50% of that range", "--max-accuracy-drop 0.005"),
+    ),
+    # Not a number at all.
+    Case(
+        "max-accuracy-drop-nan",
+        lambda d: d.search("--workload", "seed-mlp", "--max-accuracy-drop", "nan"),
+        ("--max-accuracy-drop nan", "finite number"),
+    ),
+    # A seed numpy cannot take (it would fail with a traceback once the study opens).
+    Case(
+        "seed-negative",
+        lambda d: d.search("--workload", "seed-mlp", "--seed", "-1"),
+        ("--seed -1", "greater than or equal to 0"),
+    ),
     # A quality figure the workload does not report (a typo, or another workload's).
     Case(
         "metric-unknown",

@@ -42,9 +42,13 @@ def build_candidate(
     backend = recipe.get("runtime.backend", "onnxruntime")
     recipe = {**recipe, "runtime.backend": backend}  # techniques' conditions read it
     if backend not in BACKENDS:
-        raise InfeasibleRecipe(f"runtime.backend {backend!r} is unknown; use one of {BACKENDS}")
+        raise InfeasibleRecipe(
+            f"runtime.backend {backend!r} is unknown; use one of {BACKENDS}", "unknown_backend"
+        )
     if backend in TORCH_BACKENDS and not workload.torch_model_available():
-        raise InfeasibleRecipe(f"{workload.name} has no torch model to run with {backend}")
+        raise InfeasibleRecipe(
+            f"{workload.name} has no torch model to run with {backend}", "no_torch_model"
+        )
     candidate = Candidate(backend=backend)
     key = workload.fingerprint()
     torch_steps = []

@@ -49,11 +49,8 @@ def _cuda_runner(candidate: Candidate, input_names: tuple[str, ...]) -> Predict:
             if p in ort.get_available_providers()
         ]
         if not gpu:
-            raise InfeasibleRecipe("ONNX Runtime has no CUDA execution provider here")
-        opts = ort_session_options(candidate)
-        sess = ort.InferenceSession(
-            str(candidate.onnx_path), sess_options=opts, providers=[*gpu, "CPUExecutionProvider"]
-        )
+            raise InfeasibleRecipe("ONNX Runtime has no CUDA execution provider here", "no_cuda")
+        sess = _ort_session(candidate, [*gpu, "CPUExecutionProvider"])
         wanted = {i.name for i in sess.get_inputs()}
 
         def predict_ort(inputs: Inputs) -> np.ndarray:
@@ -64,7 +61,7 @@ def _cuda_runner(candidate: Candidate, input_names: tuple[str, ...]) -> Predict:
         import torch
 
         if not torch.cuda.is_available():
-            raise InfeasibleRecipe("torch has no CUDA device here")
+            raise InfeasibleRecipe("torch has no CUDA device here", "no_cuda")
         import copy
 
         model = copy.deepcopy(candidate.torch_model).eval().to("cuda")  # the CPU copy stays
@@ -76,7 +73,8 @@ def _cuda_runner(candidate: Candidate, input_names: tuple[str, ...]) -> Predict:
 
         return predict_torch
     raise InfeasibleRecipe(
-        f"{candidate.backend} is not run on the CUDA GPU (onnxruntime and torch are)"
+        f"{candidate.backend} is not run on the CUDA GPU (onnxruntime and torch are)",
+        "not_on_gpu",
     )
 
 
@@ -100,13 +98,35 @@ def ort_session_options(candidate: Candidate):
     return opts
 
 
-def _ort_runner(candidate: Candidate) -> Predict:
+_ORT_NO_KERNEL = "Could not find an implementation for"
+
+
+def _ort_session(candidate: Candidate, providers: list[str]) -> Any:
+    """The candidate's ONNX Runtime session. A provider with no kernel for an op at the
+    graph's type (ORT's NOT_IMPLEMENTED, e.g. bf16 ops on the CPU provider) is infeasible;
+    any other error loading the graph is a failure and propagates."""
     import onnxruntime as ort
 
-    opts = ort_session_options(candidate)
-    sess = ort.InferenceSession(
-        str(candidate.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
-    )
+    try:
+        return ort.InferenceSession(
+            str(candidate.onnx_path),
+            sess_options=ort_session_options(candidate),
+            providers=providers,
+        )
+    except Exception as exc:
+        text = str(exc)
+        if type(exc).__name__ != "NotImplemented" or _ORT_NO_KERNEL not in text:
+            raise
+        node = text.split(_ORT_NO_KERNEL, 1)[1].strip().splitlines()[0][:200]
+        raise InfeasibleRecipe(
+            f"ONNX Runtime ({providers[0]}) has no kernel for {node} at this graph's types; "
+            "choose another quantize.mode or runtime.backend",
+            "ort_kernel",
+        ) from exc
+
+
+def _ort_runner(candidate: Candidate) -> Predict:
+    sess = _ort_session(candidate, ["CPUExecutionProvider"])
     wanted = {i.name for i in sess.get_inputs()}
 
     def predict(inputs: Inputs) -> np.ndarray:
@@ -164,8 +184,9 @@ def ov_config(session: dict[str, Any]) -> dict[Any, Any]:
 
 def open_openvino(candidate: Candidate) -> Any:
     """The candidate's ONNX graph compiled for OpenVINO's CPU plugin with its settings
-    (`ov.CompiledModel`). A graph OpenVINO cannot read or compile, or a precision this CPU
-    lacks, raises `InfeasibleRecipe` with a one-line reason."""
+    (`ov.CompiledModel`). An op or opset OpenVINO cannot read or compile, or a precision or
+    stream count this CPU cannot give, raises `InfeasibleRecipe` with a one-line reason; any
+    other OpenVINO error is a failure and propagates as itself."""
     import openvino as ov
     import openvino.properties as props
     import openvino.properties.hint as hints
@@ -174,11 +195,15 @@ def open_openvino(candidate: Candidate) -> Any:
     try:
         model = core.read_model(str(candidate.onnx_path))
     except Exception as exc:  # OpConversionFailure and friends arrive as RuntimeError
-        raise InfeasibleRecipe(_ov_reason("read", exc)) from exc
+        if (known := _ov_infeasible("read", exc)) is None:
+            raise
+        raise known from exc
     try:
         compiled = core.compile_model(model, "CPU", ov_config(candidate.session))
     except Exception as exc:
-        raise InfeasibleRecipe(_ov_reason("compile", exc)) from exc
+        if (known := _ov_infeasible("compile", exc)) is None:
+            raise
+        raise known from exc
     wanted = candidate.session.get("ov_precision", "f32")
     if wanted == "bf16" and (
         "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -186,7 +211,8 @@ def open_openvino(candidate: Candidate) -> Any:
     ):
         raise InfeasibleRecipe(
             "OpenVINO: this CPU has no bf16 support (AVX512-BF16 or AMX), it would run f32; "
-            "use runtime.ov_precision f32"
+            "use runtime.ov_precision f32",
+            "openvino_precision",
         )
     streams = int(candidate.session.get("ov_streams", 1))
     if (got := int(compiled.get_property(props.streams.num))) != streams:
@@ -194,7 +220,8 @@ def open_openvino(candidate: Candidate) -> Any:
         threads = compiled.get_property(props.inference_num_threads)
         raise InfeasibleRecipe(
             f"OpenVINO runs {got} stream(s), not runtime.ov_streams {streams}, with "
-            f"{threads} thread(s); give each stream at least one thread"
+            f"{threads} thread(s); give each stream at least one thread",
+            "openvino_streams",
         )
     return compiled
 
@@ -212,16 +239,27 @@ def _openvino_runner(candidate: Candidate) -> Predict:
     return predict
 
 
-def _ov_reason(step: str, exc: Exception) -> str:
-    """One line from OpenVINO's multi-line C++ error: the ops it has no conversion for, or
-    the first line that says what went wrong, and what to change."""
+_OV_KNOWN = (  # (text in OpenVINO's error, kind): what OpenVINO genuinely cannot run
+    ("function builder that satisfies the requested opset version", "openvino_opset"),
+    ("Couldn't find operator set's version for domain", "openvino_opset"),
+    ("Domain isn't supported", "openvino_opset"),
+    ("Unsupported operation of type", "openvino_op"),
+    ("is not supported by the CPU plugin", "openvino_op"),
+    ("doesn't support BF16 precision", "openvino_precision"),
+)
+_OV_NO_CONVERSION = "No conversion rule found for operations:"
+
+
+def _ov_infeasible(step: str, exc: Exception) -> InfeasibleRecipe | None:
+    """The recipe's known reason, in one line, when OpenVINO's multi-line C++ error is one of
+    the things it cannot run (ops without a conversion or a CPU kernel, an opset or domain it
+    cannot read, a precision this CPU lacks); None for anything else (a failure)."""
     import openvino as ov
 
     version = ov.get_version().split("-")[0]
     text = str(exc)
-    marker = "No conversion rule found for operations:"
-    if marker in text:
-        ops = text.split(marker, 1)[1].strip().splitlines()[0].strip()
+    if _OV_NO_CONVERSION in text:
+        ops = text.split(_OV_NO_CONVERSION, 1)[1].strip().splitlines()[0].strip()
         names = [op.strip() for op in ops.split(",")]
         if any(n.startswith("com.microsoft.Q") for n in names):
             # quantize_dynamic turns fused Attention / EmbedLayerNormalization into these
@@ -237,20 +275,20 @@ def _ov_reason(step: str, exc: Exception) -> str:
         else:
             made_by, change = ("", "")
         made_by = f" ({made_by})" if made_by else ""
-        return (
+        return InfeasibleRecipe(
             f"OpenVINO {version} cannot convert op(s) {ops}{made_by}; {change}run this graph "
-            "with runtime.backend onnxruntime"
+            "with runtime.backend onnxruntime",
+            "openvino_op",
         )
-    lines = [
-        line.strip()
-        for line in text.splitlines()
-        if line.strip() and not line.strip().startswith(("Exception from", "Check '"))
-    ]
-    detail = lines[0] if lines else type(exc).__name__
-    return (
-        f"OpenVINO {version} cannot {step} this graph: {detail[:240]}; run it with "
-        "runtime.backend onnxruntime"
-    )
+    for marker, kind in _OV_KNOWN:
+        line = next((ln.strip() for ln in text.splitlines() if marker in ln), None)
+        if line is not None:
+            return InfeasibleRecipe(
+                f"OpenVINO {version} cannot {step} this graph: {line[:240]}; run it with "
+                "runtime.backend onnxruntime",
+                kind,
+            )
+    return None
 
 
 # -- torch.compile -----------------------------------------------------------------------------
@@ -299,9 +337,15 @@ def _torch_compile_runner(candidate: Candidate, input_names: tuple[str, ...]) ->
                 quiet["max_autotune_report_choices_stats"] = False
             with torch._inductor.config.patch(**quiet):
                 got = run(compiled, inputs)
-        except torch._dynamo.exc.BackendCompilerFailed as exc:
-            first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else ""
-            raise InfeasibleRecipe(f"torch.compile ({mode}) failed: {first}") from exc
+        except Exception as exc:  # inductor's own bugs stay failures, with their traceback
+            if (missing := _toolchain_missing(exc)) is None:
+                raise
+            first = str(missing).strip().splitlines()[0][:240] if str(missing).strip() else ""
+            raise InfeasibleRecipe(
+                f"torch.compile ({mode}) cannot compile on this machine: "
+                f"{type(missing).__name__}: {first}; use another runtime.backend",
+                "torch_compile_toolchain",
+            ) from exc
         want = run(model, inputs)
         if not torch.allclose(got, want, rtol=1e-3, atol=1e-4):
             diff = float((got - want).abs().max())
@@ -326,3 +370,23 @@ def _torch_compile_runner(candidate: Candidate, input_names: tuple[str, ...]) ->
         return run(compiled, inputs).numpy()
 
     return predict
+
+
+def _toolchain_missing(exc: BaseException) -> BaseException | None:
+    """The exception in `exc`'s chain saying inductor lacks its compiler on this machine (no
+    working C++ compiler, no or too old Triton), or None. torch wraps it in
+    BackendCompilerFailed (`inner_exception`) or InductorError (`__cause__`)."""
+    from torch._inductor import exc as inductor
+
+    names = ("InvalidCxxCompiler", "TritonMissing", "GPUTooOldForTriton")
+    missing = tuple(getattr(inductor, n) for n in names if hasattr(inductor, n))
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, missing):
+            return current
+        seen.add(id(current))
+        current = (
+            getattr(current, "inner_exception", None) or current.__cause__ or current.__context__
+        )
+    return None

@@ -121,7 +121,8 @@ class Quantize(Technique):
                     raise InfeasibleRecipe(
                         f"int8 static with {config['calibration']} calibration collected no "
                         "histograms on this graph (ORT's calibrator and fused transformer ops);"
-                        " minmax calibration or an unfused graph works"
+                        " minmax calibration or an unfused graph works",
+                        "quantize_calibration",
                     ) from None
         return replace(candidate, onnx_path=out, notes=(*candidate.notes, f"quantized {mode}"))
 
@@ -213,7 +214,8 @@ def _int4_weight(src, out, config: dict[str, Any]) -> str:
     if count == 0:
         raise InfeasibleRecipe(
             "int4_weight found no MatMul (or Gemm) with a constant 2-D weight to quantize "
-            "in this graph"
+            "in this graph",
+            "quantize_nothing",
         )
     quantizer.model.save_model_to_file(str(out))
     kept = _float_weight_users(quantized.graph)

@@ -39,6 +39,9 @@ class Workload(ABC):
     metrics: dict[str, str] = {}
     """The other figures `evaluate()` returns that a search may hold to the accuracy limit
     instead of `metric` (`--metric`), name -> description."""
+    metric_ranges: dict[str, tuple[float, float]] = {}
+    """The range each figure lies in, where it has one (name -> (low, high)), so that an
+    accuracy limit no one means (a percentage typed for a fraction) is refused."""
     input_names: tuple[str, ...]
     dynamic_axes: dict[str, dict[int, str]]
     """ONNX export axes that vary (batch, sequence length), per input name."""
@@ -62,6 +65,10 @@ class Workload(ABC):
                 "use one of those"
             )
         self.metric, self.metric_description = name, offered[name]
+
+    def metric_range(self) -> tuple[float, float] | None:
+        """The range of the figure the search is judged by, or None where none is known."""
+        return self.metric_ranges.get(self.metric)
 
     def torch_model(self) -> torch.nn.Module | None:
         """The fp32 teacher in eval mode, or None for an ONNX-only workload."""

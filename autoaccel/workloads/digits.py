@@ -32,6 +32,7 @@ class _DigitsWorkload(Workload):
     train_lr = 1e-3
     metric = "accuracy"
     metric_description = "top-1 accuracy on the digits validation split (540 images)"
+    metric_ranges = {"accuracy": (0.0, 1.0)}
     input_names = ("x",)
     dynamic_axes = {"x": {0: "batch"}}
     architecture = ""

@@ -121,6 +121,14 @@ class MiniLMWorkload(Workload):
         "wordsim353_spearman": "Spearman of embedding cosine vs human ratings, WordSim-353",
         "simlex999_spearman": "Spearman of embedding cosine vs human ratings, SimLex-999",
     }
+    metric_ranges = {  # Spearman and cosine lie in [-1, 1]; a share of neighbours in [0, 1]
+        "task_quality": (-1.0, 1.0),
+        "teacher_cosine": (-1.0, 1.0),
+        "teacher_recall_at_10": (0.0, 1.0),
+        "lee_spearman": (-1.0, 1.0),
+        "wordsim353_spearman": (-1.0, 1.0),
+        "simlex999_spearman": (-1.0, 1.0),
+    }
     input_names = ("input_ids", "attention_mask")
     dynamic_axes = {
         "input_ids": {0: "batch", 1: "sequence"},

@@ -22,6 +22,7 @@ from autoaccel.workloads.base import Inputs, Predict, Workload
 class OnnxFileWorkload(Workload):
     metric = "accuracy"
     metric_description = "top-1 accuracy on the user's x_val / y_val"
+    metric_ranges = {"accuracy": (0.0, 1.0)}
 
     def __init__(self, model: Path, data: Path) -> None:
         import onnx
