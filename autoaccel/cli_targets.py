@@ -18,22 +18,50 @@ def calibrate(
         int | None, typer.Option(help="Intra-op threads to calibrate (default: usable cores).")
     ] = None,
     quick: Annotated[bool, typer.Option(help="Fewer micro-benchmarks (a smoke run).")] = False,
+    power_w: Annotated[
+        float | None,
+        typer.Option(help="This machine's power while running, in W (prices energy).", min=0.001),
+    ] = None,
+    price_per_hour: Annotated[
+        float | None,
+        typer.Option(help="What this machine costs per hour, in USD (prices $).", min=1e-6),
+    ] = None,
+    prices_only: Annotated[
+        bool, typer.Option(help="Only store --power-w / --price-per-hour; time nothing.")
+    ] = False,
 ) -> None:
-    """Fit the cpu-local cost model to micro-benchmarks timed on this machine; estimates for
-    cpu-local (e.g. in benchmarks/costmodel_fidelity.py) use it from then on."""
+    """Fit the cpu-local cost model to micro-benchmarks timed on this machine (the full suite;
+    a search does a shorter one on first use), and keep the power and price you give: every
+    measured point's energy and $ then use them instead of the per-core assumptions."""
+    import socket
+
     from autoaccel.config import RunPaths
+    from autoaccel.errors import UserError
     from autoaccel.targets.calibrate import calibrate as run_calibration
     from autoaccel.targets.calibrate import calibration_path
+    from autoaccel.targets.calibration_file import store_user_figures
 
     paths = RunPaths(runs_dir).prepare()
+    figures = {"power_w": power_w, "price_per_hour_usd": price_per_hour}
+    figures = {k: v for k, v in figures.items() if v is not None}
+    if prices_only and not figures:
+        raise UserError("--prices-only needs --power-w W and/or --price-per-hour USD")
+    if figures:
+        stored = store_user_figures(paths.root, figures, socket.gethostname())
+        for key, fig in stored.items():
+            typer.echo(f"cpu-local {key} {fig['value']:g}: {fig['source']}")
+    if prices_only:
+        return
     typer.echo("timing micro-benchmarks (keep the machine otherwise idle) ...")
     fitted = run_calibration(paths.root, threads=threads, quick=quick)
     shown = ", ".join(
         f"{k} {v:.3g}" for k, v in fitted.items() if isinstance(v, float) and "eta" in k
     )
     typer.echo(
-        f"cpu-local, {fitted.get('threads')} threads: {shown}; fit error (median) "
-        f"{fitted.get('fit_mdape', float('nan')):.1f} % -> {calibration_path(paths.root)}"
+        f"cpu-local, {fitted.get('threads')} threads: {shown}; memory "
+        f"{fitted.get('memory_bandwidth_gbps', 0):.1f} GB/s; fit error (median) "
+        f"{fitted.get('fit_mdape', float('nan')):.1f} %, load average "
+        f"{fitted.get('load_avg_1min', 0):g} -> {calibration_path(paths.root)}"
     )
 
 
@@ -79,6 +107,10 @@ def targets_show(name: Annotated[str, typer.Argument(help="A target from `target
     from autoaccel.targets.profile import load_profiles
 
     profiles = load_profiles()
+    if name == "cpu-local":  # the template, as derived on this machine
+        from autoaccel.targets.local_cpu import this_machine
+
+        profiles[name] = this_machine()
     if name not in profiles:
         raise UserError(
             f"targets show {name}: no such target; choose from {', '.join(profiles)} "

@@ -24,15 +24,27 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def cpu_flags() -> frozenset[str] | None:
-    """The CPU's feature flags as the kernel reports them; None where it does not."""
+def cpuinfo_value(key: str) -> str | None:
+    """The first value of `key` in /proc/cpuinfo ("cpu MHz", "vendor_id", ...), None where
+    the kernel does not report it."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
     except OSError:
         pass
+    return None
+
+
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags as the kernel reports them (x86 `flags`, Arm `Features`);
+    None where it does not."""
+    for key in ("flags", "Features"):
+        value = cpuinfo_value(key)
+        if value is not None:
+            return frozenset(value.split())
     return None
 
 

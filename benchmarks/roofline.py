@@ -13,8 +13,8 @@ study's own cache (every step cached: nothing is retrained), analysed with
 `autoaccel.targets.graph.analyze` at the latency inputs' shapes (batch 1), and timed with
 `open_runner` + `measure` (warm-up, median of the timed runs).
 
-Peaks, for the recipe's intra-op thread count: derived = hardware_profiles/cpu-local.yaml's
-peak_tops (2 cores x 2.596 GHz base clock x FLOP/cycle) x threads / cores; calibrated = the
+Peaks, for the recipe's intra-op thread count: derived = the peak_tops of cpu-local as derived
+on this machine (cores x clock x FLOP/cycle, `autoaccel.targets.local_cpu`) x threads / cores; calibrated = the
 best rate measured here: ONNX Runtime fp32 and int8 from `autoaccel calibrate`'s
 micro-benchmarks (run into --calibration-dir when that thread count is missing; never into
 the study's folder), and OpenVINO f32 / bf16 on large MatMuls (single and a chain of 8,
@@ -91,9 +91,9 @@ def peaks(calib_dir: Path, threads: int, recalibrate: bool) -> dict[str, Any]:
     )
     from autoaccel.targets.calibration_microbenchmarks import fp32_matmul_builder
     from autoaccel.targets.graph import analyze
-    from autoaccel.targets.profile import PROFILES_DIR, load_profile
+    from autoaccel.targets.local_cpu import this_machine
 
-    profile = load_profile(PROFILES_DIR / "cpu-local.yaml")
+    profile = this_machine()  # derived from this machine (the YAML is only a template)
     cores = usable_cores()
     derived = {
         p: f.value * 1e3 * min(threads, cores) / cores for p, f in profile.peak_tops.items()

@@ -3,12 +3,16 @@
 Adding a hardware kind is one new module (a `RooflineTarget` subclass overriding the hooks its
 hardware changes) plus one line in `KINDS`. Each profile in `hardware_profiles/` names its kind.
 The devices that are really here (`cpu-local`, `cuda-local` when a CUDA GPU is present) are
-`MeasuredTarget`s wrapping their profile's cost model.
+`MeasuredTarget`s wrapping their profile's cost model. cpu-local's profile is derived from
+the machine that runs the search (`autoaccel.targets.local_cpu`), calibrated on first use
+(`ensure_calibrated`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from autoaccel.errors import UserError
 from autoaccel.targets.asic import AsicTarget
@@ -63,18 +67,37 @@ def load_targets(
         )
     if CPU not in profiles:
         raise UserError(f"{directory}: no {CPU}.yaml profile; reinstall autoaccel")
-    local = profiles[CPU]
-    if calibration_root is not None:
-        from autoaccel.targets.calibrate import apply_calibration
+    from autoaccel.targets.local_cpu import this_machine
 
-        local = apply_calibration(local, calibration_root)
-    targets: dict[str, Target] = {CPU: cpu_target(local)}
+    targets: dict[str, Target] = {
+        CPU: cpu_target(this_machine(calibration_root, None, profiles[CPU]))
+    }
     if gpu and (names is None or CUDA in names):
         targets[CUDA] = cuda_target(gpu, profiles)
     for name in names if names is not None else profiles:
         if name not in targets:
             targets[name] = make_target(profiles[name])
     return targets
+
+
+def ensure_calibrated(
+    root: Path,
+    targets: dict[str, Target],
+    emit: Callable[[str, Any], None] | None = None,
+    threads: int | None = None,
+) -> dict[str, Target]:
+    """`targets` with cpu-local calibrated on this machine: when `<root>/calibration/` has no
+    calibration of this CPU for `threads` (default: the usable cores) one is timed now (~20 s
+    on 2 cores, `emit`ted as status lines) and kept there for the next search. Without
+    cpu-local in `targets`, they are returned as they are."""
+    if CPU not in targets:
+        return targets
+    from autoaccel.targets.calibrate import first_use_calibration
+    from autoaccel.targets.local_cpu import this_machine
+
+    first_use_calibration(root, threads, emit)
+    local = cpu_target(this_machine(root, threads))
+    return {name: local if name == CPU else target for name, target in targets.items()}
 
 
 def measured_targets(targets: dict[str, Target]) -> dict[str, Target]:
@@ -97,6 +120,7 @@ __all__ = [
     "Plan",
     "RooflineTarget",
     "Target",
+    "ensure_calibrated",
     "estimated_targets",
     "load_targets",
     "make_target",

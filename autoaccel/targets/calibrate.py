@@ -23,7 +23,13 @@ Intra-op threads change compute-bound ops ~1.9x here and the cost model has no n
 threads, so a calibration is per thread count: the file keeps one entry per count (merged on
 write) and `apply_calibration` picks the one a session runs with (the nearest one calibrated).
 Other work on this shared machine slows the timings, 2-thread ones most; each entry records
-the 1-minute load average it was measured under.
+the 1-minute load average it was measured under, and the host and CPU it was measured on.
+
+First use: `ensure_calibrated` (called as a search starts) calibrates when the runs folder has
+no entry for this CPU and thread count: the same 31 graphs at a shorter timing budget
+(`FIRST_USE_PROTOCOL`, 15-25 s on 2 cores), plus the memory bandwidth. `autoaccel calibrate`
+redoes it with the full budget. `AUTOACCEL_CALIBRATION=<a cpu-local.json>` copies that file's
+entry instead of timing one (identical machines; the test suite).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from autoaccel.errors import UserError
 from autoaccel.evaluate.measure import MeasureConfig, measure_interleaved
 from autoaccel.targets.base import GraphCost
 from autoaccel.targets.calibration_file import (
@@ -43,8 +50,10 @@ from autoaccel.targets.calibration_file import (
     PROFILE_NAME,
     apply_calibration,
     calibrated_threads,
+    calibration_entry,
     calibration_path,
     load_calibration,
+    read_calibration_file,
     store_calibration_entry,
 )
 from autoaccel.targets.calibration_fit import (
@@ -59,6 +68,7 @@ from autoaccel.targets.calibration_microbenchmarks import Micro, micro_suite
 
 __all__ = [
     "CALIBRATION_PROTOCOL",
+    "FIRST_USE_PROTOCOL",
     "FITTED",
     "FORMAT",
     "PROFILE_NAME",
@@ -69,6 +79,7 @@ __all__ = [
     "calibrated_threads",
     "calibration_path",
     "cpu_model_name",
+    "first_use_calibration",
     "fit",
     "load_calibration",
     "micro_suite",
@@ -77,7 +88,10 @@ __all__ = [
 ]
 
 CALIBRATION_PROTOCOL = MeasureConfig().scaled(0.4)
-"""Timing budget per micro-benchmark: 31 graphs, ~15-20 s per thread count on 2 cores."""
+"""Timing budget per micro-benchmark: 31 graphs, ~25-35 s per thread count on 2 cores."""
+FIRST_USE_PROTOCOL = MeasureConfig().scaled(0.15)
+"""The first-use calibration's budget per micro-benchmark: the same graphs, 15-25 s in all."""
+SEED_ENV = "AUTOACCEL_CALIBRATION"
 
 
 def run_microbenchmarks(
@@ -129,20 +143,35 @@ def calibrate(
     threads: int | None = None,
     cfg: MeasureConfig = CALIBRATION_PROTOCOL,
     quick: bool = False,
+    suite: str | None = None,
 ) -> dict[str, Any]:
-    """Time the micro-benchmarks with `threads` intra-op threads (default: the usable cores),
-    fit the CPU model to them, and store the result as this thread count's entry of
-    `<runs_dir>/calibration/cpu-local.json` (other counts' entries are kept). Returns it."""
+    """Measure the memory bandwidth, time the micro-benchmarks with `threads` intra-op threads
+    (default: the usable cores), fit the CPU model of this machine's derived profile to them,
+    and store the result as this thread count's entry of `<runs_dir>/calibration/cpu-local.json`
+    (other counts' entries are kept). `suite` names the run in the entry. Returns it."""
+    import socket
+
     from autoaccel.machine import usable_cores
-    from autoaccel.targets.profile import PROFILES_DIR, load_profile
+    from autoaccel.targets.calibration_microbenchmarks import copy_bandwidth
+    from autoaccel.targets.local_cpu import TEMPLATE, local_profile, read_cpu_facts
+    from autoaccel.targets.profile import Figure, load_profile
 
     threads = threads or usable_cores()
-    profile = load_profile(PROFILES_DIR / f"{PROFILE_NAME}.yaml")
     load = os.getloadavg()[0]
+    facts = read_cpu_facts()
+    cache = (facts.cache_mb or 32.0) * 1e6
+    gbps, where = copy_bandwidth(int(min(max(256 * 2**20, 8 * cache), facts.memory_gb * 1e9 / 8)))
+    bandwidth = Figure(value=round(gbps, 2), source=where)
+    profile = local_profile(load_profile(TEMPLATE), facts, bandwidth=bandwidth)
     samples = run_microbenchmarks(threads, cfg, quick=quick)
     result = fit(profile, samples)
     # other work on the machine slows the timings (2-thread ones most): keep the evidence
     result["load_avg_1min"] = round(max(load, os.getloadavg()[0]), 2)
+    result["host"] = socket.gethostname()
+    result["suite"] = suite or ("quick" if quick else "full")
+    result["memory_bandwidth_gbps"] = bandwidth.value
+    result["memory_bandwidth_source"] = bandwidth.source
+    result["clock_ghz"] = facts.clock_ghz
     fitted = calibrated_profile(profile, {k: v for k, v in result.items() if is_rate_key(k)})
     result["samples"] = [
         {
@@ -156,3 +185,47 @@ def calibrate(
     ]
     store_calibration_entry(runs_dir, threads, result)
     return result
+
+
+def first_use_calibration(
+    root: Path,
+    threads: int | None = None,
+    emit: Callable[[str, Any], None] | None = None,
+    cfg: MeasureConfig = FIRST_USE_PROTOCOL,
+    quick: bool = False,
+) -> dict[str, Any]:
+    """This machine's calibration for `threads` intra-op threads (default: the usable cores)
+    in `<root>/calibration/`: the stored entry when one was measured on this CPU, else a
+    first-use calibration, timed now (`cfg`; other workers of this runs folder wait on the
+    measuring lock) or copied from `$AUTOACCEL_CALIBRATION`. Returns the entry."""
+    from autoaccel.machine import usable_cores
+    from autoaccel.workers import measure_lock
+
+    threads = threads or usable_cores()
+    say = emit or (lambda kind, payload: None)
+    cpu = cpu_model_name()
+    Path(root).mkdir(parents=True, exist_ok=True)
+    with measure_lock(Path(root)):
+        entry = calibration_entry(root, threads)
+        if entry is not None and entry.get("cpu", cpu) == cpu:
+            return entry
+        seed = os.environ.get(SEED_ENV)
+        if seed:
+            copied = read_calibration_file(Path(seed), threads)
+            if copied is None:
+                raise UserError(f"{SEED_ENV}={seed}: no calibration entry in that file")
+            entry = {**copied, "threads": threads, "copied_from": seed}
+            store_calibration_entry(root, threads, entry)
+            return entry
+        say(
+            "status",
+            f"calibrating the cpu-local cost model on this machine ({threads} threads, "
+            "first use, ~20 s; autoaccel calibrate redoes it in full)",
+        )
+        entry = calibrate(root, threads, cfg, quick=quick, suite="first use")
+        say(
+            "status",
+            f"cpu-local calibrated: fit error (median) {entry['fit_mdape']:.0f} % over "
+            f"{entry['n_samples']} micro-benchmarks, load average {entry['load_avg_1min']:g}",
+        )
+        return entry

@@ -11,8 +11,11 @@ the ONNX Runtime contrib ops fusion produces (Attention, SkipLayerNormalization,
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import math
+import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,7 +66,10 @@ def fp32_matmul_builder(m: int, k: int, n: int) -> Callable:
 
 
 def _add_chain(length: int, size: int) -> Callable:
-    """x + y, then `length - 1` more adds of y: element-wise work, no weights."""
+    """x + y, then `length - 1` more adds of y: element-wise work, no weights. Rows of 1,000
+    elements: ONNX's data propagation walks a 1-D tensor element by element (10 s at 3e7)."""
+    cols = 1000 if size % 1000 == 0 else size
+    shape = (size // cols, cols)
 
     def build(rng: np.random.Generator):
         from onnx import TensorProto, helper
@@ -72,10 +78,10 @@ def _add_chain(length: int, size: int) -> Callable:
         nodes = [helper.make_node("Add", [a, "y"], [b]) for a, b in itertools.pairwise(names)]
         model = _model(
             nodes,
-            [_tensor("x", TensorProto.FLOAT, (size,)), _tensor("y", TensorProto.FLOAT, (size,))],
-            [_tensor("z", TensorProto.FLOAT, (size,))],
+            [_tensor("x", TensorProto.FLOAT, shape), _tensor("y", TensorProto.FLOAT, shape)],
+            [_tensor("z", TensorProto.FLOAT, shape)],
         )
-        feeds = {n: rng.standard_normal(size, dtype=np.float32) for n in ("x", "y")}
+        feeds = {n: rng.standard_normal(shape, dtype=np.float32) for n in ("x", "y")}
         return model, feeds
 
     return build
@@ -348,3 +354,21 @@ def micro_suite(quick: bool = False) -> list[Micro]:
         keep |= {"layernorm 128x384"}
         suite = [m for m in suite if m.name in keep]
     return suite
+
+
+def copy_bandwidth(nbytes: int = 256 * 2**20, repeats: int = 5) -> tuple[float, str]:
+    """DRAM bandwidth in GB/s as a numpy copy reaches it (read + write counted, best of
+    `repeats`), with its source. `nbytes` should dwarf the caches (256 MiB: 8x a 32 MiB L3)."""
+    src = np.ones(nbytes // 8)
+    dst = np.empty_like(src)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - start)
+    gbps = 2 * nbytes / best / 1e9
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return gbps, (
+        f"measured here ({socket.gethostname()}, {when}): numpy copy of "
+        f"{nbytes / 2**20:.0f} MiB, read + write counted, best of {repeats}: {gbps:.1f} GB/s"
+    )

@@ -28,8 +28,10 @@ achieved efficiency is nearly flat in op size once the fixed costs are separated
   returning outputs), once per batch.
 
 Without them it is the plain roofline of the profile (nn-Meter, MobiSys 2021, shows per-kernel
-models reach +-10 % on mobile CPUs; the error of this one is measured, not assumed:
-benchmarks/costmodel_fidelity.py).
+models reach +-10 % on mobile CPUs; the error of this one is measured, not assumed: every
+search stores this model's estimate beside each measurement and the report gives the error per
+study; benchmarks/costmodel_fidelity.py checks it offline). The profile itself is derived from
+the machine that runs the search (`autoaccel.targets.local_cpu`).
 """
 
 from __future__ import annotations

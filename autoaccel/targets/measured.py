@@ -65,17 +65,37 @@ class MeasuredTarget(Target):
 
     def priced(self, latency_ms: float) -> dict[str, Any]:
         """Throughput, energy and $ of a *measured* batch-1 latency: the latency is measured,
-        energy and cost multiply it by the profile's power and price, so they say so."""
+        energy and cost multiply it by the profile's power and price, so they say which
+        power and price, and where those come from (`power_source`, `price_source`: set by
+        the user, derived or assumed). `calibration` is the evidence behind the twin's
+        estimate (host, cpu, when, threads, fit error; None when not calibrated)."""
         figures: dict[str, Any] = {"throughput_qps": 1000.0 / latency_ms}
         prof = self.profile
         if prof is None:
             return figures
-        figures["energy_j"] = prof.power_w.value * latency_ms / 1000.0
-        figures["energy_source"] = f"estimated:{prof.name} (profile power x measured latency)"
+        power = prof.power_w
+        figures["energy_j"] = power.value * latency_ms / 1000.0
+        figures["power_w"] = power.value
+        figures["power_source"] = power.source
+        figures["energy_source"] = f"measured latency x {power.value:g} W ({power.source})"
         if prof.price_per_hour_usd is not None:
-            hourly = prof.price_per_hour_usd.value
-            figures["cost_per_million_usd"] = hourly / 3600.0 * latency_ms / 1000.0 * 1e6
+            hourly = prof.price_per_hour_usd
+            figures["cost_per_million_usd"] = hourly.value / 3600.0 * latency_ms / 1000.0 * 1e6
+            figures["price_per_hour_usd"] = hourly.value
+            figures["price_source"] = hourly.source
+        figures["calibration"] = calibration_evidence(prof)
         return figures
+
+
+EVIDENCE = ("host", "cpu", "when", "threads", "suite", "fit_mdape", "n_samples")
+EVIDENCE += ("load_avg_1min", "memory_bandwidth_gbps", "copied_from")
+
+
+def calibration_evidence(profile: HardwareProfile) -> dict[str, Any] | None:
+    """Which calibration a profile carries: where, when and how well it fitted."""
+    calibrated = profile.calibrated or {}
+    found = {k: calibrated[k] for k in EVIDENCE if k in calibrated}
+    return found or None
 
 
 def cpu_target(profile: HardwareProfile) -> MeasuredTarget:
