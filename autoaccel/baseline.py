@@ -1,26 +1,47 @@
 """The reference every speedup of a study is against: PyTorch eager fp32 at all cores (an ONNX
 Runtime default session for ONNX-only workloads), built and timed like a trial.
 
-Three timings, because a CPU shared with other work only ever gets slower: the first one
-(with its quality, which is deterministic and run once), one at every later start of a search
-on the same machine (the fastest is kept), and one interleaved with the best recipe when a
-search finishes (the figure both were measured under alike). Where these figures are stored
-and announced is the search's business (`autoaccel.search_run`); this module only measures.
+Its own timings give the study's absolute milliseconds, and a CPU shared with other work only
+ever makes them slower: the first one (with its quality, which is deterministic and run once)
+and one at every later start of a search on the same machine (the fastest is kept), each
+after waiting for the machine to quieten and with the other work during it recorded.
+Speedups never rest on those alone: every candidate is timed interleaved with the baseline in
+its own window (`autoaccel.evaluate.paired`), and the best one again, with more rounds, when a
+search finishes. Where these figures are stored and announced is the search's business
+(`autoaccel.search_run`); this module only measures.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 from autoaccel.errors import InfeasibleRecipe, UserError
+from autoaccel.evaluate.contention import Contention, CpuWindow, wait_for_quiet
 from autoaccel.evaluate.measure import Latency
+from autoaccel.evaluate.paired import quiet_wait
 from autoaccel.trial_eval import EvalSettings, scenario_of
 from autoaccel.workers import measure_lock
 from autoaccel.workloads.base import Workload
 
 NOISY_SPREAD = 1.5
 """A timing whose p90 is more than this many times its median was taken on a busy CPU."""
+
+
+def baseline_recipe(workload: Workload) -> dict[str, Any]:
+    """PyTorch eager fp32 at every usable core (ONNX Runtime's default session for an
+    ONNX-only workload): what every speedup of a study is against."""
+    from autoaccel.machine import usable_cores
+
+    backend = "torch" if workload.torch_model_available() else "onnxruntime"
+    recipe: dict[str, Any] = {
+        "runtime.backend": backend,
+        "runtime.intra_op_threads": usable_cores(),
+    }
+    if backend == "onnxruntime":
+        recipe["compile.graph_level"] = "all"
+    return recipe
 
 
 class BaselineTimer:
@@ -34,16 +55,14 @@ class BaselineTimer:
         """The baseline's first measurement on a machine: quality and latency."""
         from autoaccel.builder import build_candidate
         from autoaccel.evaluate import evaluate_candidate
-        from autoaccel.machine import usable_cores
 
         s, workload = self.settings, self.workload
-        backend = "torch" if workload.torch_model_available() else "onnxruntime"
-        recipe = {"runtime.backend": backend, "runtime.intra_op_threads": usable_cores()}
-        if backend == "onnxruntime":
-            recipe["compile.graph_level"] = "all"
+        recipe = baseline_recipe(workload)
         candidate = build_candidate(recipe, workload, s.cache)
         with measure_lock(s.root):
-            ev = evaluate_candidate(candidate, workload, s.measure, batch_sizes=s.batch_sizes)
+            wait_for_quiet(quiet_wait(s.measure))
+            with CpuWindow() as window:
+                ev = evaluate_candidate(candidate, workload, s.measure, batch_sizes=s.batch_sizes)
         try:
             figures = scenario_of(s, ev.batches or {1: ev.latency})
         except InfeasibleRecipe as exc:
@@ -66,7 +85,7 @@ class BaselineTimer:
             "objective_ms": figures["objective_ms"],
             "scenario": figures,
             "machine": machine,
-            "timings": [_timing(ev.latency, figures)],
+            "timings": [_timing(ev.latency, figures, window.result)],
         }
         return baseline, ev.latency
 
@@ -83,9 +102,12 @@ class BaselineTimer:
         candidate = build_candidate(stored["recipe"], self.workload, s.cache)
         predict = open_runner(candidate, self.workload.input_names)
         with measure_lock(s.root):
-            latency, batches = time_runner(predict, self.workload, s.measure, s.batch_sizes)
+            wait_for_quiet(quiet_wait(s.measure))
+            with CpuWindow() as window:
+                latency, batches = time_runner(predict, self.workload, s.measure, s.batch_sizes)
         figures = scenario_of(s, batches or {1: latency})
-        baseline = dict(stored, timings=[*stored.get("timings", []), _timing(latency, figures)])
+        timing = _timing(latency, figures, window.result)
+        baseline = dict(stored, timings=[*stored.get("timings", []), timing])
         faster = figures["objective_ms"] < stored["objective_ms"]
         if faster:
             baseline.update(
@@ -100,57 +122,87 @@ class BaselineTimer:
     def side_by_side(
         self, best: dict[str, Any], baseline: dict[str, Any], host: str
     ) -> dict[str, Any]:
-        """Re-time the best measured recipe and the baseline interleaved, in one sitting.
-
-        The baseline was timed when the search started and the winner when its trial ran,
-        maybe hours apart on a machine whose speed drifts; this is the speedup to quote.
-        """
+        """Re-time the best measured recipe against the baseline by the paired rule
+        (`evaluate.paired`), with more rounds than a trial's: the figure quoted for it."""
         from autoaccel.builder import build_candidate
-        from autoaccel.evaluate.measure import measure_interleaved
+        from autoaccel.evaluate.paired import measure_paired
         from autoaccel.evaluate.runners import open_runner
 
         s, workload = self.settings, self.workload
-        inputs = workload.latency_inputs(1)
-        fns = {}
+        fns: dict[str, dict[int, Any]] = {}
+        inputs = {b: workload.latency_inputs(b) for b in s.batch_sizes}
         for role, recipe in (("recommended", best["recipe"]), ("baseline", baseline["recipe"])):
             predict = open_runner(build_candidate(recipe, workload, s.cache), workload.input_names)
-            fns[role] = lambda p=predict: p(inputs)
+            fns[role] = {b: (lambda p=predict, x=inputs[b]: p(x)) for b in s.batch_sizes}
+
+        def figure(latencies) -> float:
+            try:
+                return scenario_of(s, latencies)["objective_ms"]
+            except InfeasibleRecipe:
+                return math.nan
+
         with measure_lock(s.root):
-            lat = measure_interleaved(fns, s.measure.scaled(2 * s.measure.budget_s), rounds=5)
-        what = "latency " if s.scenario == "single-stream" else "batch-1 latency "
+            timing = measure_paired(
+                fns["recommended"],
+                fns["baseline"],
+                figure,
+                s.measure.scaled(2 * s.measure.budget_s),
+                min_rounds=CONFIRM_ROUNDS[0],
+                max_rounds=CONFIRM_ROUNDS[1],
+            )
+        what = "latency" if s.scenario == "single-stream" else f"{s.scenario} ms per query"
         return {
             "trial": best["trial"],
-            "protocol": "interleaved with the baseline, 5 rounds, same process",
+            "protocol": f"interleaved with the baseline, {timing.rounds} rounds, same process",
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": host,
-            "latency_ms": lat["recommended"].median_ms,
-            "latency_p90_ms": lat["recommended"].p90_ms,
-            "n_runs": lat["recommended"].n_runs,
-            "baseline_latency_ms": lat["baseline"].median_ms,
-            "baseline_latency_p90_ms": lat["baseline"].p90_ms,
-            "baseline_n_runs": lat["baseline"].n_runs,
-            "speedup": lat["baseline"].median_ms / lat["recommended"].median_ms,
-            "figure": f"{what}(batch 1)",
+            "latency_ms": timing.candidate[1].median_ms,
+            "latency_p90_ms": timing.candidate[1].p90_ms,
+            "n_runs": timing.candidate[1].n_runs,
+            "baseline_latency_ms": timing.reference[1].median_ms,
+            "baseline_latency_p90_ms": timing.reference[1].p90_ms,
+            "baseline_n_runs": timing.reference[1].n_runs,
+            "objective_ms": timing.candidate_ms,
+            "baseline_objective_ms": timing.reference_ms,
+            "figure": what,
+            **timing.as_dict(),
         }
 
 
-def noisy_warning(latency: Latency) -> str | None:
-    """What to tell the user when a baseline timing was taken on a busy CPU."""
-    if latency.p90_ms <= NOISY_SPREAD * latency.median_ms:
+CONFIRM_ROUNDS = (10, 30)
+"""The confirmation's rounds (at least, at most): more than a trial's, as its figure is quoted."""
+
+
+def noisy_warning(latency: Latency, contention: dict[str, Any] | None = None) -> str | None:
+    """What to tell the user when a baseline timing was taken on a busy CPU. Speedups do not
+    rest on it (each candidate is timed against the baseline in its own window); the
+    baseline's absolute milliseconds, and the ms figures derived from them, do."""
+    busy = contention is not None and contention.get("busy")
+    if latency.p90_ms <= NOISY_SPREAD * latency.median_ms and not busy:
         return None
+    why = (
+        f"other processes used {contention['other_cores']:.1f} of {contention['cores']} cores"
+        if busy
+        else f"its latency varied widely (median {latency.median_ms:.3f} ms, p90 "
+        f"{latency.p90_ms:.3f} ms)"
+    )
     return (
-        f"the baseline's latency varied widely (median {latency.median_ms:.3f} ms, "
-        f"p90 {latency.p90_ms:.3f} ms): other work is using this CPU, so speedups may be off; "
-        "run again when the machine is quiet (each start re-times the baseline and keeps its "
-        "fastest figure)"
+        f"the baseline was timed on a busy CPU ({why}): its {latency.median_ms:.3f} ms may be "
+        "too slow; speedups are still timed side by side with it, but run again on a quiet "
+        "machine for absolute figures (each start re-times the baseline and keeps its fastest)"
     )
 
 
-def _timing(latency: Latency, figures: dict[str, Any]) -> dict[str, Any]:
+def _timing(
+    latency: Latency, figures: dict[str, Any], contention: Contention | None
+) -> dict[str, Any]:
     """One timing of the baseline, kept with it so its history is visible."""
-    return {
+    out = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "latency_ms": latency.median_ms,
         "latency_p90_ms": latency.p90_ms,
         "objective_ms": figures["objective_ms"],
     }
+    if contention is not None:
+        out["contention"] = contention.as_dict()
+    return out

@@ -1,44 +1,41 @@
-"""The side-by-side confirmation of a study's best measured recipe, attached to the picks it
-confirms: the console, recommendation.json and the report quote the same sentence."""
+"""The end-of-search re-timing of the quoted recipe, by the same paired rule as its trial
+(`autoaccel.evaluate.paired`) with more rounds. It becomes that trial's figure everywhere
+(`frontier.points` reads it from the study), so the console, recommendation.json, the report
+and MLflow quote one number; this module attaches its details to the picks it re-timed and
+says when the trial's own timing disagreed with it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-DISAGREEMENT = 1.5
-"""A side-by-side speedup this many times off the search's own (either way) means the CPU's
-load changed between the search's two timings; the side-by-side one is then the figure."""
 
-
-def disagrees(recorded: float | None, confirmed: float) -> bool:
-    return bool(recorded) and max(recorded / confirmed, confirmed / recorded) > DISAGREEMENT
+def disagrees(trial_pick: dict[str, Any], confirmed: dict[str, Any]) -> str | None:
+    """A warning when the trial's interval and the confirmation's do not overlap: the CPU's
+    load changed between the two timings (the later, longer one is quoted)."""
+    ci = trial_pick.get("speedup_ci")
+    if not ci or trial_pick.get("confirmed"):
+        return None
+    low, high = ci
+    if high >= confirmed["ci_low"] and confirmed["ci_high"] >= low:
+        return None
+    return (
+        f"trial {trial_pick['trial']}'s speedup was {trial_pick['speedup']:.2f}x "
+        f"({low:.2f}-{high:.2f}x) in the search and {confirmed['speedup']:.2f}x "
+        f"({confirmed['ci_low']:.2f}-{confirmed['ci_high']:.2f}x) re-timed at the end: the "
+        "machine's load changed between the two timings; the re-timing, with more rounds, is "
+        "the figure quoted"
+    )
 
 
 def attach_confirmation(rec: dict[str, Any], confirmed: dict[str, Any] | None) -> None:
-    """Put the side-by-side re-timing of a study's best measured recipe (taken when the
-    search finished, kept in the study) on the picks it confirms, with its sentence in
-    their summaries, so the console, recommendation.json and the report say the same."""
+    """Put the re-timing's details on the picks it re-timed (their speedup already is its)."""
     if not confirmed:
         return
+    details = {k: v for k, v in confirmed.items() if k != "trial"}
     for key in ("best_measured", "recommended"):
         pick = rec.get(key)
-        if not pick or pick["trial"] != confirmed["trial"] or "confirmed" in pick:
-            continue
-        figures = {k: v for k, v in confirmed.items() if k != "trial"}
-        speedup = figures["speedup"]
-        what = "" if figures["figure"].startswith("latency") else "batch-1 latency "
-        sentence = (
-            f"; {what}confirmed side by side: {speedup:.1f}x "
-            f"({figures['latency_ms']:.3f} ms vs {figures['baseline_latency_ms']:.3f} ms, "
-            "interleaved)"
-        )
-        recorded = pick.get("speedup")
-        figures["disagrees"] = disagrees(recorded, speedup)
-        if figures["disagrees"]:
-            sentence += (
-                f"; the search's {recorded:.1f}x and this {speedup:.1f}x differ by more than "
-                f"{DISAGREEMENT:g}x because the CPU was busier during one of the timings: "
-                "trust the side-by-side figure"
-            )
-        pick["confirmed"] = figures
-        pick["summary"] += sentence
+        if pick and pick["trial"] == confirmed["trial"]:
+            pick["confirmation"] = details
+    for pick in rec.get("closest") or []:
+        if pick["trial"] == confirmed["trial"]:
+            pick["confirmation"] = details

@@ -110,6 +110,10 @@ class SearchDisplay:
                 f"{rec['recommended']['summary']}",
                 highlight=False,
             )
+        elif rec.get("verdict") == "keep-baseline":
+            self.console.print(f"[bold yellow]Keep the baseline:[/] {rec['reason']}")
+        elif rec.get("verdict") == "too-noisy":
+            self.console.print(f"[bold red]Not ranked:[/] {rec['reason']}")
         else:
             self.console.print(f"[bold yellow]No recommendation:[/] {rec['reason']}")
         if line := hardware_line(rec.get("hardware") or []):

@@ -42,7 +42,8 @@ class Exported:
 def pick_trial(study: optuna.Study, trial: int | None, prefer: str = "latency"):
     """The trial to export: `trial`, or the recommendation under `prefer` (recomputed from the
     stored trials with the study's own limit)."""
-    from autoaccel.frontier import machine_baselines, pareto, points, recommend
+    from autoaccel.frontier import machine_baselines, pareto, points
+    from autoaccel.recommend import recommend
 
     if trial is not None:
         found = [t for t in study.trials if t.number == trial]

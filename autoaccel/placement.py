@@ -15,8 +15,9 @@ from typing import Any
 
 import optuna
 
-from autoaccel.frontier import Point, choose
+from autoaccel.frontier import Point
 from autoaccel.projection.plans import describe_plan
+from autoaccel.recommend import choose
 from autoaccel.techniques import describe_recipe
 
 BASELINE_PROJECTIONS = "baseline_projections"

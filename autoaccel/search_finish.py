@@ -26,49 +26,63 @@ class SearchResult:
     frontier: list[dict[str, Any]] = field(default_factory=list)
     tracking_uri: str = ""
     parent_run_id: str = ""
+    warnings: list[str] = field(default_factory=list)
+    """Every warning the search emitted (the CLI prints them as they come)."""
 
 
 def finish(search, name: str, status: str) -> SearchResult:
     """Frontier, recommendation, plots: written atomically under runs/<study>/ and logged to
     the parent run. `search` is the running `autoaccel.search_run.Search`."""
     from autoaccel.confirmation import attach_confirmation
-    from autoaccel.frontier import machine_baselines, pareto, points, recommend
+    from autoaccel.frontier import machine_baselines, pareto, points
     from autoaccel.placement import hardware_ranking, infeasible_reasons, projected_points
     from autoaccel.plots import write_study_folder
+    from autoaccel.recommend import recommend
     from autoaccel.study import FINISHED
     from autoaccel.workers import outputs_lock
 
     study, workload, cfg = search.study, search.workload, search.cfg
     baseline = study.user_attrs["baseline"]
-    measured = [p for p in points(study, baseline) if p.measured]
-    front = pareto(study, measured)
     info = {
         "name": workload.name,
         "metric": workload.metric,
         "metric_description": workload.metric_description,
     }
-    rec = recommend(
-        name,
-        info,
-        baseline,
-        cfg.max_accuracy_drop,
-        front,
-        measured,
-        cfg.prefer,
-        machine_baselines(study),
-    )
+
+    def recommendation() -> tuple[dict[str, Any], list, list]:
+        measured = [p for p in points(study, baseline) if p.measured]
+        front = pareto(study, measured)
+        rec = recommend(
+            name,
+            info,
+            baseline,
+            cfg.max_accuracy_drop,
+            front,
+            measured,
+            cfg.prefer,
+            machine_baselines(study),
+            search.machine["host"],
+        )
+        return rec, measured, front
+
+    rec, measured, front = recommendation()
+    pick = _to_confirm(rec, search.machine["host"])
+    if pick and status == "FINISHED":
+        search.emit("status", "re-timing the best measured recipe side by side with the baseline")
+        confirmed = _confirm(search, pick)
+        study.set_user_attr("confirmed", confirmed)
+        rec, measured, front = recommendation()  # the confirmation is that trial's figure now
+        attach_confirmation(rec, confirmed)
     projected = projected_points(study, baseline)
     rec["hardware"] = hardware_ranking(measured, projected, infeasible_reasons(study))
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     failed = [t for t in trials if t.state.name in ("FAIL", "PRUNED")]
     rec["trials"] = {"finished": len(trials), "failed": len(failed), "complete": len(measured)}
     rec["status"] = status
-    local_best = rec.get("best_measured")
-    if local_best and status == "FINISHED":
-        search.emit("status", "confirming the best measured recipe side by side with the baseline")
-        confirmed = _confirm(search, local_best, baseline)
-        study.set_user_attr("confirmed", confirmed)
-        attach_confirmation(rec, confirmed)
+    if rec["verdict"] == "too-noisy":
+        search.emit("warning", rec["reason"])
+    rec["warnings"] = list(search.warnings)
+    study.set_user_attr("warnings", rec["warnings"][-50:])  # the report quotes them too
 
     out = search.paths.study_dir(name)
     title = f"{workload.name}: {len(measured)} candidates measured here, study {name}"
@@ -84,7 +98,15 @@ def finish(search, name: str, status: str) -> SearchResult:
     }
     search.tracker.set_pareto(run_ids, {p.trial for p in front})
     if rec["recommended"]:
-        search.tracker.log_parent_metrics({"best_speedup": rec["recommended"]["speedup"]})
+        pick = rec["recommended"]
+        figures = {"best_speedup": pick["speedup"]}
+        if pick.get("speedup_ci"):
+            figures.update(
+                best_speedup_ci_low=pick["speedup_ci"][0],
+                best_speedup_ci_high=pick["speedup_ci"][1],
+            )
+        search.tracker.log_parent_metrics(figures)
+    search.tracker.set_parent_tag("verdict", rec["verdict"])
     search.emit("done", rec)
     return SearchResult(
         study=name,
@@ -95,6 +117,7 @@ def finish(search, name: str, status: str) -> SearchResult:
         frontier=rec["frontier"],
         tracking_uri=search.tracker.uri,
         parent_run_id=search.tracker.parent_id or "",
+        warnings=list(search.warnings),
     )
 
 
@@ -119,19 +142,30 @@ def _report(search, out: Path, info: dict[str, str]) -> None:
         search.emit("warning", f"the report could not be written: {reason}")
 
 
-def _confirm(search, best: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
-    """The side-by-side speedup of the best measured recipe, and a warning when it is far
-    from the search's own figure (the CPU's load changed between the search's timings)."""
+def _to_confirm(rec: dict[str, Any], host: str) -> dict[str, Any] | None:
+    """The recipe whose figure the search quotes: the recommendation when it was measured
+    here, else the fastest feasible build measured here (re-timing may show it beats the
+    baseline after all, or that a busy machine made it look so)."""
+    pick = rec.get("recommended")
+    if pick and pick.get("latency_source") == "measured" and pick.get("machine") in (None, host):
+        return pick
+    return rec.get("best_measured")
+
+
+def _confirm(search, pick: dict[str, Any]) -> dict[str, Any]:
+    """The paired re-timing of the quoted recipe, and a warning when its interval and the
+    trial's own do not overlap (the CPU's load changed between the two timings)."""
     from autoaccel.confirmation import disagrees
 
-    confirmed = search.baseline_timer.side_by_side(best, baseline, search.machine["host"])
-    speedup = confirmed["speedup"]
-    if disagrees(best.get("speedup"), speedup):
-        search.emit(
-            "warning",
-            f"the best recipe's speedup was {best['speedup']:.1f}x in the search but "
-            f"{speedup:.1f}x side by side: the CPU was busier during one of the timings; "
-            "the side-by-side figure is the one to trust",
-        )
-    search.tracker.log_parent_metrics({"confirmed_speedup": speedup})
+    baseline = search.study.user_attrs["baseline"]
+    confirmed = search.baseline_timer.side_by_side(pick, baseline, search.machine["host"])
+    if message := disagrees(pick, confirmed):
+        search.emit("warning", message)
+    search.tracker.log_parent_metrics(
+        {
+            "confirmed_speedup": confirmed["speedup"],
+            "confirmed_speedup_ci_low": confirmed["ci_low"],
+            "confirmed_speedup_ci_high": confirmed["ci_high"],
+        }
+    )
     return confirmed

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from autoaccel.baseline import BaselineTimer, noisy_warning
+from autoaccel.baseline import BaselineTimer, baseline_recipe, noisy_warning
 from autoaccel.config import RunPaths, SearchConfig
 from autoaccel.early_stop import TrainingStopped
 from autoaccel.errors import InfeasibleRecipe, UserError, describe
@@ -53,7 +53,13 @@ def search(
 class Search:
     def __init__(self, cfg: SearchConfig, emit: Callable[[str, Any], None]) -> None:
         self.cfg = cfg
-        self.emit = emit
+        self._emit = emit
+        self.warnings: list[str] = []  # what the console prints, returned to API callers too
+
+    def emit(self, kind: str, payload: Any) -> None:
+        if kind == "warning":
+            self.warnings.append(str(payload))
+        self._emit(kind, payload)
 
     def run(self) -> SearchResult:
         root = RunPaths(self.cfg.runs_dir).root
@@ -75,7 +81,7 @@ class Search:
         from autoaccel.projection.plans import PlanGrid
         from autoaccel.space import load_space
         from autoaccel.study import check_study_name, finished_count, make_sampler, open_study
-        from autoaccel.targets import load_targets
+        from autoaccel.targets import ensure_calibrated, load_targets
         from autoaccel.tracking import Tracker
         from autoaccel.workloads import load_workload
 
@@ -91,6 +97,7 @@ class Search:
         workload = load_workload(cfg.workload, paths.cache, cfg.model, cfg.data)
         primary = workload.metric
         workload.choose_metric(cfg.metric)
+        cfg.check_limit(workload)  # a limit implausible for this metric: refused, one line
         paths.prepare()  # only after the input is known to be good: nothing half-written
         self.workload, self.paths = workload, paths
         suffix = "" if cfg.scenario == "single-stream" else f"-{cfg.scenario}"
@@ -135,6 +142,8 @@ class Search:
         self.batch_sizes = (1,) if cfg.scenario == "single-stream" else BATCH_SIZES
         self.workload, self.space, self.paths, self.study = workload, space, paths, study
         self.machine = machine_info()  # what a measured trial was measured on
+        # cpu-local's cost model, calibrated here on first use (after every input check)
+        self.targets = ensure_calibrated(paths.root, self.targets, self.emit)
         self.settings = EvalSettings(
             workload=cfg.workload,
             model=cfg.model,
@@ -149,6 +158,7 @@ class Search:
             latency_bound_ms=cfg.latency_bound_ms,
             arrival_rate=cfg.arrival_rate,
             grid=PlanGrid.from_block(block),
+            reference=baseline_recipe(workload),
         )
         self.baseline_timer = BaselineTimer(workload, self.settings)
         if cfg.isolate:
@@ -266,7 +276,7 @@ class Search:
         else:
             self.emit("status", "measuring the baseline")
             baseline, latency = self.baseline_timer.measure(self.machine)
-        if warning := noisy_warning(latency):
+        if warning := noisy_warning(latency, baseline["timings"][-1].get("contention")):
             self.emit("warning", warning)
         # every machine keeps its own baseline: a measured trial's speedup is against the
         # baseline of the machine that measured it; the first one is also the study's
@@ -329,11 +339,14 @@ class Search:
             rec.stopped(trial, recipe, stop, baseline["accuracy"])
             self.emit("trial", TrialEvent(trial.number, done + 1, budget, 1, "stopped"))
             return
-        except Exception as exc:  # any failing candidate: record why, go on
+        except Exception as exc:  # record why and go on: one trial never ends the search
             reason = describe(exc)
-            infeasible = isinstance(exc, InfeasibleRecipe)
-            trace = getattr(exc, "trace", None) or traceback.format_exc()
-            rec.fail(trial, recipe, reason, "" if infeasible else trace, infeasible)
+            if isinstance(exc, InfeasibleRecipe):  # a known, named reason: PRUNED
+                rec.fail(trial, recipe, reason, infeasible=True, kind=exc.kind)
+            else:  # anything else is a failure: FAIL, with its traceback (the isolated
+                # worker's arrives as text, CandidateFailed.trace)
+                trace = getattr(exc, "trace", None) or traceback.format_exc()
+                rec.fail(trial, recipe, reason, trace)
             event = TrialEvent(trial.number, done + 1, budget, 1, "failed", reason=reason)
             self.emit("trial", event)
             return

@@ -38,6 +38,10 @@ class EvalSettings:
     latency_bound_ms: float
     arrival_rate: float | None
     grid: PlanGrid = field(default_factory=PlanGrid)
+    reference: dict[str, Any] | None = None
+    """The baseline's recipe: every candidate is timed interleaved with it on the objective's
+    target (`evaluate.paired`), so its speedup is a ratio taken in one window. None: the
+    candidate is timed alone (the baseline's own timing, and older callers)."""
 
     @property
     def objective_target(self) -> str:
@@ -68,15 +72,16 @@ class Outcome:
 
 def scenario_of(settings: EvalSettings, batches) -> dict[str, Any]:
     """The scenario's figures from per-batch latencies; a server that meets the latency bound
-    at no rate is an infeasible recipe, with the reason."""
+    at no rate is an infeasible recipe, with the reason (any other error is a failure)."""
     from autoaccel.evaluate.scenarios import scenario_figures
 
+    args = (settings.scenario, batches, settings.latency_bound_ms, settings.arrival_rate)
+    if settings.scenario != "server":
+        return scenario_figures(*args)
     try:
-        return scenario_figures(
-            settings.scenario, batches, settings.latency_bound_ms, settings.arrival_rate
-        )
+        return scenario_figures(*args)
     except ValueError as exc:
-        raise InfeasibleRecipe(f"server scenario: {exc}") from None
+        raise InfeasibleRecipe(f"server scenario: {exc}", kind="server_bound") from None
 
 
 class CandidateEvaluator:
@@ -87,6 +92,7 @@ class CandidateEvaluator:
         self.workload = workload or load_workload(
             settings.workload, settings.cache, settings.model, settings.data, settings.metric
         )
+        self._reference = None  # the baseline's opened runner, built on first use
 
     def run(self, recipe: dict[str, Any], rule=None) -> Outcome:
         """Build, judge, measure and project `recipe`. `rule` (an early-stopping
@@ -136,7 +142,8 @@ class CandidateEvaluator:
 
     def _measure(self, candidate, predict) -> dict[str, dict[str, Any]]:
         """Time the candidate on every measured target. The objective's target must run it
-        (else the recipe is infeasible); another measured device that cannot is recorded."""
+        (else the recipe is infeasible) and times it interleaved with the baseline; another
+        measured device that cannot run it is recorded."""
         from autoaccel.evaluate import time_runner
         from autoaccel.evaluate.runners import open_runner
 
@@ -146,11 +153,17 @@ class CandidateEvaluator:
             if not target.measured:
                 continue
             objective = not out
+            paired = None
             try:
                 run = predict if target.device == "cpu" else None
                 run = run or open_runner(candidate, wl.input_names, target.device)
                 with measure_lock(s.root):
-                    latency, batches = time_runner(run, wl, s.measure, s.batch_sizes)
+                    if objective and s.reference is not None and target.device == "cpu":
+                        paired = self._paired(run)
+                        batches = dict(paired.candidate) if len(paired.candidate) > 1 else {}
+                        latency = paired.candidate[1]
+                    else:
+                        latency, batches = time_runner(run, wl, s.measure, s.batch_sizes)
                 scenario = scenario_of(s, batches or {1: latency})
             except InfeasibleRecipe as exc:
                 if objective:
@@ -167,7 +180,41 @@ class CandidateEvaluator:
                 **target.priced(latency.median_ms),
                 "scenario": scenario,
             }
+            if paired is not None:
+                out[name]["paired"] = paired.as_dict()
         return out
+
+    def _paired(self, run):
+        """The candidate against the baseline, interleaved, by `evaluate.paired`'s rule."""
+        import math
+
+        from autoaccel.evaluate.paired import measure_paired
+
+        s, wl = self.settings, self.workload
+        reference = self._reference_runner()
+        sizes = s.batch_sizes or (1,)
+        candidate_fns, reference_fns = {}, {}
+        for b in sizes:
+            inputs = wl.latency_inputs(b)
+            candidate_fns[b] = lambda x=inputs: run(x)
+            reference_fns[b] = lambda x=inputs: reference(x)
+
+        def figure(latencies) -> float:
+            try:
+                return scenario_of(s, latencies)["objective_ms"]
+            except InfeasibleRecipe:
+                return math.nan
+
+        return measure_paired(candidate_fns, reference_fns, figure, s.measure)
+
+    def _reference_runner(self):
+        if self._reference is None:
+            from autoaccel.builder import build_candidate
+            from autoaccel.evaluate.runners import open_runner
+
+            built = build_candidate(self.settings.reference, self.workload, self.settings.cache)
+            self._reference = open_runner(built, self.workload.input_names)
+        return self._reference
 
     def _project(self, candidate, recipe: dict[str, Any], measured: dict[str, dict[str, Any]]):
         """Every estimated target's projection of this build; a measured target's estimated

@@ -58,11 +58,18 @@ class TrialRecorder:
         accuracy = out.quality[metric]
         drop = baseline["accuracy"] - accuracy
         mine = out.objective
-        objective = mine["objective_ms"]
-        speedup = objective_of(baseline) / objective
+        paired = mine.get("paired")
+        if paired:  # timed beside the baseline: the ratio is the figure (evaluate.paired)
+            speedup = paired["speedup"]
+            objective = objective_of(baseline) / speedup  # on the baseline's quiet scale
+        else:
+            objective = mine["objective_ms"]
+            speedup = objective_of(baseline) / objective
         feasible = drop <= self.limit
         trial.set_constraint("accuracy_drop", drop - self.limit)
-        hardware = {k: v for k, v in mine.items() if k not in ("twin", "source", "device")}
+        hardware = {
+            k: v for k, v in mine.items() if k not in ("twin", "source", "device", "paired")
+        }
         trial.set_user_attr(
             "result",
             {
@@ -80,6 +87,7 @@ class TrialRecorder:
                 "seconds": {"build": out.build_s, "train": out.train_s, **out.seconds},
                 "hardware": {**hardware, "batch_size": 1},
                 "measured": out.measured,
+                **({"paired": paired} if paired else {}),
             },
         )
         trial.set_user_attr("projections", out.projections)
@@ -91,6 +99,7 @@ class TrialRecorder:
             "latency_p90_ms": mine["latency_p90_ms"],
             "latency_runs": mine["latency_runs"],
             "speedup": speedup,
+            **_paired_metrics(paired),
             "objective_ms": objective,
             "size_mb": out.size_mb,
             "seconds.build": out.build_s,
@@ -166,22 +175,47 @@ class TrialRecorder:
         self.study.tell(trial, list(earlier.values))
         return speedup, feasible
 
-    def fail(self, trial, recipe, reason: str, trace: str = "", infeasible: bool = False) -> None:
-        """Record a failed trial. A recipe that cannot run as asked (InfeasibleRecipe) is
-        told to Optuna as PRUNED with a violated constraint, not FAIL: samplers ignore FAIL
-        trials and would keep proposing the same impossible recipe, while TPE ranks
-        infeasible trials below every feasible one and learns to avoid them."""
+    def fail(
+        self,
+        trial,
+        recipe,
+        reason: str,
+        trace: str = "",
+        infeasible: bool = False,
+        kind: str = "",
+    ) -> None:
+        """Record a failed trial. A recipe that cannot run as asked (InfeasibleRecipe, its
+        `kind` kept) is told to Optuna as PRUNED with a violated constraint, not FAIL:
+        samplers ignore FAIL trials and would keep proposing the same impossible recipe,
+        while TPE ranks infeasible trials below every feasible one and learns to avoid them.
+        Any other failure is FAIL with its traceback kept in the study (`traceback` user
+        attr) and in the MLflow run (tag: its end; `traceback.txt`: all of it), so a bug is
+        never mistaken for an impossible recipe and can be debugged from either store."""
         tags = {**self.tags(), "fail_reason": reason[:5000], "infeasible": str(infeasible).lower()}
+        if infeasible and kind:
+            tags["infeasible_kind"] = kind
+        files = {}
         if trace:
             tags["traceback"] = trace[-5000:]
-        run_id = self.tracker.log_trial(trial.number, recipe, {}, tags, failed=True)
+            files["traceback.txt"] = trace
+        run_id = self.tracker.log_trial(
+            trial.number, recipe, {}, tags, failed=True, text_files=files or None
+        )
         trial.set_user_attr("mlflow_run_id", run_id)
         trial.set_user_attr("fail_reason", reason)
+        if trace:
+            trial.set_user_attr("traceback", trace[-_TRACE_CHARS:])
         if infeasible:
+            if kind:
+                trial.set_user_attr("infeasible_kind", kind)
             trial.set_constraint("recipe_runs", 1.0)
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+_TRACE_CHARS = 20_000
+"""The end of a traceback kept in the study (a MySQL TEXT holds 64 KB); MLflow has it all."""
 
 
 def same_recipe(study: optuna.Study, recipe: dict[str, Any]):
@@ -226,4 +260,17 @@ def curve_metrics(curve: dict[str, dict[float, float]]) -> dict[str, float]:
         f"train_quality.{stage}.{round(float(f) * 100)}pct": q
         for stage, points in curve.items()
         for f, q in points.items()
+    }
+
+
+def _paired_metrics(paired: dict[str, Any] | None) -> dict[str, float]:
+    """The speedup's interval, rounds and the other work during its timing, for MLflow."""
+    if not paired:
+        return {}
+    return {
+        "speedup_ci_low": paired["ci_low"],
+        "speedup_ci_high": paired["ci_high"],
+        "speedup_rounds": paired["rounds"],
+        "timing.other_cores": paired["contention"]["other_cores"],
+        "timing.load_avg": paired["contention"]["load_avg"],
     }

@@ -14,7 +14,14 @@ def test_a_timing_whose_p90_is_far_above_its_median_is_flagged_with_what_to_do()
     message = noisy_warning(_latency(450.9, 888.7))
     assert message is not None
     assert "median 450.900 ms, p90 888.700 ms" in message
-    assert "run again when the machine is quiet" in message
+    assert "run again on a quiet machine" in message
+
+
+def test_a_timing_while_other_processes_used_the_cpu_is_flagged():
+    busy = {"busy": True, "other_cores": 1.2, "cores": 2}
+    message = noisy_warning(_latency(28.6, 30.2), busy)
+    assert message and "other processes used 1.2 of 2 cores" in message
+    assert noisy_warning(_latency(28.6, 30.2), {**busy, "busy": False}) is None
 
 
 def test_a_steady_timing_is_not_flagged():

@@ -6,15 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from autoaccel.confirmation import attach_confirmation
+from autoaccel.confirmation import attach_confirmation, disagrees
 from autoaccel.errors import UserError
-from autoaccel.frontier import (
-    Point,
-    choose,
-    objective_frontier,
-    recommend,
-    tie_tolerance,
-)
+from autoaccel.frontier import Point, objective_frontier, pareto, tie_tolerance
+from autoaccel.recommend import choose, recommend
 
 BASELINE = {
     "accuracy": 0.90,
@@ -77,37 +72,90 @@ def test_recommend_picks_fastest_frontier_point_with_full_schema():
     assert [p["trial"] for p in rec["frontier"]] == [3, 1]
 
 
-def _confirmed(trial: int, latency: float, baseline: float) -> dict:
+def _paired(point: Point, low: float, high: float, busy: bool = False) -> Point:
+    """`point` with a paired timing's interval (and whether the CPU was busy during it)."""
+    return replace(point, speedup_ci=(low, high), rounds=6, contended=busy)
+
+
+def _confirmed(trial: int, speedup: float, low: float, high: float) -> dict:
     return {
         "trial": trial,
-        "latency_ms": latency,
-        "baseline_latency_ms": baseline,
-        "speedup": baseline / latency,
-        "figure": "latency (batch 1)",
+        "speedup": speedup,
+        "ci_low": low,
+        "ci_high": high,
+        "rounds": 12,
+        "candidate_ms": 10.0 / speedup,
+        "reference_ms": 10.0,
+        "contention": {"busy": False, "other_cores": 0.0},
     }
 
 
-def test_confirmation_goes_on_the_pick_it_re_timed_once():
+def test_confirmation_details_go_on_the_pick_it_re_timed():
     front = [_point(3, 0.895, 2.0), _point(1, 0.90, 4.0)]
     rec = recommend("s", WORKLOAD, BASELINE, 0.01, front, front)
-    rec["best_measured"] = rec["recommended"]  # the same pick, as `Search._finish` has it
-    attach_confirmation(rec, _confirmed(3, 2.2, 10.0))
-    pick = rec["recommended"]
-    assert pick["summary"].count("confirmed side by side: 4.5x") == 1
-    assert pick["confirmed"]["disagrees"] is False and "trust" not in pick["summary"]
+    attach_confirmation(rec, _confirmed(3, 4.5, 4.3, 4.7))
+    assert rec["recommended"]["confirmation"]["rounds"] == 12
     other = recommend("s", WORKLOAD, BASELINE, 0.01, front, front)
-    attach_confirmation(other, _confirmed(1, 4.0, 10.0))  # a trial no longer the pick
-    assert "confirmed" not in other["recommended"]
+    attach_confirmation(other, _confirmed(1, 2.5, 2.4, 2.6))  # a trial no longer the pick
+    assert "confirmation" not in other["recommended"]
 
 
-def test_a_side_by_side_speedup_far_from_the_searchs_says_which_to_trust():
-    front = [_point(3, 0.895, 0.5)]  # 20x against a baseline timed on a busy machine
-    rec = recommend("s", WORKLOAD, BASELINE, 0.01, front, front)
-    attach_confirmation(rec, _confirmed(3, 0.5, 4.0))  # 8x side by side
-    pick = rec["recommended"]
-    assert pick["confirmed"]["disagrees"] is True
-    assert "the search's 20.0x and this 8.0x differ" in pick["summary"]
-    assert "trust the side-by-side figure" in pick["summary"]
+def test_a_re_timing_outside_the_trials_interval_is_reported_and_quoted():
+    pick = _paired(_point(3, 0.895, 0.5), 18.0, 22.0).as_dict()  # 20x, timed on a busy CPU
+    message = disagrees(pick, _confirmed(3, 8.0, 7.6, 8.4))
+    assert message and "20.00x" in message and "8.00x" in message
+    assert "the figure quoted" in message
+    assert disagrees(pick, _confirmed(3, 19.0, 17.0, 21.0)) is None  # intervals overlap
+
+
+def test_nothing_faster_than_the_baseline_beyond_noise_means_keep_the_baseline():
+    slower = [
+        _paired(_point(0, 0.90, 12.0), 0.80, 0.86),  # 0.83x
+        _paired(_point(1, 0.90, 9.8), 0.97, 1.06),  # 1.02x, inside the noise
+    ]
+    rec = recommend("s", WORKLOAD, BASELINE, 0.01, slower, slower)
+    assert rec["verdict"] == "keep-baseline" and rec["recommended"] is None
+    assert rec["reason"].startswith("nothing beats the baseline beyond timing noise: keep toy")
+    assert [p["trial"] for p in rec["closest"]] == [1, 0]
+    faster = [_paired(_point(2, 0.90, 8.0), 1.18, 1.32)]
+    assert recommend("s", WORKLOAD, BASELINE, 0.01, faster, faster)["verdict"] == "recommend"
+
+
+def test_a_pick_timed_on_a_busy_cpu_is_not_ranked():
+    busy = [_paired(_point(0, 0.90, 1.0), 6.0, 14.0, busy=True)]
+    rec = recommend("s", WORKLOAD, BASELINE, 0.01, busy, busy)
+    assert rec["verdict"] == "too-noisy" and rec["recommended"] is None
+    assert "busy with other work" in rec["reason"] and "quiet machine" in rec["reason"]
+    assert rec["closest"][0]["trial"] == 0
+
+
+def test_the_summary_quotes_the_interval_and_rounds():
+    point = _paired(_point(3, 0.895, 2.0), 4.8, 5.2)
+    rec = recommend("s", WORKLOAD, BASELINE, 0.01, [point], [point])
+    assert (
+        "5.00x (95 % interval 4.80-5.20x, 6 interleaved rounds)" in rec["recommended"]["summary"]
+    )
+
+
+def test_timings_within_noise_tie_and_the_more_accurate_wins():
+    fast = _paired(_point(0, 0.895, 2.0), 4.5, 5.5)  # 5.0x +-10 %
+    close = _paired(_point(1, 0.90, 2.1), 4.3, 5.2)  # 4.8x, inside the noise, more accurate
+    rec = recommend("s", WORKLOAD, BASELINE, 0.01, [fast, close], [fast, close])
+    assert rec["recommended"]["trial"] == 1
+    assert "ties with trial 0" in rec["rationale"]
+    clear = _paired(_point(2, 0.90, 4.0), 2.4, 2.6)  # 2.5x: clearly slower
+    rec = recommend("s", WORKLOAD, BASELINE, 0.01, [fast, clear], [fast, clear])
+    assert rec["recommended"]["trial"] == 0
+
+
+def test_pareto_keeps_points_whose_difference_is_inside_the_noise():
+    fast = _paired(_point(0, 0.895, 2.0), 4.5, 5.5)
+    slightly_slower_same_quality = _paired(_point(1, 0.895, 2.1), 4.3, 5.2)
+    clearly_slower_same_quality = _paired(_point(2, 0.895, 4.0), 2.4, 2.6)
+    more_accurate_within_noise = _paired(_point(3, 0.899, 2.1), 4.3, 5.2)
+    pts = [fast, slightly_slower_same_quality, clearly_slower_same_quality]
+    assert [p.trial for p in pareto(None, pts)] == [0, 1]
+    assert [p.trial for p in pareto(None, [*pts, more_accurate_within_noise])] == [3]
 
 
 def test_recommend_is_null_with_reason_and_closest_when_nothing_meets_limit():

@@ -62,7 +62,8 @@ def test_a_segfault_in_a_candidate_fails_that_trial_and_the_search_goes_on(tmp_p
     failed = [t for t in _study(runs, result.study).trials if t.state.name == "FAIL"]
     assert len(failed) == 1
     assert "killed by SIGSEGV (a crash in native code)" in failed[0].user_attrs["fail_reason"]
-    assert result.recommendation["recommended"] is not None  # later trials ran in a new worker
+    # later trials ran in a new worker and were judged (a verdict, not "nothing completed")
+    assert result.recommendation["verdict"] in ("recommend", "keep-baseline", "too-noisy")
     reasons = _mlflow(runs, "select value from tags where key = 'fail_reason'")
     assert any("SIGSEGV" in r for (r,) in reasons)
 
@@ -181,3 +182,26 @@ def test_kill_9_of_the_search_ends_its_candidate_worker(tmp_path):
     while any(_alive(p) for p in workers) and time.time() < deadline:
         time.sleep(0.2)
     assert not any(_alive(p) for p in workers)  # orphaned, it noticed and left
+
+
+def test_an_error_in_the_worker_fails_the_trial_with_the_workers_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOACCEL_TEST_CACHE", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    # flaky: the worker's first candidate raises RuntimeError inside the workload's evaluate
+    result = autoaccel.search(
+        "support_workloads:flaky",
+        budget=1,
+        runs_dir=runs,
+        space=_space(tmp_path),
+        targets=["cpu-local"],
+        **FAST,
+    )
+    (trial,) = _study(runs, result.study).trials
+    assert trial.state.name == "FAIL"
+    assert trial.user_attrs["fail_reason"] == "RuntimeError: candidate exploded on purpose"
+    trace = trial.user_attrs["traceback"]  # the worker's own, carried back as text
+    assert trace.startswith("Traceback") and "support_workloads.py" in trace
+    assert "RuntimeError: candidate exploded on purpose" in trace
+    (tag,) = _mlflow(runs, "select value from tags where key = 'traceback'")
+    assert tag[0] == trace
+    assert next(runs.rglob("traceback.txt")).read_text() == trace

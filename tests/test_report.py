@@ -253,16 +253,20 @@ def test_report_quotes_the_best_measured_recipe_and_its_side_by_side_timing(tmp_
         "confirmed",
         {
             "trial": 1,
-            "latency_ms": 0.52,
-            "baseline_latency_ms": 2.6,
             "speedup": 5.0,
-            "figure": "latency (batch 1)",
+            "ci_low": 4.8,
+            "ci_high": 5.2,
+            "rounds": 12,
+            "candidate_ms": 0.52,
+            "reference_ms": 2.6,
+            "contention": {"busy": False, "other_cores": 0.0},
         },
     )
     md, _ = write_report(study, tmp_path, fidelity=_missing(tmp_path))
     section = md.read_text().split("## Recommendation")[1].split("\n## ")[0]
     assert "Recommended (trial 1)" in section and "measured on cpu-local" in section
-    assert "confirmed side by side: 5.0x (0.520 ms vs 2.600 ms, interleaved)" in section
+    assert "5.00x (95 % interval 4.80-5.20x, 12 interleaved rounds)" in section
+    assert "0.520 ms vs 2.600 ms timed side by side" in section
 
 
 def test_report_labels_measured_and_estimated_figures_per_target(mixed_report):
@@ -368,22 +372,28 @@ def test_report_says_nothing_meets_the_limit_and_lists_the_closest(tmp_path):
 
 def test_report_says_the_cost_model_fidelity_is_unmeasured_when_absent(mixed_report):
     md, _ = mixed_report
-    assert "the fidelity has not been measured" in md.read_text()
+    text = md.read_text()
+    assert "Cost-model error on this machine: not measured in this study" in text
+    assert "Never checked against real hardware: google-edge-tpu, hailo-8" in text
 
 
-def test_report_quotes_the_cost_model_fidelity_when_present(tmp_path):
+def test_report_quotes_a_benchmark_file_only_for_its_workload_and_machine(tmp_path):
     fidelity = {
+        "machine": {"cpu": "AMD EPYC", "cores": 2, "date": "2026-11-25 22:44:49"},
         "summary": {
             "all": {"n": 9, "spearman": 0.9833, "mdape_pct": 28.7},
             "toy": {"n": 1, "spearman": math.nan, "mdape_pct": 1.9},
-        }
+        },
     }
     md, _ = write_report(_study("mixed", _mixed()), tmp_path, fidelity=fidelity)
     text = md.read_text()
-    assert "Spearman rank correlation 0.98, median absolute error 29 % over 9 candidates" in text
-    assert "On toy alone the fidelity check had 1 candidate" in text
-    assert read_fidelity({"spearman": math.nan}) is None
-    assert read_fidelity(tmp_path / "absent.json") is None
+    assert "not part of this study) was measured on AMD EPYC, 2 cores on 2026-11-25" in text
+    assert "median absolute error 2 % over 1 build of toy there" in text
+    # never pooled (the H100's own fidelity block may say 0.98: another check, its own line)
+    local = "\n".join(line for line in text.splitlines() if "nvidia-h100" not in line)
+    assert "0.98" not in local and "28.7" not in local and "29 %" not in local
+    assert read_fidelity({"summary": {"toy": {"n": 1}}}, {"name": "toy"}).benchmark is None
+    assert read_fidelity(tmp_path / "absent.json").benchmark is None
 
 
 def test_importances_need_enough_trials_and_say_so():

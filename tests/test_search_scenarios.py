@@ -37,7 +37,14 @@ def test_offline_objective_is_ms_per_query_at_the_best_batch(tmp_path):
     for t in study.trials:
         figures = t.user_attrs["result"]["hardware"]["scenario"]
         assert figures["scenario"] == "offline"
-        assert t.values[1] == pytest.approx(1000.0 / figures["throughput_qps"])
+        assert figures["objective_ms"] == pytest.approx(1000.0 / figures["throughput_qps"])
+        # the study's objective: the baseline's ms per query over the paired speedup, whose
+        # rounds compared ms per query at the best batch of both
+        paired = t.user_attrs["result"]["paired"]
+        assert t.values[1] == pytest.approx(baseline["objective_ms"] / paired["speedup"])
+        assert paired["reference_ms"] / paired["candidate_ms"] == pytest.approx(
+            paired["speedup"], rel=0.5
+        )
         per_batch = figures["per_batch_qps"]
         assert set(per_batch) == {str(b) for b in BATCH_SIZES}
         assert figures["throughput_qps"] == max(per_batch.values())
@@ -50,7 +57,10 @@ def test_server_reports_policy_and_meets_the_bound(tmp_path):
         assert figures["max_batch"] in BATCH_SIZES and figures["window_ms"] >= 0
         assert figures["p99_ms"] <= 20.0
         assert figures["at_rate"]["rate_qps"] == 100.0
-        assert t.values[1] == pytest.approx(1000.0 / figures["throughput_qps"])
+        assert figures["objective_ms"] == pytest.approx(1000.0 / figures["throughput_qps"])
+        baseline = study.user_attrs["baseline"]["scenario"]
+        paired = t.user_attrs["result"]["paired"]
+        assert t.values[1] == pytest.approx(baseline["objective_ms"] / paired["speedup"])
 
 
 def test_server_bound_the_baseline_cannot_meet_is_a_user_error(tmp_path):

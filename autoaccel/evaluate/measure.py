@@ -51,7 +51,7 @@ class Latency:
         return asdict(self)
 
 
-def _warm(fn: Callable[[], object], cfg: MeasureConfig) -> None:
+def warm_up(fn: Callable[[], object], cfg: MeasureConfig) -> None:
     start = time.perf_counter()
     runs = 0
     while runs < cfg.warmup_runs or time.perf_counter() - start < cfg.warmup_s:
@@ -61,7 +61,9 @@ def _warm(fn: Callable[[], object], cfg: MeasureConfig) -> None:
             break
 
 
-def _timed(fn: Callable[[], object], min_runs: int, budget_s: float, max_runs: int) -> list[int]:
+def time_runs(
+    fn: Callable[[], object], min_runs: int, budget_s: float, max_runs: int
+) -> list[int]:
     samples: list[int] = []
     clock = time.perf_counter_ns
     deadline = clock() + int(budget_s * 1e9)
@@ -85,8 +87,8 @@ def summarize(samples_ns: list[int], target: str = "cpu-local") -> Latency:
 
 def measure(fn: Callable[[], object], cfg: MeasureConfig = DEFAULT_PROTOCOL) -> Latency:
     """Time one candidate: warm-up, then runs until `min_runs` and `budget_s` are both met."""
-    _warm(fn, cfg)
-    return summarize(_timed(fn, cfg.min_runs, cfg.budget_s, cfg.max_runs))
+    warm_up(fn, cfg)
+    return summarize(time_runs(fn, cfg.min_runs, cfg.budget_s, cfg.max_runs))
 
 
 def measure_interleaved(
@@ -94,12 +96,12 @@ def measure_interleaved(
 ) -> dict[str, Latency]:
     """Time several candidates in alternating rounds so slow drift affects all of them alike."""
     for fn in fns.values():
-        _warm(fn, cfg)
+        warm_up(fn, cfg)
     samples: dict[str, list[int]] = {name: [] for name in fns}
     per_round = cfg.budget_s / rounds
     for _ in range(rounds):
         for name, fn in fns.items():
-            samples[name] += _timed(
+            samples[name] += time_runs(
                 fn, max(1, cfg.min_runs // rounds), per_round, max(1, cfg.max_runs // rounds)
             )
     return {name: summarize(s) for name, s in samples.items()}

@@ -18,8 +18,6 @@ from autoaccel.report.cells import (
     goal_figure,
     joules,
     ms,
-    pct,
-    plural,
     point_from,
     qps,
     rests_on,
@@ -29,6 +27,7 @@ from autoaccel.report.cells import (
     trial_list,
 )
 from autoaccel.report.facts import GOALS, Facts
+from autoaccel.report.fidelity import caveat_lines, priced_lines
 
 
 @dataclass(frozen=True)
@@ -130,6 +129,12 @@ def _recommendation(facts: Facts) -> Section:
             blocks.append(
                 Para(f"Best measured on this machine (trial {here['trial']}): {here['summary']}.")
             )
+    elif rec.get("verdict") in ("keep-baseline", "too-noisy"):
+        head = "Keep the baseline" if rec["verdict"] == "keep-baseline" else "Not ranked"
+        blocks.append(Para(f"{head}: {rec['reason']}.", True))
+        if rec.get("closest"):
+            blocks.append(Para("The fastest feasible candidates measured here:"))
+            blocks.append(_points_table(facts, [point_from(d) for d in rec["closest"]]))
     else:
         blocks.append(Para(f"No recommendation: {rec['reason']}.", True))
         if rec.get("closest"):
@@ -142,6 +147,9 @@ def _recommendation(facts: Facts) -> Section:
                     "search gentler techniques (less pruning, int8 with per-channel scales)."
                 )
             )
+    if rec.get("warnings"):
+        blocks.append(Para("Warnings the search printed:"))
+        blocks.append(Bullets(list(rec["warnings"])))
     return Section("Recommendation", blocks)
 
 
@@ -301,32 +309,8 @@ def _contributions(facts: Facts) -> Section:
 
 
 def _caveats(facts: Facts) -> Section:
-    items = []
     f = facts.fidelity
-    if f is None:
-        items.append(
-            "Cost-model error: the fidelity has not been measured (no "
-            "benchmarks/results/costmodel_fidelity.json); treat estimated latencies as "
-            "rough, unvalidated figures."
-        )
-    else:
-        parts = []
-        if f.spearman is not None:
-            parts.append(f"Spearman rank correlation {f.spearman:.2f}")
-        if f.mdape_pct is not None:
-            parts.append(f"median absolute error {f.mdape_pct:.0f} %")
-        over = f" over {f.n} candidates" if f.n else ""
-        items.append(
-            f"Cost-model error, checked against real timings on this machine's CPU: "
-            f"{', '.join(parts)}{over}. The other targets' estimates are not checked against "
-            "their hardware: trust their ranking more than their absolute figures."
-        )
-        if f.workload:
-            items.append(
-                f"On {facts.workload['name']} alone the fidelity check had "
-                f"{plural(f.workload.get('n', 0), 'candidate')} (median absolute error "
-                f"{pct(f.workload.get('mdape_pct'))})."
-            )
+    items = caveat_lines(f, facts.workload["name"]) if f is not None else []
     machines = facts.recommendation.get("machines")
     if machines:
         described = "; ".join(
@@ -345,10 +329,11 @@ def _caveats(facts: Facts) -> Section:
         "are noise unless repeated; the policy treats such figures as tied and prefers the "
         "measured one."
     )
+    items += priced_lines(f) if f is not None else []
     items.append(
-        "Energy and $ per million inferences come from the profiles' published power and "
-        "prices (some assumed; autoaccel targets show NAME cites each); they scale with "
-        "latency, so they inherit its error."
+        "Energy and $ per million inferences of estimated targets come from the profiles' "
+        "published power and prices (some assumed; autoaccel targets show NAME cites each); "
+        "they scale with latency, so they inherit its error."
     )
     items.append(
         "Quality is always measured by running each candidate on the validation data here, "

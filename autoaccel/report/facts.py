@@ -3,7 +3,6 @@ and the workload is not loaded, so `autoaccel report --study NAME` can run any t
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import warnings
@@ -15,21 +14,9 @@ import optuna
 
 from autoaccel.confirmation import attach_confirmation
 from autoaccel.errors import UserError
-from autoaccel.frontier import (
-    OBJECTIVES,
-    Point,
-    choose,
-    figure,
-    machine_baselines,
-    objective_frontier,
-    points,
-    recommend,
-)
-
-FIDELITY_FILE = (
-    Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "costmodel_fidelity.json"
-)
-"""Written by `benchmarks/costmodel_fidelity.py` in a source checkout; absent elsewhere."""
+from autoaccel.frontier import OBJECTIVES, Point, figure, machine_baselines, pareto, points
+from autoaccel.recommend import choose, recommend
+from autoaccel.report.fidelity import FIDELITY_FILE, Fidelity, read_fidelity
 
 GOALS: dict[str, str] = {
     "latency": "lowest latency",
@@ -76,17 +63,6 @@ class Importance:
     objective: str
     values: dict[str, float]
     note: str | None = None
-
-
-@dataclass(frozen=True)
-class Fidelity:
-    """The cost model's error where it can be checked against real timings."""
-
-    n: int | None
-    spearman: float | None
-    mdape_pct: float | None
-    workload: dict[str, Any] | None
-    protocol: str | None
 
 
 @dataclass(frozen=True)
@@ -146,7 +122,7 @@ def gather(
             for pts in (measured, projected)
         )
     all_points = measured + projected
-    frontier = objective_frontier(measured, "latency")
+    frontier = pareto(study, measured)
     rec = recommend(
         study.study_name,
         workload,
@@ -160,6 +136,7 @@ def gather(
     reasons = infeasible_reasons(study)
     rec["hardware"] = hardware_ranking(measured, projected, reasons)
     attach_confirmation(rec, study.user_attrs.get("confirmed"))
+    rec["warnings"] = list(study.user_attrs.get("warnings", []))
     trials = study.get_trials(deepcopy=False)
     return Facts(
         study=study.study_name,
@@ -175,37 +152,8 @@ def gather(
         goals=[_goal(goal, all_points) for goal in GOALS],
         importances=_importances(study, workload["metric"]),
         troubles=_troubles(trials, measured, workload["metric"], limit),
-        fidelity=read_fidelity(FIDELITY_FILE if fidelity is None else fidelity, workload),
+        fidelity=read_fidelity(FIDELITY_FILE if fidelity is None else fidelity, workload, trials),
         states=_states(trials),
-    )
-
-
-def read_fidelity(
-    source: dict[str, Any] | Path, workload: dict[str, str] | None = None
-) -> Fidelity | None:
-    """Spearman rank correlation and median absolute % error of the cost model against
-    measured latencies; None when the file is absent or says neither."""
-    if isinstance(source, Path):
-        try:
-            source = json.loads(source.read_text())
-        except (OSError, ValueError):
-            return None
-    if not isinstance(source, dict):
-        return None
-    summary = source.get("summary") if isinstance(source.get("summary"), dict) else {}
-    overall = summary.get("all") if isinstance(summary.get("all"), dict) else source
-    spearman = _number(overall.get("spearman"))
-    mdape = _number(overall.get("mdape_pct", overall.get("mdape")))
-    if spearman is None and mdape is None:
-        return None
-    mine = summary.get(workload["name"]) if workload else None
-    n = _number(overall.get("n"))
-    return Fidelity(
-        n=int(n) if n is not None else None,
-        spearman=spearman,
-        mdape_pct=mdape,
-        workload=mine if isinstance(mine, dict) else None,
-        protocol=source.get("protocol") if isinstance(source.get("protocol"), str) else None,
     )
 
 
@@ -367,9 +315,3 @@ def _states(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
     for t in trials:
         out[t.state.name] = out.get(t.state.name, 0) + 1
     return out
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None

@@ -1,0 +1,96 @@
+"""The paired timing rule and the contention detector, on small real workloads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from autoaccel.evaluate import contention, paired
+from autoaccel.evaluate.contention import Contention, CpuWindow
+from autoaccel.evaluate.measure import MeasureConfig
+from autoaccel.evaluate.paired import bootstrap_interval, measure_paired
+
+QUICK = MeasureConfig(warmup_s=0.02, warmup_runs=2, budget_s=0.3, min_runs=12)
+A = np.random.default_rng(0).random((160, 160), dtype=np.float32)
+
+
+def _work(times: int):
+    def run():
+        for _ in range(times):
+            A @ A
+
+    return run
+
+
+def _single(latencies) -> float:
+    return latencies[1].median_ms
+
+
+def test_a_candidate_doing_half_the_work_is_about_twice_as_fast():
+    timing = measure_paired({1: _work(2)}, {1: _work(4)}, _single, QUICK, attempts=1)
+    assert 1.3 < timing.speedup < 3.0  # 2x of the work; wide: CI machines are shared
+    assert timing.ci_low <= timing.speedup <= timing.ci_high
+    assert paired.MIN_ROUNDS <= timing.rounds <= paired.MAX_ROUNDS
+    assert timing.candidate[1].n_runs >= timing.rounds  # both sides ran every round
+    assert timing.reference_ms > timing.candidate_ms
+    d = timing.as_dict()
+    assert d["rule"].startswith("median of per-round ratios") and "busy" in d["contention"]
+
+
+def test_the_interval_is_the_bootstrap_of_the_median():
+    low, high = bootstrap_interval([2.0, 2.1, 1.9, 2.0, 2.05, 1.95])
+    assert 1.9 <= low <= 2.0 <= high <= 2.1
+    assert bootstrap_interval([3.0]) == (3.0, 3.0)
+    wide_low, wide_high = bootstrap_interval([1.0, 3.0, 1.2, 2.8, 1.1, 2.9])
+    assert wide_high - wide_low > high - low
+
+
+def test_a_busy_window_is_re_timed_and_flagged_when_it_stays_busy(monkeypatch):
+    monkeypatch.delenv("AUTOACCEL_BUSY_CORES")
+    waits = []
+    busy = Contention(1.0, 0.0, 3.0, 2, 1.0, "/proc/stat")
+
+    class Busy(CpuWindow):
+        def read(self) -> Contention:
+            return busy
+
+    monkeypatch.setattr(paired, "CpuWindow", Busy)
+    monkeypatch.setattr(paired, "wait_for_quiet", lambda s: waits.append(s) or busy)
+    timing = measure_paired({1: _work(1)}, {1: _work(2)}, _single, QUICK, max_rounds=6)
+    assert timing.attempts == 3 and len(waits) == 2
+    assert timing.contention.busy
+
+
+def test_the_window_sees_another_process_using_a_core(monkeypatch):
+    monkeypatch.delenv("AUTOACCEL_BUSY_CORES")
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<4: pass"]
+    )
+    try:
+        time.sleep(0.5)
+        seen = contention.sample(1.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert seen.other_cores > 0.5 and seen.busy
+    assert "other processes used" in seen.words()
+
+
+def test_this_process_own_work_is_not_counted_as_other_work():
+    with CpuWindow() as window:
+        _work(200)()
+    assert window.result is not None
+    # the matrix products ran here; the other work is what the rest of the machine did
+    assert window.result.other_cores < window.result.cores
+
+
+@pytest.mark.parametrize("cores,expected", [(2, 0.3), (16, 1.6)])
+def test_busy_means_a_share_of_the_machine(cores, expected, monkeypatch):
+    monkeypatch.delenv("AUTOACCEL_BUSY_CORES")
+    assert contention.threshold(cores) == pytest.approx(expected)
+    monkeypatch.setenv("AUTOACCEL_BUSY_CORES", "1.5")
+    assert contention.threshold(cores) == 1.5
