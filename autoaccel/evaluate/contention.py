@@ -11,6 +11,7 @@ hypervisor stole), so a timing knows whether it was taken on a quiet machine. Wh
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -114,11 +115,24 @@ def sample(seconds: float = 0.5) -> Contention:
     return w.result
 
 
+PERSISTENT_S = 120.0
+"""After a wait that ended with the machine still busy, waits within this many seconds are
+cut to one look: a steady load (another job) does not pass, and waiting for it at every
+timing would only make the search slower."""
+_still_busy_at = -math.inf
+
+
 def wait_for_quiet(max_wait_s: float, step_s: float = 1.0) -> Contention:
     """Wait (up to `max_wait_s`) for the other work to drop below the busy threshold; return
-    the last window seen. A burst (a compile, a test run finishing) often passes in seconds."""
+    the last window seen. A burst (a compile, a test run finishing) often passes in seconds;
+    a load that outlasted a recent wait is looked at once, not waited for again."""
+    global _still_busy_at
+    if time.monotonic() - _still_busy_at < PERSISTENT_S:
+        max_wait_s = min(max_wait_s, step_s)
     deadline = time.perf_counter() + max_wait_s
     seen = sample(min(step_s, max_wait_s) or 0.1)
     while seen.busy and time.perf_counter() < deadline:
         seen = sample(step_s)
+    if seen.busy:
+        _still_busy_at = time.monotonic()
     return seen

@@ -8,9 +8,10 @@ figure being the scenario's objective: batch-1 latency, or ms per query at the b
 The speedup is the **median of the per-round ratios**, with a **95 % bootstrap interval**
 over rounds. Rounds continue (6 to 18; 6 take one protocol budget for both sides) until
 the interval is within +-5 % or the cap. The
-window's other work is measured (`contention.CpuWindow`); a busy window is re-timed after
-waiting for the machine to quieten, and the quietest attempt is kept, flagged when still
-busy, so a figure taken on a busy machine says so.
+window's other work is measured (`contention.CpuWindow`); a busy window is re-timed once the
+machine has quietened (a steady load is not waited for again and again), the quietest
+attempt is kept, and it is flagged when still busy, so a figure taken on a busy machine says
+so.
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ def measure_paired(
             best = timing
         if not timing.contention.busy or attempt == attempts:
             break
-        wait_for_quiet(quiet_wait_s)
+        if wait_for_quiet(quiet_wait_s).busy:
+            break  # a steady load: timing again under it would tell nothing new
         for fn in (*candidate.values(), *reference.values()):
             warm_up(fn, cfg)
     assert best is not None

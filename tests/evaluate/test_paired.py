@@ -49,20 +49,55 @@ def test_the_interval_is_the_bootstrap_of_the_median():
     assert wide_high - wide_low > high - low
 
 
-def test_a_busy_window_is_re_timed_and_flagged_when_it_stays_busy(monkeypatch):
+def _windows(monkeypatch, seen: list[Contention], after_wait: Contention) -> list[float]:
+    """CpuWindow reports `seen` in turn; waiting for quiet ends at `after_wait`."""
     monkeypatch.delenv("AUTOACCEL_BUSY_CORES")
-    waits = []
-    busy = Contention(1.0, 0.0, 3.0, 2, 1.0, "/proc/stat")
+    waits: list[float] = []
+    queue = list(seen)
 
-    class Busy(CpuWindow):
+    class Scripted(CpuWindow):
         def read(self) -> Contention:
-            return busy
+            return queue.pop(0) if len(queue) > 1 else queue[0]
 
-    monkeypatch.setattr(paired, "CpuWindow", Busy)
-    monkeypatch.setattr(paired, "wait_for_quiet", lambda s: waits.append(s) or busy)
+    monkeypatch.setattr(paired, "CpuWindow", Scripted)
+    monkeypatch.setattr(paired, "wait_for_quiet", lambda s: waits.append(s) or after_wait)
+    return waits
+
+
+BUSY = Contention(1.0, 0.0, 3.0, 2, 1.0, "/proc/stat")
+QUIET = Contention(0.05, 0.0, 1.0, 2, 1.0, "/proc/stat")
+
+
+def test_a_busy_window_is_re_timed_once_the_burst_has_passed(monkeypatch):
+    waits = _windows(monkeypatch, [BUSY, QUIET], after_wait=QUIET)
     timing = measure_paired({1: _work(1)}, {1: _work(2)}, _single, QUICK, max_rounds=6)
-    assert timing.attempts == 3 and len(waits) == 2
+    assert timing.attempts == 2 and len(waits) == 1
+    assert not timing.contention.busy  # the quiet attempt is the one kept
+
+
+def test_a_steady_load_is_flagged_not_waited_for_again(monkeypatch):
+    waits = _windows(monkeypatch, [BUSY], after_wait=BUSY)
+    timing = measure_paired({1: _work(1)}, {1: _work(2)}, _single, QUICK, max_rounds=6)
+    assert timing.attempts == 1 and len(waits) == 1
     assert timing.contention.busy
+
+
+def test_after_a_wait_that_ended_busy_the_next_wait_is_one_look(monkeypatch):
+    monkeypatch.delenv("AUTOACCEL_BUSY_CORES")
+    looks = []
+    def look(seconds: float) -> Contention:
+        looks.append(seconds)
+        time.sleep(seconds)
+        return BUSY
+
+    monkeypatch.setattr(contention, "sample", look)
+    monkeypatch.setattr(contention, "_still_busy_at", -1e9)
+    contention.wait_for_quiet(0.05, step_s=0.01)
+    first = len(looks)
+    assert first > 1  # it waited, looking again and again
+    looks.clear()
+    contention.wait_for_quiet(10.0, step_s=0.01)
+    assert len(looks) == 1  # a steady load: looked at once
 
 
 def test_the_window_sees_another_process_using_a_core(monkeypatch):
