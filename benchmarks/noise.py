@@ -100,28 +100,85 @@ def _one(workload: str, space: str, budget: int, runs: Path, study: str) -> dict
     return row
 
 
-def _summary(rows: list[dict[str, Any]], quiet: float | None) -> dict[str, Any]:
+def _summary(rows: list[dict[str, Any]], quiet: dict[str, float]) -> dict[str, Any]:
+    """Per load level: verdicts, quoted figures and, for each repeat whose recipe was also
+    quoted on the quiet machine, its deviation from that recipe's quiet median (the searches
+    may settle on different recipes; timing noise is judged recipe by recipe)."""
     figures = [r["speedup"] for r in rows if r.get("speedup") and r["verdict"] == "recommend"]
     old = [r["unpaired"] for r in rows if r.get("unpaired")]
+    same = [
+        abs(r["speedup"] / quiet[r["recipe"]] - 1)
+        for r in rows
+        if r.get("speedup") and r["verdict"] == "recommend" and r.get("recipe") in quiet
+    ]
+    old_same = [
+        abs(r["unpaired"] / quiet[r["recipe"]] - 1)
+        for r in rows
+        if r.get("unpaired") and r.get("recipe") in quiet
+    ]
+    verdicts = [r["verdict"] for r in rows]
     out: dict[str, Any] = {
         "repeats": len(rows),
-        "verdicts": {
-            v: sum(r["verdict"] == v for r in rows) for v in {r["verdict"] for r in rows}
-        },
+        "verdicts": {v: verdicts.count(v) for v in sorted(set(verdicts))},
         "quoted": figures,
         "old_rule": old,
     }
     if figures:
-        out.update(
-            median=statistics.median(figures),
-            spread=max(figures) / min(figures),
-            max=max(figures),
-        )
-        if quiet:
-            out["max_deviation"] = max(abs(f / quiet - 1) for f in figures)
-    if old:
-        out.update(old_median=statistics.median(old), old_max=max(old))
+        out.update(spread=max(figures) / min(figures), max=max(figures))
+    if same:
+        out["max_deviation_same_recipe"] = max(same)
+    if old_same:
+        out["old_rule_max_deviation_same_recipe"] = max(old_same)
     return out
+
+
+def _quiet(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """recipe -> median quoted speedup on the quiet machine."""
+    by: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("speedup") and r["verdict"] == "recommend":
+            by.setdefault(r["recipe"], []).append(r["speedup"])
+    return {k: statistics.median(v) for k, v in by.items()}
+
+
+def _row(workload: str, load: int, summary: dict[str, Any]) -> list[str]:
+    def pct(key: str) -> str:
+        return f"{summary[key]:.0%}" if key in summary else "-"
+
+    return [
+        workload,
+        str(load),
+        ", ".join(f"{k} {v}" for k, v in summary["verdicts"].items()),
+        " ".join(f"{f:.2f}" for f in summary["quoted"]) or "-",
+        pct("max_deviation_same_recipe"),
+        " ".join(f"{f:.2f}" for f in summary["old_rule"]) or "-",
+        pct("old_rule_max_deviation_same_recipe"),
+    ]
+
+
+HEADER = [
+    "workload",
+    "competing processes",
+    "verdicts",
+    "quoted speedups",
+    "max deviation from quiet (same recipe)",
+    "old rule (baseline alone at start)",
+    "old rule max deviation (same recipe)",
+]
+
+
+def rewrite(path: Path, name: str) -> None:
+    """Recompute the summaries and the table from a results JSON's rows."""
+    import json
+
+    payload = json.loads(path.read_text())
+    table = []
+    for workload, levels in payload["results"].items():
+        quiet = _quiet(levels.get("0", {}).get("rows", []))
+        for load, level in levels.items():
+            level["summary"] = _summary(level["rows"], quiet)
+            table.append(_row(workload, int(load), level["summary"]))
+    write(name, payload, table, HEADER)  # keeps the machine the rows were measured on
 
 
 def main() -> None:
@@ -132,7 +189,11 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=6)
     ap.add_argument("--runs-dir", type=Path, default=None)
     ap.add_argument("--name", default="noise")
+    ap.add_argument("--from-json", type=Path, help="rewrite a result's summaries and table")
     args = ap.parse_args()
+    if args.from_json:
+        rewrite(args.from_json, args.name)
+        return
     runs = args.runs_dir or Path(tempfile.mkdtemp(prefix="noise-"))
     runs.mkdir(parents=True, exist_ok=True)
     space_file = runs / "minilm-runtime.yaml"
@@ -142,8 +203,7 @@ def main() -> None:
     table = []
     for workload in args.workloads.split(","):
         space = SPACES.get(workload) or str(space_file)
-        per_load: dict[int, list[dict[str, Any]]] = {}
-        quiet = None
+        quiet: dict[str, float] = {}
         for load in loads:
             rows = []
             for rep in range(args.repeats):
@@ -163,33 +223,12 @@ def main() -> None:
                     flush=True,
                 )
                 rows.append(row)
-            per_load[load] = rows
+            if load == 0:
+                quiet = _quiet(rows)
             summary = _summary(rows, quiet)
-            if load == 0 and summary.get("median"):
-                quiet = summary["median"]
-                summary = _summary(rows, quiet)
             results.setdefault(workload, {})[str(load)] = {"summary": summary, "rows": rows}
-            table.append(
-                [
-                    workload,
-                    str(load),
-                    ", ".join(f"{k} {v}" for k, v in sorted(summary["verdicts"].items())),
-                    " ".join(f"{f:.2f}" for f in summary["quoted"]) or "-",
-                    f"{summary['spread']:.2f}" if "spread" in summary else "-",
-                    f"{summary['max_deviation']:.0%}" if "max_deviation" in summary else "-",
-                    " ".join(f"{f:.2f}" for f in summary["old_rule"]) or "-",
-                ]
-            )
-    header = [
-        "workload",
-        "competing processes",
-        "verdicts",
-        "quoted speedups",
-        "spread (max/min)",
-        "max deviation from quiet median",
-        "old rule (baseline alone at start)",
-    ]
-    write(args.name, {"budget": args.budget, "results": results}, table, header)
+            table.append(_row(workload, load, summary))
+    write(args.name, {"budget": args.budget, "results": results}, table, HEADER)
 
 
 if __name__ == "__main__":
