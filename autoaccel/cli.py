@@ -59,11 +59,20 @@ def search(
         ),
     ] = "default",
     budget: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Total finished trials the study should have; re-running continues up to it."
+            help="Total finished trials the study should have; re-running continues up to it "
+            "(default 20; with --time-budget alone, no trial limit)."
         ),
-    ] = 20,
+    ] = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Wall-clock budget of this run, e.g. 45m, 1h30m, 600s: the search ends at the "
+            "first trial boundary after it and writes every output. With --budget, whichever "
+            "comes first; a resumed search gets a new time budget."
+        ),
+    ] = None,
     max_accuracy_drop: Annotated[
         float,
         typer.Option(
@@ -145,7 +154,8 @@ def search(
         float | None,
         typer.Option(
             help="Seconds one candidate may take (build, training, evaluation); past it the "
-            "candidate is stopped and its trial fails. Default: no limit."
+            "candidate is stopped and its trial fails. Default: 5x the study's median trial, at "
+            "least 10 min (30 min until 5 trials have finished)."
         ),
     ] = None,
     isolate: Annotated[
@@ -158,7 +168,7 @@ def search(
     ] = True,
 ) -> None:
     """Search acceleration recipes; write the frontier and a recommendation."""
-    from autoaccel.config import SearchConfig
+    from autoaccel.config import MAX_BUDGET, SearchConfig
     from autoaccel.console import SearchDisplay
     from autoaccel.errors import UserError
     from autoaccel.search_run import Search
@@ -169,6 +179,7 @@ def search(
         data=data,
         space=space,
         budget=budget,
+        time_budget=time_budget,
         max_accuracy_drop=max_accuracy_drop,
         metric=metric,
         sampler=sampler,
@@ -189,7 +200,7 @@ def search(
     if not 1 <= n_jobs <= 64:
         raise UserError(f"--n-jobs {n_jobs}: use 1 to 64 worker processes")
     helpers = _start_workers(n_jobs - 1)
-    display = SearchDisplay(cfg.budget)
+    display = SearchDisplay(None if cfg.budget == MAX_BUDGET else cfg.budget)
     try:
         with display:
             result = Search(cfg, display.handle).run()

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from autoaccel.workloads.base import Workload
 
 
+DEFAULT_BUDGET = 20
+MAX_BUDGET = 100_000
+
+
 class SearchConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -21,7 +25,8 @@ class SearchConfig(BaseModel):
     model: Path | None = None
     data: Path | None = None
     space: str = "default"
-    budget: int = Field(20, ge=1, le=100_000)
+    budget: int = Field(DEFAULT_BUDGET, ge=1, le=MAX_BUDGET)
+    time_budget: float | None = Field(None, description="seconds; see autoaccel.time_limits")
     max_accuracy_drop: float = Field(0.01, ge=0.0)  # the upper bound: check_accuracy_drop
     metric: str | None = Field(None, description="the quality figure the limit applies to")
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
@@ -45,7 +50,17 @@ class SearchConfig(BaseModel):
 
     @classmethod
     def build(cls, **values) -> SearchConfig:
-        """Validate, turning pydantic's report into one line that names the option."""
+        """Validate, turning pydantic's report into one line that names the option. Budgets:
+        trials, wall-clock time, or both (whichever comes first); with only a time budget the
+        trial count is open."""
+        from autoaccel.time_limits import parse_duration
+
+        if values.get("time_budget") is not None:
+            values["time_budget"] = parse_duration(values["time_budget"])
+            if values.get("budget") is None:
+                values["budget"] = MAX_BUDGET
+        elif values.get("budget") is None:
+            values.pop("budget", None)
         try:
             cfg = cls(**values)
         except ValidationError as exc:

@@ -4,8 +4,9 @@ in a runtime, an out-of-memory kill) or a hang fails one trial instead of the se
 The worker is started with `spawn` (fork is unsafe once torch's and OpenMP's threads exist),
 loads the workload once, and then judges candidates one after the other, so its start-up cost
 (imports, loading the model) is paid once per search, not per trial. The search waits for each
-answer for at most `--trial-timeout` seconds; past that, or when the worker dies, the worker is
-killed, the trial fails with the reason, and the next trial starts a fresh worker.
+answer for at most the trial's limit (`--trial-timeout`, else a default from the study's own
+history: autoaccel.time_limits); past that, or when the worker dies, the worker is killed, the
+trial fails with the reason, and the next trial starts a fresh worker.
 
 The worker ignores Ctrl-C (the search decides what an interrupt means) and exits within a
 second when the search process is gone (kill -9), so it never holds the timing lock or the
@@ -22,23 +23,30 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from autoaccel.early_stop import TrainingStopped
 from autoaccel.errors import CandidateFailed, InfeasibleRecipe, UserError, describe
+from autoaccel.time_limits import TrialLimit
 from autoaccel.trial_eval import CandidateEvaluator, EvalSettings, Outcome
 
-_START_LIMIT_S = 600.0  # loading a workload takes seconds; this only guards a hung start
+_START_LIMIT = TrialLimit(600.0, "the worker's start-up limit")  # loading takes seconds
 
 
 class IsolatedEvaluator:
     """`CandidateEvaluator`'s interface, with the work done in the worker process."""
 
-    def __init__(self, settings: EvalSettings, timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        settings: EvalSettings,
+        limit: TrialLimit | None = None,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
-        self.timeout_s = timeout_s
+        self.limit = limit  # the search sets each trial's before running it
+        self.on_status = on_status or (lambda step: None)  # the worker's steps, as they start
         self._proc: mp.process.BaseProcess | None = None
         self._conn: Connection | None = None
 
@@ -49,7 +57,7 @@ class IsolatedEvaluator:
             self.close(kill=True)
             self._started().send(("run", recipe, rule))
         try:
-            reply = self._receive(self.timeout_s)
+            reply = self._receive(self.limit)
         except BaseException:  # Ctrl-C, timeout, crash: this worker's state is unknown
             self.close(kill=True)
             raise
@@ -93,7 +101,7 @@ class IsolatedEvaluator:
         there.close()
         self._proc, self._conn = proc, here
         try:
-            kind, *rest = self._receive(_START_LIMIT_S, starting=True)
+            kind, *rest = self._receive(_START_LIMIT, starting=True)
         except CandidateFailed as exc:
             self.close(kill=True)
             raise UserError(
@@ -108,25 +116,30 @@ class IsolatedEvaluator:
             )
         return here
 
-    def _receive(self, timeout_s: float | None, starting: bool = False) -> tuple:
+    def _receive(self, limit: TrialLimit | None, starting: bool = False) -> tuple:
         """The worker's next message; CandidateFailed when it dies or runs out of time."""
         proc, conn = self._proc, self._conn
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        deadline = None if limit is None else time.monotonic() + limit.seconds
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready = wait([conn, proc.sentinel], timeout=left)
             if conn in ready:
                 try:
-                    return conn.recv()
+                    message = conn.recv()
                 except EOFError:
                     pass  # the worker died after the wait: reported below
+                else:
+                    if message[0] != "status":
+                        return message
+                    self.on_status(message[1])  # a step began; the limit runs on
+                    continue
             if ready:  # the sentinel only: the worker is gone
                 proc.join(5)
                 raise CandidateFailed(_death(proc.exitcode, starting))
             if deadline is not None and time.monotonic() >= deadline:
                 raise CandidateFailed(
-                    f"TrialTimeout: still running after --trial-timeout {timeout_s:g} s; "
-                    "the candidate was stopped (raise the limit if it was only slow)"
+                    f"TrialTimeout: still running after {limit.seconds:g} s ({limit.reason}); "
+                    "the candidate was stopped"
                 )
 
 
@@ -163,7 +176,9 @@ def _serve(conn: Connection, settings: EvalSettings, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
     try:
-        evaluator = CandidateEvaluator(settings)
+        evaluator = CandidateEvaluator(
+            settings, on_status=lambda step: conn.send(("status", step))
+        )
     except BaseException as exc:
         conn.send(("failed", describe(exc)))
         return

@@ -28,6 +28,8 @@ class SearchResult:
     parent_run_id: str = ""
     warnings: list[str] = field(default_factory=list)
     """Every warning the search emitted (the CLI prints them as they come)."""
+    stopped_by: str = ""
+    """Why the search ended before its trial budget (a spent --time-budget), else empty."""
 
 
 def finish(search, name: str, status: str) -> SearchResult:
@@ -38,6 +40,7 @@ def finish(search, name: str, status: str) -> SearchResult:
     from autoaccel.placement import hardware_ranking, infeasible_reasons, projected_points
     from autoaccel.plots import write_study_folder
     from autoaccel.recommend import recommend
+    from autoaccel.report.words import counts
     from autoaccel.study import FINISHED
     from autoaccel.workers import outputs_lock
 
@@ -77,8 +80,17 @@ def finish(search, name: str, status: str) -> SearchResult:
     rec["hardware"] = hardware_ranking(measured, projected, infeasible_reasons(study))
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     failed = [t for t in trials if t.state.name in ("FAIL", "PRUNED")]
-    rec["trials"] = {"finished": len(trials), "failed": len(failed), "complete": len(measured)}
+    found = counts(trials)  # the one vocabulary: complete / failed / infeasible / stopped early
+    rec["trials"] = {
+        "finished": sum(found.values()),
+        "complete": found.get("complete", 0),
+        "failed": found.get("failed", 0),
+        "infeasible": found.get("infeasible", 0),
+        "stopped_early": found.get("stopped early", 0),
+    }
     rec["status"] = status
+    if search.stopped_by:
+        rec["stopped_by"] = search.stopped_by
     if rec["verdict"] == "too-noisy":
         search.emit("warning", rec["reason"])
     rec["warnings"] = list(search.warnings)
@@ -118,6 +130,7 @@ def finish(search, name: str, status: str) -> SearchResult:
         tracking_uri=search.tracker.uri,
         parent_run_id=search.tracker.parent_id or "",
         warnings=list(search.warnings),
+        stopped_by=search.stopped_by,
     )
 
 

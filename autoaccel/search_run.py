@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from autoaccel.baseline import BaselineTimer, baseline_recipe, noisy_warning
-from autoaccel.config import RunPaths, SearchConfig
+from autoaccel.config import MAX_BUDGET, RunPaths, SearchConfig
 from autoaccel.early_stop import TrainingStopped
 from autoaccel.errors import InfeasibleRecipe, UserError, describe
 from autoaccel.evaluate.scenarios import BATCH_SIZES
@@ -22,6 +22,7 @@ from autoaccel.isolation import IsolatedEvaluator
 from autoaccel.machine import machine_info
 from autoaccel.search_finish import SearchResult, finish
 from autoaccel.study import StoreUnavailable, shown_url
+from autoaccel.time_limits import Deadline, built_durations, shown, trial_limit
 from autoaccel.tracking import TrackingUnavailable
 from autoaccel.trial_eval import CandidateEvaluator, EvalSettings
 from autoaccel.trial_record import TrialEvent, TrialRecorder
@@ -31,6 +32,7 @@ from autoaccel.workers import (
     is_surplus,
     recover_dead_trials,
     worker_info,
+    worker_tags,
 )
 
 
@@ -55,6 +57,7 @@ class Search:
         self.cfg = cfg
         self._emit = emit
         self.warnings: list[str] = []  # what the console prints, returned to API callers too
+        self.stopped_by = ""  # why the search ended before its trial budget, if it did
 
     def emit(self, kind: str, payload: Any) -> None:
         if kind == "warning":
@@ -62,6 +65,7 @@ class Search:
         self._emit(kind, payload)
 
     def run(self) -> SearchResult:
+        self.deadline = Deadline(self.cfg.time_budget)  # counted from this invocation's start
         root = RunPaths(self.cfg.runs_dir).root
         fresh = not root.exists()
         try:
@@ -162,9 +166,9 @@ class Search:
         )
         self.baseline_timer = BaselineTimer(workload, self.settings)
         if cfg.isolate:
-            self.evaluator = IsolatedEvaluator(self.settings, cfg.trial_timeout)
+            self.evaluator = IsolatedEvaluator(self.settings, on_status=self._step)
         else:
-            self.evaluator = CandidateEvaluator(self.settings, workload)
+            self.evaluator = CandidateEvaluator(self.settings, workload, self._step)
 
         tracker = Tracker(cfg.tracking_uri or paths.tracking_uri(), name, paths.artifacts)
         self.tracker = tracker
@@ -189,7 +193,7 @@ class Search:
                 "latency_bound_ms": cfg.latency_bound_ms,
                 "arrival_rate": cfg.arrival_rate,
             },
-            tags={"study": name, "workload": workload.name, **_worker_tags()},
+            tags={"study": name, "workload": workload.name, **worker_tags()},
         )
         try:
             baseline = self._baseline()
@@ -201,8 +205,11 @@ class Search:
                 }
             )
             self._recover()
-            self.emit("resumed", finished_count(study))
+            self.emit("resumed", (start := finished_count(study)))
             while (done := finished_count(study)) < cfg.budget:
+                if self.deadline.spent():
+                    self._out_of_time(done - start, done)
+                    break
                 trial = self._ask()
                 if trial is None:
                     break  # the budget was reached by other workers
@@ -309,6 +316,18 @@ class Search:
             self.tracker.fail_trial(t.number, recipe, tags)
             self.emit("warning", f"trial {t.number}: {reason}")
 
+    def _step(self, words: str) -> None:
+        self.emit("status", words)
+
+    def _out_of_time(self, ran: int, done: int) -> None:
+        of = "" if self.cfg.budget == MAX_BUDGET else f" of its budget of {self.cfg.budget}"
+        self.stopped_by = (
+            f"--time-budget {shown(self.cfg.time_budget)} spent "
+            f"({self.deadline.elapsed() / 60:.1f} min): {ran} trial{'s' if ran != 1 else ''} "
+            f"ran in this run; the study has {done}{of}"
+        )
+        self.emit("warning", self.stopped_by)
+
     def _trial(self, trial, baseline: dict[str, Any], done: int) -> None:
         from autoaccel.space import suggest_recipe
         from autoaccel.trial_record import same_recipe
@@ -327,6 +346,8 @@ class Search:
                 )
                 self.emit("trial", event)
             return
+        if isinstance(self.evaluator, IsolatedEvaluator):  # no runaway trial
+            self.evaluator.limit = trial_limit(built_durations(self.study), self.cfg.trial_timeout)
         try:
             out = self.evaluator.run(recipe, self._rule(baseline))
         except KeyboardInterrupt:
@@ -347,7 +368,8 @@ class Search:
                 # worker's arrives as text, CandidateFailed.trace)
                 trace = getattr(exc, "trace", None) or traceback.format_exc()
                 rec.fail(trial, recipe, reason, trace)
-            event = TrialEvent(trial.number, done + 1, budget, 1, "failed", reason=reason)
+            state = "infeasible" if isinstance(exc, InfeasibleRecipe) else "failed"
+            event = TrialEvent(trial.number, done + 1, budget, 1, state, reason=reason)
             self.emit("trial", event)
             return
         speedup, feasible = rec.complete(trial, recipe, out, baseline, self.workload.metric)
@@ -367,16 +389,6 @@ class Search:
             history=curves_from(done),
             margin=self.cfg.max_accuracy_drop,
         )
-
-
-def _worker_tags() -> dict[str, str]:
-    info = worker_info()
-    return {
-        "autoaccel.host": info["host"],
-        "autoaccel.pid": str(info["pid"]),
-        "autoaccel.cpu": str(info["cpu"]),
-        "autoaccel.threads": str(info["threads"]),
-    }
 
 
 __all__ = ["Search", "SearchResult", "TrialEvent", "search", "UserError"]

@@ -179,3 +179,14 @@ def _wal_on_connect(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def worker_tags() -> dict[str, str]:
+    """This worker as MLflow tags on its parent run (which host, process and cores)."""
+    info = worker_info()
+    return {
+        "autoaccel.host": info["host"],
+        "autoaccel.pid": str(info["pid"]),
+        "autoaccel.cpu": str(info["cpu"]),
+        "autoaccel.threads": str(info["threads"]),
+    }

@@ -83,7 +83,7 @@ def test_trial_timeout_stops_a_hung_candidate_and_the_next_trial_runs(tmp_path, 
     assert time.monotonic() - t0 < 300  # the hang (an hour) was cut short
     trials = _study(runs, result.study).trials
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
-    assert "still running after --trial-timeout 20 s" in trials[0].user_attrs["fail_reason"]
+    assert "still running after 20 s (--trial-timeout 20 s)" in trials[0].user_attrs["fail_reason"]
 
 
 def test_no_isolate_evaluates_in_the_search_process(tmp_path, monkeypatch):
