@@ -153,13 +153,17 @@ def train(
     max_grad_norm: float = 1.0,
     monitor: Callable[[Any, float], None] | None = None,
     monitor_at: Sequence[float] = (),
+    teacher_outputs: dict[int, Any] | None = None,
+    threads: int | None = None,
 ) -> TrainStats:
     """Distil `teacher` into `student` in place for `steps` AdamW steps; return the stats.
 
     Each step takes the next batch, cycling over `batches` in order, and feeds the inputs
     positionally in `input_names` order (the workload's export order). The teacher runs in
-    eval mode without gradients; its output per batch is computed once and reused when the
-    cycle repeats. Only parameters with `requires_grad` are trained (freeze some to keep them).
+    eval mode without gradients; its output per batch is computed once and kept in
+    `teacher_outputs` (batch index -> output), which a caller may share across runs over the
+    same teacher and batches so that no run recomputes it. Only parameters with
+    `requires_grad` are trained (freeze some to keep them).
     The learning rate warms up linearly over the first `warmup` fraction of steps and then
     decays linearly to 0; gradients are clipped to `max_grad_norm`.
 
@@ -167,10 +171,11 @@ def train(
     fraction in `monitor_at`; it may raise to stop training early (the search's early-stopping
     rule does). Checks are outside the timed loop's arithmetic but inside its wall time.
 
-    Deterministic: `seed` drives all randomness inside the loop (dropout) on a forked torch
-    RNG, and torch runs on one thread (results differ in the last bits across thread counts);
-    the previous thread count and RNG state are restored. The initial weights are the
-    caller's. The student is left in eval mode.
+    `seed` drives all randomness inside the loop (dropout) on a forked torch RNG. Torch runs
+    on `threads` (default: every usable core other work leaves free, `training_threads`):
+    results differ in the last bits across thread counts, which is not worth training at
+    half speed; the previous thread count and RNG state are restored. The initial weights
+    are the caller's. The student is left in eval mode.
     """
     import torch
 
@@ -189,11 +194,13 @@ def train(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: _lr_factor(s, steps, warmup_steps)
     )
-    teacher_cache: dict[int, Any] = {}
+    from autoaccel.machine import training_threads
+
+    teacher_cache = {} if teacher_outputs is None else teacher_outputs
     losses: list[float] = []
     checks = {max(1, round(f * steps)): f for f in monitor_at if 0 < round(f * steps) < steps}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or training_threads())
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -224,6 +231,6 @@ def train(
                     student.train()
             seconds = time.perf_counter() - start
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(previous_threads)
         student.eval()
     return TrainStats(steps=steps, seconds=seconds, first_loss=losses[0], last_loss=losses[-1])

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from autoaccel.techniques.base import TrainingMonitor
 
 SEED = 0
+
+_TEACHER_OUTPUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""teacher module -> {content hash of the batches: {batch index: output}}: the teacher's outputs on
+the training split, computed once per process (the candidate worker lives for the whole
+search) and read by every student and every recovery fine-tune after that."""
 
 
 def distill_into(
@@ -43,10 +49,12 @@ def distill_into(
                 alpha,
             )
 
+    batches = workload.training_batches()
+    per_teacher = _TEACHER_OUTPUTS.setdefault(teacher, {})
     stats = train(
         model,
         teacher,
-        workload.training_batches(),
+        batches,
         loss,
         steps=int(steps),
         lr=workload.train_lr,
@@ -54,8 +62,25 @@ def distill_into(
         input_names=workload.input_names,
         monitor=monitor,
         monitor_at=monitor.fractions if monitor is not None else (),
+        teacher_outputs=per_teacher.setdefault(_batches_key(batches), {}),
     )
     return stats.seconds
+
+
+def _batches_key(batches: list) -> str:
+    """Which training batches the outputs belong to, by content (a workload may build its
+    list anew at each call): outputs are never reused for other data."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.blake2b(digest_size=16)
+    for inputs, _ in batches:
+        for name in sorted(inputs):
+            array = np.ascontiguousarray(inputs[name])
+            digest.update(f"{name}{array.shape}{array.dtype}".encode())
+            digest.update(array.data)
+    return digest.hexdigest()
 
 
 def example_args(workload: Any) -> tuple:

@@ -247,3 +247,43 @@ def test_training_is_deterministic_under_the_seed(digits_cnn):
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))  # dropout
     assert torch.get_num_threads() == threads
+
+
+class _CountingTeacher(nn.Module):
+    """The digits teacher, counting the batches it is asked for."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.inner(x)
+
+
+def test_teacher_outputs_are_computed_once_and_shared_across_runs(digits_cnn):
+    batches = digits_training_batches(digits_cnn)[:8]
+    teacher = _CountingTeacher(digits_cnn.torch_model())
+    shared: dict = {}
+    first = _narrow_cnn()
+    train(first, teacher, batches, _digits_kd, 20, 1e-2, 0, ("x",), teacher_outputs=shared)
+    assert teacher.calls == 8 and sorted(shared) == list(range(8))  # one per batch, cycled
+    second = _narrow_cnn()
+    train(second, teacher, batches, _digits_kd, 20, 1e-2, 0, ("x",), teacher_outputs=shared)
+    assert teacher.calls == 8  # the second student read them: no teacher pass at all
+    alone = _narrow_cnn()
+    train(alone, teacher, batches, _digits_kd, 20, 1e-2, 0, ("x",))
+    assert all(
+        torch.equal(a, b) for a, b in zip(second.parameters(), alone.parameters(), strict=True)
+    )  # shared outputs train the same student as fresh ones
+
+
+def test_distill_into_shares_teacher_outputs_per_teacher_and_data(digits_cnn):
+    from autoaccel.techniques import _training
+
+    teacher = _CountingTeacher(digits_cnn.torch_model())
+    for _ in range(2):
+        _training.distill_into(_narrow_cnn(), teacher, digits_cnn, 5, {"alpha": 1.0})
+    n_batches = len(digits_cnn.training_batches())
+    assert teacher.calls == min(5, n_batches)  # the second student paid no teacher pass
+    assert len(_training._TEACHER_OUTPUTS[teacher]) == 1  # one entry: same data both times
