@@ -37,9 +37,8 @@ def ui(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 5000,
 ) -> None:
-    """Open the MLflow UI over the search's store (Ctrl-C stops it)."""
-    import subprocess
-
+    """Open the MLflow UI over the search's store (Ctrl-C or SIGTERM stops it and its
+    server)."""
     from autoaccel.config import RunPaths
     from autoaccel.errors import UserError
 
@@ -66,12 +65,109 @@ def ui(
         "--workers",
         "1",
     ]
+    _check_port_free(host, port)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     typer.echo(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C to stop")
+    code = _serve_until_stopped(cmd, env)
+    if code not in (0, None):
+        typer.secho(
+            f"error: the MLflow server on port {port} stopped with exit code {code} "
+            "(its output is above)",
+            err=True,
+            fg="red",
+        )
+        sys.exit(1)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A busy port is one line naming it and the option to change it (exit 2), not a server
+    that logs "address already in use" and exits 0."""
+    import errno
+    import socket
+
+    from autoaccel.errors import UserError
+
     try:
-        subprocess.run(cmd, env=env, check=False)
-    except KeyboardInterrupt:
-        pass
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UserError(f"--host {host}: cannot resolve it ({exc.strerror})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # as the server will: a port in TIME_WAIT is free, one with a listener is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError(
+                    f"port {port} on {host} is already in use (another `autoaccel ui` or "
+                    "MLflow server?); stop it or pass --port with a free port"
+                ) from None
+            raise UserError(f"cannot serve on {host}:{port}: {exc.strerror}") from None
+
+
+def _serve_until_stopped(cmd: list[str], env: dict[str, str]) -> int | None:
+    """Run the MLflow server in a process group of its own and stop the whole group (its
+    workers included) when this command gets SIGTERM, SIGINT (Ctrl-C) or SIGHUP, so no server
+    is left holding the port. Returns the server's exit code, None when we stopped it."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    asked: list[float] = []  # when a stop signal came
+
+    def stop(_signum, _frame) -> None:
+        asked.append(time.monotonic())
+        _signal_group(proc.pid, signal.SIGTERM)
+
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, stop) for sig in handled}
+    try:
+        while True:
+            try:
+                code = proc.wait(timeout=0.25)
+                break
+            except subprocess.TimeoutExpired:
+                if asked and time.monotonic() - asked[0] > 10:
+                    _signal_group(proc.pid, signal.SIGKILL)  # deaf to SIGTERM
+    finally:
+        _end_group(proc)  # the server's own workers too, whatever ended it
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if asked:
+        typer.echo("stopped the MLflow UI")
+        return None
+    return code
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to a process group; False when no process of it is left."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _end_group(proc) -> None:
+    """SIGTERM to what is left of the server's group, SIGKILL after 5 s."""
+    import signal
+    import time
+
+    if proc.poll() is None:
+        proc.terminate()
+    deadline = time.monotonic() + 5
+    while _signal_group(proc.pid, signal.SIGTERM):
+        proc.poll()  # reap the server itself so it does not count as left
+        if time.monotonic() > deadline:
+            _signal_group(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.1)
+    try:
+        proc.wait(timeout=5)
+    except Exception:
+        proc.kill()
 
 
 def techniques() -> None:
@@ -81,7 +177,8 @@ def techniques() -> None:
 
     from autoaccel.techniques import REGISTRY
 
-    table = Table("key", "values", "default", "active when", "what it does")
+    console = Console()
+    rows = []
     for tech in REGISTRY.values():
         for p in tech.params(None):
             values = (
@@ -89,9 +186,22 @@ def techniques() -> None:
                 if p.choices is not None
                 else f"{p.low:g} .. {p.high:g}"
             )
-            when = " & ".join(f"{k} in {list(v)}" for k, v in {**tech.requires, **p.when}.items())
-            table.add_row(f"{tech.name}.{p.name}", values, str(p.default), when, p.help)
-    console = Console()
+            when = "; ".join(_when(k, v) for k, v in {**tech.requires, **p.when}.items())
+            rows.append((f"{tech.name}.{p.name}", values, str(p.default), when, p.help))
+    width = max(len(r[0]) for r in rows)  # a key is what a user types: never cut
+    if console.width >= 150:
+        table = Table("key", "values", "default", "active when", "what it does")
+        table.columns[0].no_wrap, table.columns[0].min_width = True, width
+        for row in rows:
+            table.add_row(*row)
+    else:  # narrow: the key, then everything else in one wrapped column
+        table = Table("key", "values (default) · active when · what it does", show_lines=True)
+        table.columns[0].no_wrap, table.columns[0].min_width = True, width
+        for key, values, default, when, what in rows:
+            table.add_row(
+                key,
+                f"{values} (default {default})" + (f"\nwhen {when}" if when else "") + f"\n{what}",
+            )
     console.print(table)
     console.print(
         "Hardware is not searched: every build is measured here and projected on each target "
@@ -99,6 +209,14 @@ def techniques() -> None:
         "tensor, pipeline, micro_batches) — see `autoaccel targets list`.",
         highlight=False,
     )
+
+
+def _when(key: str, values) -> str:
+    """`runtime.backend = onnxruntime`, or `quantize.mode in int8_dynamic, int8_static`."""
+    values = list(values)
+    if len(values) == 1:
+        return f"{key} = {values[0]}"
+    return f"{key} in {', '.join(map(str, values))}"
 
 
 def _log_to_parent(paths, tracking_uri: str | None, study: str, files: list[Path]) -> None:

@@ -23,6 +23,52 @@ class StudyView:
     title: str
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "d")
+
+
+def quality_range(kept: list[float], baseline: float, floor: float) -> tuple[float, float]:
+    """The quality axis fitted to the points that matter (those within the limit), the
+    baseline and the limit line, so one far outlier cannot squash them into a line. An
+    axis of figures at most 1 (accuracy, recall) stops just above 1."""
+    values = [*kept, baseline, floor]
+    lo, hi = min(values), max(values)
+    pad = max((hi - lo) * 0.12, abs(hi) * 0.002, 1e-4)
+    top = hi + pad
+    if hi <= 1.0:
+        top = min(top, max(hi, 1.0) + pad * 0.3)
+    return lo - pad, top
+
+
+def scatter_fitted(ax, xs, ys, bottom: float, top: float, **style) -> int:
+    """Scatter the points inside [bottom, top]; those outside are drawn on the edge as
+    triangles pointing away (same colour). Returns how many were outside."""
+    inside = [(x, y) for x, y in zip(xs, ys, strict=True) if bottom <= y <= top]
+    below = [x for x, y in zip(xs, ys, strict=True) if y < bottom]
+    above = [x for x, y in zip(xs, ys, strict=True) if y > top]
+    if inside:
+        ax.scatter(*zip(*inside, strict=True), **style)
+    edge = {k: v for k, v in style.items() if k in ("color", "c", "alpha", "s")}
+    if below:
+        ax.scatter(below, [bottom] * len(below), marker="v", clip_on=False, zorder=4, **edge)
+    if above:
+        ax.scatter(above, [top] * len(above), marker="^", clip_on=False, zorder=4, **edge)
+    return len(below) + len(above)
+
+
+def note_outside(ax, count: int, lowest: float | None) -> None:
+    if count:
+        low = f" (lowest {lowest:.3g})" if lowest is not None else ""
+        ax.text(
+            0.01,
+            0.01,
+            f"{count} point{'s' * (count != 1)} off the axis{low}: triangles on the edge",
+            transform=ax.transAxes,
+            fontsize=6.5,
+            color="#555555",
+            va="bottom",
+        )
+
+
 def pareto_png(view: StudyView, out: Path) -> None:
     points, frontier, baseline = view.points, view.frontier, view.baseline
     limit, metric, title = view.limit, view.metric, view.title
@@ -31,21 +77,29 @@ def pareto_png(view: StudyView, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(8.5, 4.5), dpi=120)
     ok = [p for p in points if p.feasible]
     bad = [p for p in points if not p.feasible]
-    ax.scatter(
+    floor = baseline["accuracy"] - limit
+    bottom, top = quality_range([p.accuracy for p in ok], baseline["accuracy"], floor)
+    off = scatter_fitted(
+        ax,
         [p.latency_ms for p in ok],
         [p.accuracy for p in ok],
+        bottom,
+        top,
         s=18,
-        c="#9bb4d4",
+        color="#6f93c4",
         label="within the limit",
     )
-    ax.scatter(
+    off += scatter_fitted(
+        ax,
         [p.latency_ms for p in bad],
         [p.accuracy for p in bad],
+        bottom,
+        top,
         s=18,
-        c="#d49b9b",
+        color="#c46f6f",
         marker="x",
         label="over the accuracy limit",
     )
@@ -63,17 +117,19 @@ def pareto_png(view: StudyView, out: Path) -> None:
         marker="*",
         s=160,
         c="#e08a00",
-        label="baseline: " + baseline["description"],
+        label="baseline: " + baseline["description"].replace("$", r"\$"),
         zorder=5,
     )
-    ax.axhline(baseline["accuracy"] - limit, ls="--", c="grey", lw=0.8, label="accuracy limit")
+    ax.axhline(floor, ls="--", c="grey", lw=0.8, label="accuracy limit")
+    ax.set_ylim(bottom, top)
+    note_outside(ax, off, min((p.accuracy for p in points), default=None))
     ax.set_xscale("log")
     ax.set_xlabel("latency, median ms (log scale; measured on cpu-local)")
-    ax.set_ylabel(metric)
-    ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out)
+    ax.set_ylabel(metric.replace("$", r"\$"))
+    ax.set_title(title.replace("$", r"\$"), fontsize=10)
+    # outside the data: a legend inside covered the baseline's star
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.savefig(out, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -59,7 +59,7 @@ from autoaccel.frontier import (
 
 def choose(all_points: list[Point], prefer: str = "latency") -> tuple[Point | None, str]:
     """The policy's pick among feasible points for one objective, and why (module doc)."""
-    attr, words = objective_spec(prefer)
+    words = objective_words(prefer, all_points)
     feasible = [p for p in all_points if p.feasible]
     pool = with_figure(all_points, prefer)
     if not pool:
@@ -89,6 +89,18 @@ def choose(all_points: list[Point], prefer: str = "latency") -> tuple[Point | No
         f"on {pick.target} ({mine}), ties within {tol:.0%} with trial {best.trial} "
         f"({best.latency_source}, {theirs}); a measured figure is preferred to an estimate"
     )
+
+
+def objective_words(prefer: str, points: list[Point]) -> str:
+    """What `prefer` minimises, in the words of the study's scenario: `median latency`
+    (single-stream) or `ms per query (offline)`; cost and energy as `objective_spec` says."""
+    _, words = objective_spec(prefer)
+    if prefer != "latency":
+        return words
+    scenario = next((p.scenario.get("scenario") for p in points if p.scenario), None)
+    if scenario in (None, "single-stream"):
+        return "median latency"
+    return f"ms per query ({scenario} scenario)"
 
 
 def _within_noise(best: Point, pool: list[Point], prefer: str, why: str) -> tuple[Point, str]:
@@ -145,7 +157,7 @@ def recommend(
     def own(p: Point) -> dict[str, Any]:
         return baselines.get(p.machine, baseline) if p.machine else baseline
 
-    _, words = objective_spec(prefer)
+    words = objective_words(prefer, all_points or frontier)
     rec: dict[str, Any] = {
         "study": study_name,
         "workload": workload["name"],

@@ -11,6 +11,7 @@ same code in the search's own process and in the isolated worker process
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,11 +85,32 @@ def scenario_of(settings: EvalSettings, batches) -> dict[str, Any]:
         raise InfeasibleRecipe(f"server scenario: {exc}", kind="server_bound") from None
 
 
+def build_words(recipe: dict[str, Any]) -> str:
+    """The build step in words, naming the training a recipe asks for (a cached state dict
+    skips it, so this says what may take long, not that it will)."""
+    training = []
+    if recipe.get("distill.mode") == "student" and recipe.get("distill.steps", 1):
+        steps = recipe.get("distill.steps")
+        training.append(f"training a student ({steps} steps)" if steps else "training a student")
+    if recipe.get("prune.mode", "none") != "none" and recipe.get("prune.finetune_steps"):
+        training.append(f"fine-tuning after pruning ({recipe['prune.finetune_steps']} steps)")
+    if not training:
+        return "building the candidate"
+    return f"building the candidate: {' and '.join(training)}, unless cached"
+
+
 class CandidateEvaluator:
-    def __init__(self, settings: EvalSettings, workload=None) -> None:
+    def __init__(
+        self,
+        settings: EvalSettings,
+        workload=None,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
+        """`on_status` is told each step of a candidate as it starts (the progress line)."""
         from autoaccel.workloads import load_workload
 
         self.settings = settings
+        self.on_status = on_status or (lambda step: None)
         self.workload = workload or load_workload(
             settings.workload, settings.cache, settings.model, settings.data, settings.metric
         )
@@ -109,6 +131,7 @@ class CandidateEvaluator:
         if rule is not None and wl.torch_model_available() and wl.output_kind:
             monitor = TrialMonitor(rule, torch_quality(wl))
         t0 = time.perf_counter()
+        self.on_status(build_words(recipe))
         try:
             candidate = build_candidate(recipe, wl, s.cache, monitor)
         except TrainingStopped as stop:
@@ -116,12 +139,20 @@ class CandidateEvaluator:
             stop.seconds = time.perf_counter() - t0
             raise
         t1 = time.perf_counter()
+        self.on_status("opening the runtime")
         predict = open_runner(candidate, wl.input_names)
         t2 = time.perf_counter()
+        self.on_status("judging quality on the validation data")
         quality, cached = judge_quality(candidate, wl, predict, s.cache)
         t3 = time.perf_counter()
+        paired = " interleaved with the baseline" if s.reference is not None else ""
+        self.on_status(f"timing the candidate{paired}")
         measured = self._measure(candidate, predict)
         t4 = time.perf_counter()
+        estimated = sum(not t.measured for t in s.targets.values())
+        self.on_status(
+            f"projecting the build on {estimated} estimated target{'s' * (estimated != 1)}"
+        )
         projections = self._project(candidate, recipe, measured)
         t5 = time.perf_counter()
         return Outcome(

@@ -73,11 +73,6 @@ def goal_figure(p: Point, goal: str) -> str:
     return ms(p.latency_ms)
 
 
-def change(drop: float) -> str:
-    """A quality drop as the signed change people read: -0.0040, or +0.0000 for none."""
-    return f"{-drop + 0.0:+.4f}"
-
-
 def plural(n, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 

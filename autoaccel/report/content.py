@@ -6,13 +6,13 @@ renderers escape it, so this module never writes markup.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from autoaccel.frontier import NOISE, SUB_MS_NOISE, Point
+from autoaccel.report.blocks import Block, Bullets, Document, Figure, Para, Section, Table
+from autoaccel.report.brief import brief
 from autoaccel.report.cells import (
     basis,
-    change,
     described_for,
     dollars,
     goal_figure,
@@ -28,55 +28,16 @@ from autoaccel.report.cells import (
 )
 from autoaccel.report.facts import GOALS, Facts
 from autoaccel.report.fidelity import caveat_lines, priced_lines
-
-
-@dataclass(frozen=True)
-class Para:
-    text: str
-    strong: bool = False
-
-
-@dataclass(frozen=True)
-class Bullets:
-    items: list[str]
-
-
-@dataclass(frozen=True)
-class Table:
-    headers: list[str]
-    rows: list[list[str]]
-
-
-@dataclass(frozen=True)
-class Figure:
-    key: str  # the chart's name in `charts.render`
-    caption: str
-
-
-Block = Para | Bullets | Table | Figure
-
-
-@dataclass(frozen=True)
-class Section:
-    title: str
-    blocks: list[Block] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Document:
-    title: str
-    subtitle: str
-    sections: list[Section]
+from autoaccel.report.words import change, counts_text
 
 
 def layout(facts: Facts, figures: dict[str, str]) -> Document:
     """The document; `figures` maps each chart key to its caption, in order."""
-    wl, n = facts.workload, facts.states
-    done = ", ".join(f"{v} {k.lower()}" for k, v in sorted(n.items())) or "none"
+    wl = facts.workload
     return Document(
         title=f"Hardware-selection report: study {facts.study}",
         subtitle=(
-            f"Workload {wl['name']}; {sum(n.values())} trials ({done}), "
+            f"Workload {wl['name']}; {counts_text(facts.states)}; "
             f"{len(facts.measured)} distinct builds measured here, each projected on "
             f"{len({p.target for p in facts.points if not p.measured})} estimated targets; "
             "generated "
@@ -93,10 +54,12 @@ def layout(facts: Facts, figures: dict[str, str]) -> Document:
                     Para(
                         f"Quality ({wl['metric']}) against median latency (log scale). Crosses "
                         "are over the accuracy limit (dashed line); the star is the baseline, "
-                        "measured here. The frontier in black is the one measured here (what "
-                        "the recommendation comes from); every other target's points are the "
-                        "same builds projected by its cost model (batch-1 latency of its best "
-                        "plan), so one chart compares a measurement with estimates."
+                        "measured here; the axis fits the points within the limit, and points "
+                        "below it are triangles on its edge. The frontier in black is the one "
+                        "measured here (what the recommendation comes from); every other "
+                        "target's points are the same builds projected by its cost model "
+                        "(batch-1 latency of its best plan), so one chart compares a "
+                        "measurement with estimates."
                     ),
                     *[Figure(k, c) for k, c in figures.items()],
                     _frontier_table(facts),
@@ -113,43 +76,46 @@ def layout(facts: Facts, figures: dict[str, str]) -> Document:
 
 
 def _recommendation(facts: Facts) -> Section:
+    """A headline a person reads in ten seconds, then short lines: details, caveats, why."""
     rec = facts.recommendation
-    blocks: list[Block] = []
+    said = brief(rec)
+    blocks: list[Block] = [Para(said.headline, True)]
+    details = list(said.details)
     if rec["recommended"]:
         pick = rec["recommended"]
-        blocks.append(Para(f"Recommended (trial {pick['trial']}): {pick['summary']}.", True))
-        blocks.append(Para(f"Why: {rec['rationale']}. Policy: {rec['policy']}."))
         point = point_from(pick)
         rests = rests_on(point, facts.prefer)
         if not point.measured:
             rests += "; see the caveats on cost-model error"
-        blocks.append(Para(f"This choice rests on {rests}."))
+        details.append(f"Why this one: {rec['rationale']}; it rests on {rests}.")
+        details.append(f"Policy: {rec['policy']}.")
         here = rec.get("best_measured")
         if here and here["trial"] != pick["trial"]:
-            blocks.append(
-                Para(f"Best measured on this machine (trial {here['trial']}): {here['summary']}.")
+            details.append(
+                f"Best measured on this machine: trial {here['trial']}, {here['summary']}."
             )
-    elif rec.get("verdict") in ("keep-baseline", "too-noisy"):
-        head = "Keep the baseline" if rec["verdict"] == "keep-baseline" else "Not ranked"
-        blocks.append(Para(f"{head}: {rec['reason']}.", True))
-        if rec.get("closest"):
-            blocks.append(Para("The fastest feasible candidates measured here:"))
-            blocks.append(_points_table(facts, [point_from(d) for d in rec["closest"]]))
-    else:
-        blocks.append(Para(f"No recommendation: {rec['reason']}.", True))
-        if rec.get("closest"):
-            blocks.append(Para("The closest candidates to the limit (smallest drop first):"))
-            closest = [point_from(d) for d in rec["closest"]]
-            blocks.append(_points_table(facts, closest))
+    if details:
+        blocks.append(Bullets(details))
+    if said.caveats:
+        blocks.append(Para("Caveats:"))
+        blocks.append(Bullets(said.caveats))
+    if not rec["recommended"] and rec.get("closest"):
+        keep = rec.get("verdict") in ("keep-baseline", "too-noisy")
+        blocks.append(
+            Para(
+                "The fastest feasible candidates measured here:"
+                if keep
+                else "The closest candidates to the limit (smallest drop first):"
+            )
+        )
+        blocks.append(_points_table(facts, [point_from(d) for d in rec["closest"]]))
+        if not keep:
             blocks.append(
                 Para(
                     "Options: loosen the limit (--max-accuracy-drop), search longer, or "
                     "search gentler techniques (less pruning, int8 with per-channel scales)."
                 )
             )
-    if rec.get("warnings"):
-        blocks.append(Para("Warnings the search printed:"))
-        blocks.append(Bullets(list(rec["warnings"])))
     return Section("Recommendation", blocks)
 
 
@@ -159,6 +125,7 @@ def _workload(facts: Facts) -> Section:
     rows = [
         ["workload", wl["name"]],
         ["quality metric (higher is better)", metric],
+        ["quality change", "candidate minus baseline, in the metric's units: positive = better"],
         [
             "accuracy limit",
             f"a drop of at most {limit:g} {wl['metric']} (absolute): at least "
@@ -230,6 +197,8 @@ def _per_target(facts: Facts) -> Section:
 
 
 def _selection(facts: Facts) -> Section:
+    if len({row.target for row in facts.targets}) == 1:
+        return _selection_one(facts)
     rows = []
     for g in facts.goals:
         p = g.point
@@ -272,6 +241,30 @@ def _selection(facts: Facts) -> Section:
         blocks.append(Para(f"Targets ranked per goal (rows in order of {facts.prefer}):"))
         blocks.append(Table(["target", *[GOALS[g] for g in goals]], table))
     return Section("Hardware selection by goal", blocks)
+
+
+def _selection_one(facts: Facts) -> Section:
+    """One target: every goal's pick in one short table, the recipe named once per trial."""
+    rows, named = [], set()
+    for g in facts.goals:
+        p = g.point
+        if p is None:
+            rows.append([GOALS[g.goal], "-", "-", g.why])
+            continue
+        recipe = "" if p.trial in named else f": {p.description}"
+        named.add(p.trial)
+        rows.append([GOALS[g.goal], f"trial {p.trial}{recipe}", goal_figure(p, g.goal), g.why])
+    target = facts.targets[0].target
+    return Section(
+        "Hardware selection by goal",
+        [
+            Para(
+                f"Only {target} was searched, so there is no hardware to choose between; "
+                "the pick for each goal on it:"
+            ),
+            Table(["goal", "choice", "figure", "why"], rows),
+        ],
+    )
 
 
 def _frontier_table(facts: Facts) -> Block:
@@ -343,15 +336,18 @@ def _caveats(facts: Facts) -> Section:
     return Section("Caveats", [Bullets(items)])
 
 
+TROUBLES = "Trials that failed, were infeasible, stopped early or missed the limit"
+
+
 def _troubles(facts: Facts) -> Section:
     if not facts.troubles:
         return Section(
-            "Failed, infeasible and early-stopped trials",
+            TROUBLES,
             [Para("None: every finished trial produced a candidate within the limit.")],
         )
     rows = [[g.kind, str(len(g.trials)), trial_list(g.trials), g.reason] for g in facts.troubles]
     return Section(
-        "Failed, infeasible and early-stopped trials",
+        TROUBLES,
         [
             Para(
                 "Grouped by kind and reason (reasons that differ only in numbers are grouped; "

@@ -17,6 +17,7 @@ from autoaccel.errors import UserError
 from autoaccel.frontier import OBJECTIVES, Point, figure, machine_baselines, pareto, points
 from autoaccel.recommend import choose, recommend
 from autoaccel.report.fidelity import FIDELITY_FILE, Fidelity, read_fidelity
+from autoaccel.report.words import counts, outcome
 
 GOALS: dict[str, str] = {
     "latency": "lowest latency",
@@ -84,6 +85,7 @@ class Facts:
     troubles: list[Trouble]
     fidelity: Fidelity | None
     states: dict[str, int]
+    """How the trials ended, in `words.OUTCOMES` (complete, failed, infeasible, ...)."""
 
 
 def gather(
@@ -153,7 +155,7 @@ def gather(
         importances=_importances(study, workload["metric"]),
         troubles=_troubles(trials, measured, workload["metric"], limit),
         fidelity=read_fidelity(FIDELITY_FILE if fidelity is None else fidelity, workload, trials),
-        states=_states(trials),
+        states=counts(trials),
     )
 
 
@@ -277,14 +279,11 @@ def _troubles(
     groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for t in trials:
         reason = t.user_attrs.get("fail_reason") or t.user_attrs.get("early_stopped") or ""
-        if t.state.name == "FAIL":
-            kind = "failed"
-        elif t.state.name == "PRUNED":
-            kind = "early-stopped" if "early_stopped" in t.user_attrs else "infeasible recipe"
-        elif t.state.name in ("RUNNING", "WAITING"):
-            kind, reason = "unfinished", "interrupted, or still running in another process"
-        else:
+        kind = outcome(t.state.name, t.user_attrs)
+        if kind in (None, "complete"):
             continue
+        if kind == "unfinished":
+            reason = "interrupted, or still running in another process"
         reason = reason or "no reason recorded"
         groups.setdefault((kind, _shape(reason)), []).append((t.number, reason))
     out = [
@@ -299,7 +298,7 @@ def _troubles(
             f"(limit {limit})"
         )
         out.append(Trouble("over the accuracy limit", reason, tuple(p.trial for p in over)))
-    order = ["failed", "infeasible recipe", "early-stopped", "over the accuracy limit"]
+    order = ["failed", "infeasible", "stopped early", "over the accuracy limit"]
     return sorted(
         out, key=lambda g: (order.index(g.kind) if g.kind in order else 9, -len(g.trials))
     )
@@ -308,10 +307,3 @@ def _troubles(
 def _shape(reason: str) -> str:
     """A reason with its numbers blanked: reasons that differ only in figures group together."""
     return re.sub(r"\d+(\.\d+)?(e-?\d+)?", "#", reason)[:300]
-
-
-def _states(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for t in trials:
-        out[t.state.name] = out.get(t.state.name, 0) + 1
-    return out

@@ -91,7 +91,7 @@ class Quantize(Technique):
             compute = "int8" if config["accuracy_level"] == 4 else "fp32"
             return (
                 f"int4 weight-only MatMul, block {config['block_size']}, {sym}, {compute} "
-                "compute (attention QKV, embeddings, Conv stay fp32)"
+                "compute (other operators stay fp32)"
             )
         if mode == "int8_dynamic":
             return f"int8 dynamic {scale}"

@@ -106,7 +106,7 @@ class Runtime(Technique):
         if backend == "openvino":
             streams = config.get("ov_streams", 1)
             parts = [
-                f"OpenVINO {config.get('ov_precision', 'f32')}",
+                f"OpenVINO, {config.get('ov_precision', 'f32')} where not quantized",
                 f"{config.get('ov_hint', 'latency')} hint",
                 *([f"{streams} streams"] if streams != 1 else []),
                 thread_text,

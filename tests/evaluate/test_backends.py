@@ -244,7 +244,7 @@ def test_torch_compile_runners_do_not_share_compiled_code_across_trials(seed_mlp
     [
         (
             {**OV, "runtime.ov_precision": "bf16", "runtime.ov_hint": "latency"},
-            "OpenVINO bf16, latency hint, 1 thread",
+            "OpenVINO, bf16 where not quantized, latency hint, 1 thread",
         ),
         (
             {
@@ -254,7 +254,7 @@ def test_torch_compile_runners_do_not_share_compiled_code_across_trials(seed_mlp
                 "runtime.ov_hint": "throughput",
                 "runtime.ov_streams": 2,
             },
-            "OpenVINO f32, throughput hint, 2 streams, 2 threads",
+            "OpenVINO, f32 where not quantized, throughput hint, 2 streams, 2 threads",
         ),
         (
             {

@@ -1,0 +1,76 @@
+"""`autoaccel ui`: a busy port is one line and exit 2; SIGTERM stops the MLflow server too."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+TESTS = Path(__file__).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ui(runs: Path, port: int, **kw) -> list[str]:
+    store = f"sqlite:///{runs / 'mlflow.db'}"
+    args = ["ui", "--runs-dir", str(runs), "--tracking-uri", store, "--port", str(port)]
+    return [sys.executable, "-m", "autoaccel.cli", *args]
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def test_ui_on_a_busy_port_is_one_line_naming_the_port_and_option_exit_2(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = subprocess.run(
+            _ui(tmp_path, port), capture_output=True, text=True, timeout=120, env=os.environ
+        )
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1, out.stderr
+    assert f"port {port}" in out.stderr and "--port" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_ui_stopped_by_sigterm_leaves_no_server_on_its_port(tmp_path):
+    port = _free_port()
+    proc = subprocess.Popen(
+        _ui(tmp_path, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline, status = time.time() + 120, None
+        while time.time() < deadline and status is None and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    status = r.status
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200, proc.stdout.read() if proc.poll() is not None else "no answer"
+        proc.send_signal(signal.SIGTERM)  # this process only: as `kill PID` or systemd does
+        assert proc.wait(timeout=30) == 0
+        deadline = time.time() + 10
+        while _port_taken(port) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not _port_taken(port), "the MLflow server still holds the port"
+        assert "stopped the MLflow UI" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
