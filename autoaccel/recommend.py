@@ -14,9 +14,9 @@ goals, where the tie rule below applies.
   cost); the pick lies on the frontier of quality against that figure (`objective_frontier`;
   for latency, `frontier.pareto`, whose dominance allows for timing noise), or within noise
   of its best point (tie rules).
-- One speedup, one rule: a measured speedup is the median of per-round ratios of the
-  candidate timed interleaved with the baseline, with a 95 % bootstrap interval
-  (`evaluate.paired`); the end-of-search re-timing of the quoted recipe replaces its trial's
+- One speedup, one rule: a measured speedup is the candidate timed interleaved with the
+  baseline, each side's figure from the fastest quarter of its runs over the window, with a
+  95 % interval from the rounds (`evaluate.paired`); the end-of-search re-timing of the quoted recipe replaces its trial's
   figure everywhere. Every summary quotes the interval and the rounds behind it.
 - Tie rule among measured points: points whose figure is within the best one's noise (the
   larger interval half width of the two) cannot be ranked by their timings; the most

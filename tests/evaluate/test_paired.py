@@ -30,6 +30,28 @@ def _single(latencies) -> float:
     return latencies[1].median_ms
 
 
+def _stalls_in_bursts(run, busy_share: float = 0.6, block_s: float = 0.05):
+    """`run`, stalling 5 ms per call for `busy_share` of each `block_s` of wall time: a
+    2-thread baseline on a core another process keeps busy, in bursts."""
+
+    def stalled():
+        if (time.monotonic() % block_s) < busy_share * block_s:
+            time.sleep(0.005)
+        run()
+
+    return stalled
+
+
+def test_stalls_in_bursts_on_one_side_do_not_inflate_the_speedup():
+    """The rule's reason: round medians quoted 577x for a 2x digits-cnn recipe when one core
+    was busy in bursts; the window's fastest quarter quotes about 2x."""
+    reference = _stalls_in_bursts(_work(4))
+    timing = measure_paired({1: _work(2)}, {1: reference}, _single, QUICK, attempts=1)
+    assert 1.2 < timing.speedup < 3.5  # not the ~50x a stalled baseline's medians give
+    assert timing.reference[1].mean_ms > 1.5 * timing.reference_ms  # the stalls happened
+    assert timing.ci_low <= timing.speedup <= timing.ci_high
+
+
 def test_a_candidate_doing_half_the_work_is_about_twice_as_fast():
     timing = measure_paired({1: _work(2)}, {1: _work(4)}, _single, QUICK, attempts=1)
     assert 1.3 < timing.speedup < 3.0  # 2x of the work; wide: CI machines are shared
@@ -38,7 +60,8 @@ def test_a_candidate_doing_half_the_work_is_about_twice_as_fast():
     assert timing.candidate[1].n_runs >= timing.rounds  # both sides ran every round
     assert timing.reference_ms > timing.candidate_ms
     d = timing.as_dict()
-    assert d["rule"].startswith("median of per-round ratios") and "busy" in d["contention"]
+    assert "fastest quarter" in d["rule"] and "busy" in d["contention"]
+    assert timing.speedup == pytest.approx(timing.reference_ms / timing.candidate_ms)
 
 
 def test_the_interval_is_the_bootstrap_of_the_median():
@@ -85,6 +108,7 @@ def test_a_steady_load_is_flagged_not_waited_for_again(monkeypatch):
 def test_after_a_wait_that_ended_busy_the_next_wait_is_one_look(monkeypatch):
     monkeypatch.delenv("AUTOACCEL_BUSY_CORES")
     looks = []
+
     def look(seconds: float) -> Contention:
         looks.append(seconds)
         time.sleep(seconds)
