@@ -56,7 +56,10 @@ def build_candidate(
         if tech.stage == Stage.TORCH and tech.is_active(recipe):
             config = config_of(tech, recipe, workload)
             if tech.changes_model(config):
-                key = _chain(key, tech.name, config)
+                # students trained with the logits loss (the old one was only right for
+                # softmax outputs): a key of their own; others keep theirs (caches stay valid)
+                salt = {"outputs": "logits"} if workload.output_kind == "logits" else {}
+                key = _chain(key, tech.name, {**config, **salt})
                 torch_steps.append((tech, config, key))
     export_key = _chain(key, "export", EXPORT_SETTINGS)
     exported = (cache_dir / "models" / export_key / "model.onnx").exists()

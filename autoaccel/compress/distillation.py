@@ -28,7 +28,8 @@ LossFn = Callable[[Any, Any, Any], Any]
 
 
 def logits_from_probs(probs: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities, usable as logits for models that end in Softmax (the digits nets).
+    """Log-probabilities, usable as logits for models that end in Softmax (the digits nets);
+    never for a model that ends in logits (its negative entries would all clamp to one value).
 
     softmax is shift-invariant: softmax(log p) = p / sum(p) = p, so log p differs from the
     model's pre-softmax logits only by a per-row constant and gives the same softened

@@ -8,6 +8,7 @@ here and projected on every target (`autoaccel.projection`).
 
 from __future__ import annotations
 
+from autoaccel.techniques.applicability import not_applicable, output_kind_note, search_notes
 from autoaccel.techniques.base import (
     BuildContext,
     Candidate,
@@ -68,4 +69,7 @@ __all__ = [
     "by_stage",
     "config_of",
     "describe_recipe",
+    "not_applicable",
+    "output_kind_note",
+    "search_notes",
 ]

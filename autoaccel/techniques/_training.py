@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from autoaccel.techniques.base import TrainingMonitor
@@ -25,30 +26,13 @@ def distill_into(
 ) -> float:
     """Train `model` toward the fp32 teacher on the workload's training split; seconds spent.
 
-    The loss fits the outputs: soft targets with temperature and alpha for classifiers (plus
-    the hard labels), 1 - cosine for embeddings.
+    `distillation_loss` picks the loss from `workload.output_kind`.
     """
-    from autoaccel.compress.distillation import embedding_loss, kd_loss, logits_from_probs, train
+    from autoaccel.compress.distillation import train
 
     if steps <= 0:
         return 0.0
-    if workload.output_kind == "embedding":
-
-        def loss(student_out, teacher_out, labels):
-            return embedding_loss(student_out, teacher_out)
-    else:
-        temperature = float(config.get("temperature", 4.0))
-        alpha = float(config.get("alpha", 0.7))
-
-        def loss(student_out, teacher_out, labels):
-            return kd_loss(
-                logits_from_probs(student_out),
-                logits_from_probs(teacher_out),
-                labels,
-                temperature,
-                alpha,
-            )
-
+    loss = distillation_loss(workload.output_kind, config, workload.name)
     batches = workload.training_batches()
     per_teacher = _TEACHER_OUTPUTS.setdefault(teacher, {})
     stats = train(
@@ -65,6 +49,35 @@ def distill_into(
         teacher_outputs=per_teacher.setdefault(_batches_key(batches), {}),
     )
     return stats.seconds
+
+
+def distillation_loss(
+    kind: str | None, config: dict[str, Any], name: str = "the workload"
+) -> Callable[[Any, Any, Any], Any]:
+    """The loss that fits the outputs: Hinton KD with `temperature` and `alpha` for a
+    classifier (on the logits as they are; on log-probabilities for softmax outputs, which
+    differ from the logits by a per-row constant), 1 - cosine for an embedding. Batches
+    without labels train on the soft targets alone (alpha = 1)."""
+    from autoaccel.compress.distillation import embedding_loss, kd_loss, logits_from_probs
+
+    if kind == "embedding":
+        return lambda student_out, teacher_out, labels: embedding_loss(student_out, teacher_out)
+    if kind not in ("logits", "probabilities"):
+        raise ValueError(f"{name}: output_kind {kind!r} has no distillation loss")
+    as_logits = logits_from_probs if kind == "probabilities" else (lambda out: out)
+    temperature = float(config.get("temperature", 4.0))
+    alpha = float(config.get("alpha", 0.7))
+
+    def loss(student_out, teacher_out, labels):
+        return kd_loss(
+            as_logits(student_out),
+            as_logits(teacher_out),
+            labels,
+            temperature,
+            alpha if labels is not None else 1.0,
+        )
+
+    return loss
 
 
 def _batches_key(batches: list) -> str:

@@ -134,7 +134,7 @@ class TorchTechnique(Technique):
     stage = Stage.TORCH
 
     def params(self, workload: Workload | None) -> tuple[Param, ...]:
-        return self.declare(workload) if _trainable(workload) else ()
+        return self.declare(workload) if trainable(workload) else ()
 
     @abstractmethod
     def declare(self, workload: Workload | None) -> tuple[Param, ...]:
@@ -165,7 +165,9 @@ class TorchTechnique(Technique):
         )
 
 
-def _trainable(workload: Workload | None) -> bool:
+def trainable(workload: Workload | None) -> bool:
+    """Whether teacher-guided training applies: a torch model and training data whose output
+    kind is declared or detected (`Workload.output_kind`); None stands for any workload."""
     return workload is None or (
         workload.torch_model_available() and workload.output_kind is not None
     )

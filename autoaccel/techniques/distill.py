@@ -55,7 +55,7 @@ class Distill(TorchTechnique):
                 help="distillation training steps (AdamW, warm-up then linear decay)",
             ),
         ]
-        if workload is None or workload.output_kind == "probabilities":
+        if workload is None or workload.output_kind in ("logits", "probabilities"):
             params += [
                 Param(
                     "temperature",
@@ -63,7 +63,7 @@ class Distill(TorchTechnique):
                     low=1.0,
                     high=20.0,
                     when=student,
-                    help="softening of the teacher's probabilities (classifiers)",
+                    help="softening of the teacher's class distribution (classifiers)",
                 ),
                 Param(
                     "alpha",

@@ -14,7 +14,7 @@ import copy
 from typing import Any
 
 from autoaccel.techniques._training import distill_into, example_args
-from autoaccel.techniques.base import Param, TorchTechnique
+from autoaccel.techniques.base import Param, TorchTechnique, trainable
 
 MODES = ("none", "unstructured", "unstructured_global", "nm_2_4", "structured")
 _ZEROING = ("unstructured", "unstructured_global", "nm_2_4")
@@ -22,6 +22,15 @@ _ZEROING = ("unstructured", "unstructured_global", "nm_2_4")
 
 class Prune(TorchTechnique):
     name = "prune"
+
+    def params(self, workload) -> tuple[Param, ...]:
+        """Pruning itself needs no data: only its recovery fine-tuning is left out for a
+        torch model without training data."""
+        if workload is None or trainable(workload):
+            return self.declare(workload)
+        if not workload.torch_model_available():
+            return ()
+        return tuple(p for p in self.declare(workload) if p.name != "finetune_steps")
 
     def declare(self, workload) -> tuple[Param, ...]:
         pruned = {"prune.mode": MODES[1:]}
@@ -64,7 +73,8 @@ class Prune(TorchTechnique):
         mode = config.get("mode", "none")
         if mode == "none":
             return None
-        tune = f", {config['finetune_steps']} fine-tune steps" if config["finetune_steps"] else ""
+        steps = config.get("finetune_steps", 0)
+        tune = f", {steps} fine-tune steps" if steps else ""
         if mode == "nm_2_4":
             return f"2:4 sparsity{tune}"
         if mode == "structured":
@@ -105,7 +115,7 @@ class Prune(TorchTechnique):
     def train(self, model, teacher, config: dict[str, Any], workload, monitor=None) -> float:
         from autoaccel.compress import pruning
 
-        steps = int(config["finetune_steps"])
+        steps = int(config.get("finetune_steps", 0))
         if steps <= 0:
             return 0.0
         zeroing = config["mode"] in _ZEROING

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -23,6 +24,36 @@ Predict = Callable[[Inputs], np.ndarray]
 Batch = tuple[Inputs, np.ndarray | None]
 """A training batch: named numpy inputs (batch first) and the labels, or None where the loss
 needs none."""
+
+OUTPUT_KINDS = ("logits", "probabilities", "embedding")
+"""What a model's first output can be; each has its own distillation loss."""
+
+
+def classify_outputs(
+    outputs: np.ndarray, labels: np.ndarray | None, atol: float = 1e-3
+) -> tuple[str | None, str]:
+    """The output-kind rule, on the teacher's outputs for one training batch and its labels.
+
+    In this order: every row non-negative and summing to 1 (within `atol`) is "probabilities"
+    (the model ends in softmax); else a 2-D (batch, classes) output with integer labels that
+    are class indices is "logits" (most classifiers); else, with no labels, "embedding". Any
+    other case (labels that are not class indices of a 2-D output) is None: the workload must
+    declare `output_kind`. Returns the kind and the evidence in words.
+    """
+    out = np.asarray(outputs, dtype=np.float64)
+    two_d = out.ndim == 2 and out.shape[1] >= 2
+    if two_d and out.min() >= -1e-6 and np.allclose(out.sum(axis=1), 1.0, atol=atol):
+        return "probabilities", "every row is non-negative and sums to 1"
+    if labels is None:
+        return "embedding", "the training batches have no labels"
+    labels = np.asarray(labels)
+    if not two_d:
+        return None, f"outputs of shape {out.shape} with labels: not a (batch, classes) classifier"
+    if not np.issubdtype(labels.dtype, np.integer):
+        return None, f"2-D outputs but {labels.dtype} labels: not class indices"
+    if labels.shape != (len(out),) or labels.min() < 0 or labels.max() >= out.shape[1]:
+        return None, f"labels are not class indices in 0..{out.shape[1] - 1}, one per row"
+    return "logits", "2-D outputs that are not probabilities, with integer class labels"
 
 
 class Workload(ABC):
@@ -47,9 +78,61 @@ class Workload(ABC):
     """ONNX export axes that vary (batch, sequence length), per input name."""
     onnx_model_type: str | None = None
     """Model type for ONNX Runtime's transformer optimizer ("bert"), None where none applies."""
-    output_kind: str | None = None
-    """"probabilities" (classifier) or "embedding": which distillation loss fits the outputs.
-    None: the workload offers no training data, so distillation and fine-tuning don't apply."""
+
+    @property
+    def output_kind(self) -> str | None:
+        """What the model's first output is: "logits" or "probabilities" (a classifier) or
+        "embedding"; it picks the distillation loss. None: no training data or no torch model
+        (or outputs the rule cannot place), so distillation and fine-tuning don't apply.
+
+        A workload may declare it (a class attribute `output_kind = "logits"`); one that does
+        not but offers `training_batches()` has it detected once, on first use, by running the
+        teacher on the first training batch (`classify_outputs` states the rule): a wrong
+        guess would train students with the wrong loss, so the search states what it found.
+        """
+        if "_output_kind" not in self.__dict__:
+            self._output_kind, self._output_kind_reason = self._detect_output_kind()
+        return self._output_kind
+
+    @output_kind.setter
+    def output_kind(self, kind: str | None) -> None:
+        if kind is not None and kind not in OUTPUT_KINDS:
+            raise ValueError(f"output_kind must be one of {OUTPUT_KINDS} or None, not {kind!r}")
+        self._output_kind, self._output_kind_reason = kind, "declared by the workload"
+
+    def output_kind_reason(self) -> str:
+        """How `output_kind` was found, in words: "declared by the workload", or the detection
+        rule's evidence, or why there is none."""
+        if not isinstance(inspect.getattr_static(type(self), "output_kind"), property):
+            return "declared by the workload"
+        _ = self.output_kind
+        return self._output_kind_reason
+
+    def offers_training_data(self) -> bool:
+        """Whether this workload overrides `training_batches` (without calling it)."""
+        return type(self).training_batches is not Workload.training_batches
+
+    def _detect_output_kind(self) -> tuple[str | None, str]:
+        if not self.torch_model_available():
+            return None, "it has no torch model"
+        if not self.offers_training_data():
+            return None, "it offers no training data (no `training_batches`)"
+        batches = self.training_batches()
+        if not batches:
+            return None, "its `training_batches()` returned no batches"
+        import torch
+
+        inputs, labels = batches[0]
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names]
+        teacher = self.torch_model().eval()
+        with torch.no_grad():
+            out = teacher(*args)
+        if isinstance(out, tuple | list):
+            out = out[0]
+        if not isinstance(out, torch.Tensor):
+            return None, f"its model's first output is a {type(out).__name__}, not a tensor"
+        kind, evidence = classify_outputs(out.float().numpy(), labels)
+        return kind, f"detected on one training batch: {evidence}"
 
     def choose_metric(self, name: str | None) -> None:
         """Judge this workload by another of its figures (`--metric`): the one the accuracy
@@ -104,8 +187,22 @@ class Workload(ABC):
 
     def training_batches(self) -> list[Batch]:
         """Batches (inputs, labels or None) from the training split, never the judging data,
-        for distillation and recovery fine-tuning. Needed when `output_kind` is set."""
+        for distillation and recovery fine-tuning (`batches_of` makes them from arrays).
+        Without them distillation and fine-tuning don't apply."""
         raise TypeError(f"workload {self.name} declares no training data (output_kind=None)")
+
+    @staticmethod
+    def batches_of(inputs: Inputs, labels: np.ndarray | None, batch_size: int = 64) -> list[Batch]:
+        """Training batches of `batch_size` rows, in the order given (shuffle beforehand):
+        `labels` are integer class indices for a classifier, None for an embedding model."""
+        n = len(next(iter(inputs.values())))
+        return [
+            (
+                {k: np.ascontiguousarray(v[i : i + batch_size]) for k, v in inputs.items()},
+                None if labels is None else np.asarray(labels[i : i + batch_size]),
+            )
+            for i in range(0, n, batch_size)
+        ]
 
     @abstractmethod
     def identity(self) -> dict:

@@ -1,0 +1,64 @@
+"""What a search says at its start about the techniques a workload gets.
+
+A technique that does not apply is left out of the space silently by `params(workload)`; these
+lines say which and why (no torch model, no training data), and which output kind was detected
+(it picks the distillation loss), so a person can correct a wrong guess by declaring it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autoaccel.workloads.base import Workload
+
+LOSSES = {
+    "logits": "Hinton KD on the logits",
+    "probabilities": "Hinton KD on the log-probabilities",
+    "embedding": "1 - cosine to the teacher's vectors",
+}
+"""The distillation and fine-tuning loss of each output kind, in words."""
+
+
+def output_kind_note(workload: Workload) -> str | None:
+    """One line naming the detected output kind and the loss it implies; None when the
+    workload declares it or has none (`not_applicable` then says why)."""
+    reason = workload.output_kind_reason()
+    kind = workload.output_kind
+    if kind is None or reason == "declared by the workload":
+        return None
+    return (
+        f"{workload.name}: outputs are {kind}, {reason}; distillation and fine-tuning use "
+        f"{LOSSES[kind]} (set output_kind on the workload if that is wrong)"
+    )
+
+
+def not_applicable(workload: Workload) -> list[str]:
+    """One line per technique (or setting) the search leaves out for this workload, and why."""
+    name = workload.name
+    if not workload.torch_model_available():
+        return [
+            f"distill, prune: not searched: {name} is an ONNX model, and they change the torch "
+            "model before export",
+            f"runtime.backend torch, torch_compile: not searched: {name} has no torch model",
+        ]
+    if not workload.offers_training_data():
+        why = f"{name} offers no training data (define `training_batches`)"
+    elif workload.output_kind is None:
+        why = (
+            f"no loss is known for {name}'s outputs ({workload.output_kind_reason()}); "
+            "set output_kind on the workload"
+        )
+    else:
+        return []
+    return [
+        f"distill: not searched: a student is trained toward the teacher, and {why}",
+        f"prune.finetune_steps: not searched: recovery fine-tuning trains toward the teacher, "
+        f"and {why}",
+    ]
+
+
+def search_notes(workload: Workload) -> list[str]:
+    """Everything above, in the order a search states it once at its start."""
+    note = output_kind_note(workload)
+    return ([note] if note else []) + not_applicable(workload)
