@@ -289,6 +289,12 @@ def main() -> None:
         _fail(_one_line(exc.format_message()), exc.exit_code)
     except KeyboardInterrupt:
         code = 130
+    except OSError as exc:  # a full or read-only disk while writing outputs: not a bug
+        from autoaccel.stores import disk_message, disk_problem
+
+        if _DEBUG["on"] or disk_problem(exc) not in ("full", "read-only"):
+            raise
+        _fail(disk_message(exc, None), 2)
     if code == 130:  # typer turns Ctrl-C into exit code 130
         typer.secho(
             "interrupted: the frontier so far is written; run the same command to continue",

@@ -257,7 +257,8 @@ class RunPaths:
             ) from None
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise UserError(
-                f"--runs-dir {self.root}: not writable; choose a folder you can write to"
+                f"--runs-dir {self.root}: not writable; make it writable (or choose another "
+                "folder) and run the same command to continue"
             )
         return self
 

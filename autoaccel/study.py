@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from autoaccel.errors import UserError
+from autoaccel.stores import disk_message, disk_problem, prepare_sqlite_store, sqlite_path, summary
 from autoaccel.workers import sqlite_lock
 
 DIRECTIONS = ("maximize", "minimize")
@@ -124,6 +126,9 @@ def _with_retries(method, self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except Exception as exc:
+            if disk_problem(exc):  # waiting cannot help; stop with what is done kept
+                path = sqlite_path(self.url)
+                raise StoreUnavailable(disk_message(exc, path.parent if path else None)) from None
             if not connection_lost(exc):
                 raise
             if wait is None:
@@ -206,16 +211,27 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def open_study(
-    name: str, storage: str, sampler: optuna.samplers.BaseSampler, identity: dict[str, Any]
+    name: str,
+    storage: str,
+    sampler: optuna.samplers.BaseSampler,
+    identity: dict[str, Any],
+    note: Callable[[str], None] | None = None,
 ) -> optuna.Study:
-    """Create or continue a study; refuse to continue one made for a different job."""
+    """Create or continue a study; refuse to continue one made for a different job. A local
+    SQLite store is made whole first (`autoaccel.stores`: built aside and moved into place,
+    or upgraded with a backup); `note` gets the one-line notes that say so (default: stderr).
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         with sqlite_lock(storage):  # workers starting at once race on a new store
+            prepare_sqlite_store(storage, "optuna", note)
             study = _create(name, storage, sampler)
     except UserError:
         raise
     except Exception as exc:
+        if disk_problem(exc):
+            path = sqlite_path(storage)
+            raise UserError(disk_message(exc, path.parent if path else None)) from None
         raise UserError(
             f"--storage {shown_url(storage)}: cannot open the study store ({_one_line(exc)}); "
             "check the URL and that the database is reachable and writable"
@@ -304,5 +320,4 @@ def shown_url(url: str) -> str:
 
 
 def _one_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]
+    return summary(exc)

@@ -154,6 +154,17 @@ def onnx_only(tiny_onnx_files: tuple[Path, Path]):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def store_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One folder of empty-store templates for the session (autoaccel.store_templates): the
+    first search builds MLflow's schema, every later new runs folder copies it, and nothing
+    is written to the user's cache."""
+    path = tmp_path_factory.mktemp("store-templates")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUTOACCEL_STORE_TEMPLATES", str(path))
+        yield path
+
+
+@pytest.fixture(scope="session", autouse=True)
 def shared_machine_tolerated() -> Iterator[None]:
     """Tests run beside other work (a CI runner, a second test job): a search in a test must
     not wait for a quiet machine nor refuse to rank because of it. The tests of the busy

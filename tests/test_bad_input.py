@@ -648,3 +648,37 @@ def test_help_and_good_commands_still_exit_0(monkeypatch, capsys):
 def test_catalogue_has_at_least_25_distinct_cases():
     ids = [c.id for c in CASES]
     assert len(set(ids)) == len(ids) >= 25
+
+
+# --- stores a person must act on (issue 20) -------------------------------------------------
+
+
+def _newer_store(d: Dirs) -> str:
+    """runs/ as an earlier search left it, its optuna.db since upgraded by a newer Optuna
+    (a schema revision this Optuna does not know)."""
+    import sqlite3
+
+    study = d.store()
+    with sqlite3.connect(d.runs / "optuna.db") as con:
+        con.execute("update alembic_version set version_num = 'v9.9.0.a'")
+    con.close()
+    return study
+
+
+STORE_CASES = [
+    # --storage: a store a newer Optuna made: never downgraded or touched; upgrade Optuna.
+    Case(
+        "storage-made-by-newer-optuna",
+        lambda d: d.search("--workload", "digits-cnn", "--study", _newer_store(d)),
+        ("optuna.db", "made by a newer Optuna", "schema v9.9.0.a", "pip install -U optuna"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in STORE_CASES])
+def test_store_bad_input_is_one_line_exit_2_and_writes_nothing(
+    case: Case, tmp_path, tiny_onnx_files, monkeypatch, capsys
+):
+    test_bad_input_is_one_line_exit_2_and_writes_nothing(
+        case, tmp_path, tiny_onnx_files, monkeypatch, capsys
+    )
