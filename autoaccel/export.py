@@ -108,10 +108,7 @@ def export_trial(
             f"trial {frozen.number} rebuilt with {workload.metric} {got:.4f}, recorded "
             f"{recorded:.4f} (tolerance {tolerance}); nothing written"
         )
-    onnx_source = candidate.onnx_path
-    if onnx_source is None:  # a PyTorch-backend winner: the same network, exported
-        onnx_recipe = {k: v for k, v in recipe.items() if not k.startswith("runtime.")}
-        onnx_source = build_candidate(onnx_recipe, workload, cache_dir).onnx_path
+    onnx_source = onnx_build(recipe, workload, cache_dir, candidate).onnx_path
     result = frozen.user_attrs.get("result", {})
     sidecar = {
         "study": study.study_name,
@@ -148,6 +145,21 @@ def export_trial(
         for tmp in (tmp_model, tmp_side):
             tmp.unlink(missing_ok=True)
     return Exported(out, side, frozen.number, got, recorded)
+
+
+def onnx_build(recipe: dict[str, Any], workload, cache_dir: Path, candidate=None):
+    """The build whose ONNX file is the recipe's model: the recipe's own (`candidate`, else
+    built now: every step comes from the build cache when the search built it), or for a
+    PyTorch-backend recipe, which has no graph of its own, the same network exported."""
+    from autoaccel.builder import build_candidate
+    from autoaccel.techniques.runtime import TORCH_BACKENDS
+
+    if candidate is None and recipe.get("runtime.backend") not in TORCH_BACKENDS:
+        candidate = build_candidate(recipe, workload, cache_dir)  # an unknown one: refused
+    if candidate is not None and candidate.onnx_path is not None:
+        return candidate
+    onnx_recipe = {k: v for k, v in recipe.items() if not k.startswith("runtime.")}
+    return build_candidate(onnx_recipe, workload, cache_dir)
 
 
 def _workload(study: optuna.Study, cache_dir: Path):

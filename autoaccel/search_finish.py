@@ -1,5 +1,6 @@
 """The end of a search: frontier, recommendation, hardware ranking, side-by-side confirmation,
-the study folder, the report and the MLflow parent's artifacts.
+the study folder, the report and the MLflow parent's artifacts (with the frontier as a table
+and the recommended model, logged and registered: `autoaccel.tracking_views`).
 
 The recommendation for this machine is chosen among *measured* points only (the study's
 own frontier); every other target's best build + plan comes from the projections stored with
@@ -42,6 +43,7 @@ def finish(search, name: str, status: str) -> SearchResult:
     from autoaccel.recommend import recommend
     from autoaccel.report.words import counts
     from autoaccel.study import FINISHED
+    from autoaccel.tracking_views import frontier_table, log_recommended
     from autoaccel.workers import outputs_lock
 
     study, workload, cfg = search.study, search.workload, search.cfg
@@ -93,6 +95,9 @@ def finish(search, name: str, status: str) -> SearchResult:
         rec["stopped_by"] = search.stopped_by
     if rec["verdict"] == "too-noisy":
         search.emit("warning", rec["reason"])
+    winner = rec["recommended"] if rec["verdict"] == "recommend" else None
+    if status == "FINISHED" and winner and _measured_here(winner, search.machine["host"]):
+        log_recommended(search, name, winner)  # before the warnings are written: it may warn
     rec["warnings"] = list(search.warnings)
     study.set_user_attr("warnings", rec["warnings"][-50:])  # the report quotes them too
 
@@ -104,6 +109,8 @@ def finish(search, name: str, status: str) -> SearchResult:
         )
         _report(search, out, info)
         search.tracker.log_artifacts(out)
+    chosen = rec["recommended"]["trial"] if rec["recommended"] else None
+    search.tracker.log_table(frontier_table(front, chosen), "frontier.json")
 
     run_ids = {
         t.number: t.user_attrs["mlflow_run_id"] for t in trials if "mlflow_run_id" in t.user_attrs
@@ -160,9 +167,11 @@ def _to_confirm(rec: dict[str, Any], host: str) -> dict[str, Any] | None:
     here, else the fastest feasible build measured here (re-timing may show it beats the
     baseline after all, or that a busy machine made it look so)."""
     pick = rec.get("recommended")
-    if pick and pick.get("latency_source") == "measured" and pick.get("machine") in (None, host):
-        return pick
-    return rec.get("best_measured")
+    return pick if pick and _measured_here(pick, host) else rec.get("best_measured")
+
+
+def _measured_here(pick: dict[str, Any], host: str) -> bool:
+    return pick.get("latency_source") == "measured" and pick.get("machine") in (None, host)
 
 
 def _confirm(search, pick: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from autoaccel.evaluate.scenarios import BATCH_SIZES
 from autoaccel.isolation import IsolatedEvaluator
 from autoaccel.machine import machine_info
 from autoaccel.search_finish import SearchResult, finish
+from autoaccel.stores import disk_message, disk_problem
 from autoaccel.study import StoreUnavailable, shown_url
 from autoaccel.time_limits import Deadline, built_durations, shown, trial_limit
 from autoaccel.tracking import TrackingUnavailable
@@ -86,6 +87,7 @@ class Search:
         from autoaccel.space import load_space
         from autoaccel.study import check_study_name, finished_count, make_sampler, open_study
         from autoaccel.targets import ensure_calibrated, load_targets
+        from autoaccel.techniques import search_notes
         from autoaccel.tracking import Tracker
         from autoaccel.workloads import load_workload
 
@@ -121,10 +123,11 @@ class Search:
         if cfg.scenario == "server":
             identity["latency_bound_ms"] = cfg.latency_bound_ms
         storage = cfg.storage or paths.storage_url()
-        probe = open_study(
-            name, storage, make_sampler(cfg.sampler, cfg.seed, cfg.budget), identity
-        )
+        sampler = make_sampler(cfg.sampler, cfg.seed, cfg.budget)
+        probe = open_study(name, storage, sampler, identity, note=self._note)
         exported = self._preflight()  # an unexportable model is bad input: before any trial
+        for line in search_notes(workload):  # what does not apply to this model, and why
+            self.emit("warning", line)
         if "workload_spec" not in probe.user_attrs:  # how `export` reloads the workload
             probe.set_user_attr(
                 "workload_spec",
@@ -170,8 +173,8 @@ class Search:
         else:
             self.evaluator = CandidateEvaluator(self.settings, workload, self._step)
 
-        tracker = Tracker(cfg.tracking_uri or paths.tracking_uri(), name, paths.artifacts)
-        self.tracker = tracker
+        uri = cfg.tracking_uri or paths.tracking_uri()
+        self.tracker = tracker = Tracker(uri, name, paths.artifacts, note=self._note)
         objective = self.settings.objective_target
         self.recorder = TrialRecorder(
             study, tracker, cfg.max_accuracy_drop, self.machine, objective
@@ -213,6 +216,7 @@ class Search:
                 trial = self._ask()
                 if trial is None:
                     break  # the budget was reached by other workers
+                tracker.ensure_parent()  # a run for an invocation that runs a trial, only
                 with heartbeat(study, trial):
                     self._trial(trial, baseline, done)
             result = finish(self, name, "FINISHED")
@@ -313,11 +317,14 @@ class Search:
             reason = t.user_attrs["fail_reason"]
             recipe = t.user_attrs.get("recipe", t.params)
             tags = {**self.recorder.tags(), "fail_reason": reason, "worker_died": "true"}
-            self.tracker.fail_trial(t.number, recipe, tags)
+            self.tracker.fail_trial(t.number, recipe, tags, start=t.datetime_start)
             self.emit("warning", f"trial {t.number}: {reason}")
 
     def _step(self, words: str) -> None:
         self.emit("status", words)
+
+    def _note(self, words: str) -> None:  # a store upgraded or rebuilt: said once, kept
+        self.emit("warning", words)
 
     def _out_of_time(self, ran: int, done: int) -> None:
         of = "" if self.cfg.budget == MAX_BUDGET else f" of its budget of {self.cfg.budget}"
@@ -361,6 +368,8 @@ class Search:
             self.emit("trial", TrialEvent(trial.number, done + 1, budget, 1, "stopped"))
             return
         except Exception as exc:  # record why and go on: one trial never ends the search
+            if disk_problem(exc) in ("full", "read-only"):  # not the candidate's fault: stop
+                raise StoreUnavailable(disk_message(exc, self.paths.root)) from None
             reason = describe(exc)
             if isinstance(exc, InfeasibleRecipe):  # a known, named reason: PRUNED
                 rec.fail(trial, recipe, reason, infeasible=True, kind=exc.kind)

@@ -1,26 +1,42 @@
-"""MLflow tracking: one parent run per `search` invocation, one nested run per trial.
+"""MLflow tracking: one parent run per `search` invocation that runs a trial, one nested run
+per trial, dated from the trial's start to its end and named after its recipe.
 
 A thin logger over `MlflowClient` rather than `optuna_integration.MLflowCallback`: we need
 failed trials logged with their reason, one batched write per trial (about 3x faster than
 unbatched on SQLite), the `pareto` tag updated across earlier invocations' runs, and the
-parent's artifacts.
+parent's artifacts. What the parent shows beyond files (the frontier table, the recommended
+model) is built in `autoaccel.tracking_views`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from autoaccel.errors import UserError
+from autoaccel.stores import disk_message, disk_problem, prepare_sqlite_store, sqlite_path, summary
+from autoaccel.tracking_views import run_name
 from autoaccel.workers import sqlite_lock
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
 
 class Tracker:
-    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        artifact_root: Path,
+        note: Callable[[str], None] | None = None,
+    ) -> None:
+        """Open (or create) the store and the study's experiment. A local SQLite store is
+        made whole first (`autoaccel.stores`: built aside, upgraded with a backup); `note`
+        gets the one-line notes that say so (default: stderr)."""
         import mlflow
         from mlflow.tracking import MlflowClient
 
@@ -30,6 +46,7 @@ class Tracker:
         self.uri = tracking_uri
         try:
             with sqlite_lock(tracking_uri):  # workers creating one SQLite store race on it
+                prepare_sqlite_store(tracking_uri, "mlflow", note)
                 self.client = MlflowClient(tracking_uri=tracking_uri)
                 if tracking_uri.startswith("sqlite"):
                     _tune_store(self.client)
@@ -50,20 +67,52 @@ class Tracker:
                         exp_id = exp.experiment_id
                 else:
                     exp_id = exp.experiment_id
+        except UserError:
+            raise
         except Exception as exc:
-            raise UserError(
-                f"--tracking-uri {tracking_uri}: cannot use the MLflow store "
-                f"({str(exc).strip().splitlines()[0][:200]}); check the URI or server"
-            ) from None
+            raise UserError(_store_error(tracking_uri, exc)) from None
         self.experiment_id = exp_id
         self.parent_id: str | None = None
+        self.own_parent = False  # created by this invocation (else adopted, or none yet)
+        self._pending: dict[str, Any] | None = None
+        self._waiting_metrics: dict[str, float] = {}
+        self._waiting_tags: dict[str, str] = {}
 
-    def start_parent(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
-        run = self.client.create_run(
-            self.experiment_id, run_name=name, tags={**tags, "autoaccel.role": "study"}
-        )
-        self.parent_id = run.info.run_id
-        self._log(self.parent_id, params=params)
+    def start_parent(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
+        """Remember this invocation's parent run, started now; it is created with the first
+        trial this invocation runs (`ensure_parent`), so a re-run that adds no trial leaves no
+        empty run. Parent metrics and tags logged before then wait for it."""
+        self._pending = {
+            "name": name,
+            "params": params,
+            "tags": {**tags, "autoaccel.role": "study"},
+            "start": _ms(),
+        }
+
+    def ensure_parent(self, adopt: bool = False) -> str:
+        """This invocation's parent run, created now if it was not yet. With `adopt`, a search
+        that ran no trial (its study already at its budget) gives its outputs to the study's
+        latest parent run instead: that run is refreshed, never ended by us, and gets no
+        params (they are the earlier invocation's). Only when the study has none is one made."""
+        if self.parent_id is not None:
+            return self.parent_id
+        pending = self._pending or {"name": "search", "params": {}, "tags": {}, "start": _ms()}
+        if adopt and (latest := self.latest_parent()) is not None:
+            self.parent_id, self.own_parent = latest, False
+            self.client.set_tag(latest, "outputs_refreshed", _now_iso())
+        else:
+            run = self.client.create_run(
+                self.experiment_id,
+                start_time=pending["start"],
+                run_name=pending["name"],
+                tags=pending["tags"],
+            )
+            self.parent_id, self.own_parent = run.info.run_id, True
+            self._log(self.parent_id, params=pending["params"])
+        self._log(self.parent_id, metrics=self._waiting_metrics)
+        for key, value in self._waiting_tags.items():
+            self.client.set_tag(self.parent_id, key, value)
+        self._waiting_metrics, self._waiting_tags = {}, {}
         return self.parent_id
 
     def log_trial(
@@ -76,16 +125,20 @@ class Tracker:
         status: str | None = None,
         json_files: dict[str, Any] | None = None,
         text_files: dict[str, str] | None = None,
+        start: datetime | None = None,
     ) -> str:
-        """One nested run for a trial; `status` (e.g. KILLED for an early-stopped trial)
-        overrides the FINISHED / FAILED that `failed` picks; `json_files` (name -> data) are
-        logged as the run's JSON artifacts, `text_files` (name -> text) as text ones (a
-        failed trial's whole traceback: a tag holds only its end)."""
+        """One nested run for a trial, logged when it ends and dated from `start` (when the
+        trial began: Optuna's `datetime_start`) to now, so its duration is the trial's.
+        `status` (e.g. KILLED for an early-stopped trial) overrides the FINISHED / FAILED
+        that `failed` picks; `json_files` (name -> data) are logged as the run's JSON
+        artifacts, `text_files` (name -> text) as text ones (a failed trial's whole
+        traceback: a tag holds only its end)."""
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"trial-{number:04d}",
+            start_time=_ms(start),
+            run_name=run_name(number, params),
             tags={
-                "mlflow.parentRunId": self.parent_id,
+                "mlflow.parentRunId": self.ensure_parent(),
                 "autoaccel.role": "trial",
                 "trial": str(number),
                 **tags,
@@ -97,10 +150,16 @@ class Tracker:
         for name, text in (text_files or {}).items():
             self.client.log_text(run.info.run_id, text, name)
         status = status or ("FAILED" if failed else "FINISHED")
-        self.client.set_terminated(run.info.run_id, status)
+        self.client.set_terminated(run.info.run_id, status, end_time=_ms())
         return run.info.run_id
 
-    def fail_trial(self, number: int, params: dict[str, Any], tags: dict[str, str]) -> str:
+    def fail_trial(
+        self,
+        number: int,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        start: datetime | None = None,
+    ) -> str:
         """The one nested run of a trial whose worker died, ended FAILED with `tags`. The
         worker may have died after logging the trial's run (or while logging it) and
         before storing its result in the study: that run is reused, so there is never a
@@ -110,25 +169,48 @@ class Tracker:
             filter_string=f"tags.`autoaccel.role` = 'trial' and tags.trial = '{number}'",
         )
         if not runs:
-            return self.log_trial(number, params, {}, tags, failed=True)
+            return self.log_trial(number, params, {}, tags, failed=True, start=start)
         run_id = runs[0].info.run_id
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value[:5000])
-        self.client.set_terminated(run_id, "FAILED")
+        self.client.set_terminated(run_id, "FAILED", end_time=_ms())
         return run_id
 
     def log_parent_metrics(self, metrics: dict[str, float]) -> None:
-        self._log(self.parent_id, metrics=metrics)
+        if self.parent_id is None:  # before the first trial: logged when the run is made
+            self._waiting_metrics.update(metrics)
+        else:
+            self._log(self.parent_id, metrics=metrics)
 
     def set_pareto(self, run_ids: dict[int, str], pareto: set[int]) -> None:
         for number, run_id in run_ids.items():
             self.client.set_tag(run_id, "pareto", "true" if number in pareto else "false")
 
     def set_parent_tag(self, key: str, value: str) -> None:
-        self.client.set_tag(self.parent_id, key, value[:5000])
+        if self.parent_id is None:
+            self._waiting_tags[key] = value[:5000]
+        else:
+            self.client.set_tag(self.parent_id, key, value[:5000])
 
     def log_artifacts(self, folder: Path) -> None:
-        self.client.log_artifacts(self.parent_id, str(folder))
+        self.client.log_artifacts(self.ensure_parent(adopt=True), str(folder))
+
+    def log_table(self, data: Any, artifact_file: str) -> None:
+        """A table (a pandas DataFrame) on the parent run, shown by the UI's artifact view.
+        MLflow's `log_table` appends to a table already there (an adopted parent's, from
+        its own search): that file is replaced instead, in the same format."""
+        import posixpath
+        import tempfile
+
+        run_id = self.ensure_parent(adopt=True)
+        folder = posixpath.dirname(artifact_file) or None
+        if artifact_file not in {f.path for f in self.client.list_artifacts(run_id, folder)}:
+            self.client.log_table(run_id, data=data, artifact_file=artifact_file)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            data.to_json(path, orient="split", index=False, date_format="iso")
+            self.client.log_artifact(run_id, str(path), folder)
 
     def close_dead_parents(self, is_dead) -> list[str]:
         """End as KILLED the parent runs left RUNNING by workers that died (`is_dead` gets the
@@ -162,20 +244,71 @@ class Tracker:
             self.client.log_artifact(run_id, str(path))
 
     def end_parent(self, status: str = "FINISHED") -> None:
-        if self.parent_id is not None:
-            self.client.set_terminated(self.parent_id, status)
+        """End this invocation's own parent run (an adopted one is another's to end)."""
+        if self.parent_id is not None and self.own_parent:
+            self.client.set_terminated(self.parent_id, status, end_time=_ms())
 
     def _log(self, run_id: str, params: dict | None = None, metrics: dict | None = None) -> None:
-        import time
-
         from mlflow.entities import Metric, Param
 
-        now = int(time.time() * 1000)
+        if not (params or metrics):
+            return
+        now = _ms()
         self.client.log_batch(
             run_id,
             metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
             params=[Param(k, str(v)) for k, v in (params or {}).items()],
         )
+
+
+def _ms(when: datetime | None = None) -> int:
+    """Milliseconds since the epoch, as MLflow dates runs: `when` (Optuna's naive local
+    datetimes read as local time), else now."""
+    return int((when.timestamp() if when is not None else time.time()) * 1000)
+
+
+def _now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _store_error(uri: str, exc: Exception) -> str:
+    """One whole line for a tracking store that cannot be opened, with the fix that fits
+    the cause (a full disk, a server that does not answer, a store in use, a bad file)."""
+    path = sqlite_path(uri)
+    if disk_problem(exc):
+        return disk_message(exc, path.parent if path else None, "the MLflow server")
+    detail = summary(exc)
+    text = str(exc).lower()
+    if uri.split(":", 1)[0] in ("http", "https"):
+        if any(marker in text for marker in _UNREACHABLE):
+            return (
+                f"--tracking-uri {uri}: no MLflow server answers there ({detail}); start it "
+                "(mlflow server --host HOST --port PORT) or give the URI of one that runs"
+            )
+        return (
+            f"--tracking-uri {uri}: the MLflow server refused ({detail}); check the URI and "
+            "the server's log"
+        )
+    if path is None:
+        return (
+            f"--tracking-uri {uri}: cannot use the MLflow store ({detail}); give an "
+            "http(s):// server or a sqlite:/// file"
+        )
+    if "database is locked" in text:
+        return (
+            f"--tracking-uri {uri}: the MLflow store is locked by another process ({detail}); "
+            "wait for it to finish, then run the same command again"
+        )
+    if not path.parent.is_dir():
+        return (
+            f"--tracking-uri {uri}: the folder {path.parent} does not exist; create it or "
+            "give another sqlite:/// path"
+        )
+    return (
+        f"--tracking-uri {uri}: cannot use the MLflow store ({detail}); move {path.name} "
+        "away (or pass another --runs-dir) to start a new store, or open it with the "
+        "MLflow version that made it"
+    )
 
 
 def _tune_store(client) -> None:
@@ -208,12 +341,16 @@ def _reachable(method):
         except UserError:
             raise
         except Exception as exc:
+            if disk_problem(exc):  # the store's or the artifacts' disk: stop, resumable
+                path = sqlite_path(self.uri)
+                folder = path.parent if path else None
+                raise TrackingUnavailable(disk_message(exc, folder, "the MLflow server")) from None
             text = str(exc).lower()
             if not any(marker in text for marker in _UNREACHABLE):
                 raise
-            first = str(exc).strip().splitlines()[0][:200]
             raise TrackingUnavailable(
-                f"--tracking-uri {self.uri}: the MLflow server stopped answering ({first}); "
+                f"--tracking-uri {self.uri}: the MLflow server stopped answering "
+                f"({summary(exc)}); "
                 "when it is back, run the same command to continue (finished trials are kept "
                 "in the study; the running one is failed and logged then)"
             ) from None
@@ -222,13 +359,14 @@ def _reachable(method):
 
 
 for _name in (
-    "start_parent",
+    "ensure_parent",
     "log_trial",
     "fail_trial",
     "log_parent_metrics",
     "set_pareto",
     "set_parent_tag",
     "log_artifacts",
+    "log_table",
     "close_dead_parents",
     "latest_parent",
     "log_files",

@@ -119,8 +119,7 @@ class TrialRecorder:
             metrics.update(curve_metrics(out.curve))
         tags = {**self.tags(), "feasible": str(feasible).lower()}
         files = {"projections.json": out.projections, "measured.json": out.measured}
-        run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, json_files=files)
-        trial.set_user_attr("mlflow_run_id", run_id)
+        self._log(trial, recipe, metrics, tags, json_files=files)
         self.study.tell(trial, [accuracy, objective])
         return speedup, feasible
 
@@ -135,8 +134,7 @@ class TrialRecorder:
         metrics = {"seconds.build": stop.seconds, **curve_metrics(stop.curve)}
         tags = {**self.tags(), "early_stopped": "true", "fail_reason": str(stop)}
         tags["feasible"] = "false"
-        run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags, status="KILLED")
-        trial.set_user_attr("mlflow_run_id", run_id)
+        self._log(trial, recipe, metrics, tags, status="KILLED")
         self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
 
     def stopped_again(self, trial, recipe, earlier) -> None:
@@ -148,8 +146,7 @@ class TrialRecorder:
         trial.set_user_attr("duplicate_of", earlier.number)
         tags = {**self.tags(), "early_stopped": "true", "fail_reason": reason}
         tags.update(feasible="false", duplicate_of=str(earlier.number))
-        run_id = self.tracker.log_trial(trial.number, recipe, {}, tags, status="KILLED")
-        trial.set_user_attr("mlflow_run_id", run_id)
+        self._log(trial, recipe, {}, tags, status="KILLED")
         self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
 
     def reuse(self, trial, recipe, earlier, baseline: dict[str, Any]) -> tuple[float, bool]:
@@ -170,8 +167,7 @@ class TrialRecorder:
         }
         tags = {**self.tags(), "feasible": str(feasible).lower()}
         tags["duplicate_of"] = str(earlier.number)
-        run_id = self.tracker.log_trial(trial.number, recipe, metrics, tags)
-        trial.set_user_attr("mlflow_run_id", run_id)
+        self._log(trial, recipe, metrics, tags)
         self.study.tell(trial, list(earlier.values))
         return speedup, feasible
 
@@ -198,10 +194,7 @@ class TrialRecorder:
         if trace:
             tags["traceback"] = trace[-5000:]
             files["traceback.txt"] = trace
-        run_id = self.tracker.log_trial(
-            trial.number, recipe, {}, tags, failed=True, text_files=files or None
-        )
-        trial.set_user_attr("mlflow_run_id", run_id)
+        self._log(trial, recipe, {}, tags, failed=True, text_files=files or None)
         trial.set_user_attr("fail_reason", reason)
         if trace:
             trial.set_user_attr("traceback", trace[-_TRACE_CHARS:])
@@ -212,6 +205,14 @@ class TrialRecorder:
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    def _log(self, trial, recipe: dict[str, Any], metrics, tags, **kw: Any) -> None:
+        """The trial's MLflow run, dated from the trial's start (when it was asked for) to
+        now (its end), and its id kept with the trial."""
+        run_id = self.tracker.log_trial(
+            trial.number, recipe, metrics, tags, start=trial.datetime_start, **kw
+        )
+        trial.set_user_attr("mlflow_run_id", run_id)
 
 
 _TRACE_CHARS = 20_000
