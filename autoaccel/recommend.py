@@ -16,8 +16,9 @@ goals, where the tie rule below applies.
   of its best point (tie rules).
 - One speedup, one rule: a measured speedup is the candidate timed interleaved with the
   baseline, each side's figure from the fastest quarter of its runs over the window, with a
-  95 % interval from the rounds (`evaluate.paired`); the end-of-search re-timing of the quoted recipe replaces its trial's
-  figure everywhere. Every summary quotes the interval and the rounds behind it.
+  95 % interval from the rounds (`evaluate.paired`); the end-of-search re-timing of the
+  quoted recipe replaces its trial's figure everywhere. Every summary quotes the interval
+  and the rounds behind it.
 - Tie rule among measured points: points whose figure is within the best one's noise (the
   larger interval half width of the two) cannot be ranked by their timings; the most
   accurate of them is the pick, and the rationale names the tie.
