@@ -17,9 +17,8 @@ Peaks, for the recipe's intra-op thread count: derived = the peak_tops of cpu-lo
 on this machine (cores x clock x FLOP/cycle, `autoaccel.targets.local_cpu`) x threads / cores;
 calibrated = the best rate measured here: ONNX Runtime fp32 and int8 from `autoaccel
 calibrate`'s micro-benchmarks (run into --calibration-dir when that thread count is missing;
-never into the study's folder), and OpenVINO f32 / bf16 on large MatMuls (single and a chain of
-8,
-timed here). The cores boost above the base clock, so calibrated peaks exceed derived ones.
+never into the study's folder), and OpenVINO f32 / bf16 on large MatMuls (single and a chain
+of 8, timed here). The cores boost above the base clock, so calibrated peaks exceed derived ones.
 Matrix work is counted in the precision it executes in: the graph's (ONNX Runtime), fp32
 (torch), or OpenVINO's matrix layers' exec precision (int8 QDQ weights that OpenVINO
 decompresses run in its inference precision). Compute floor: matrix FLOPs at the peak;
