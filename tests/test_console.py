@@ -232,3 +232,12 @@ def test_evaluator_names_each_step_of_a_candidate_as_it_starts(tmp_path, seed_ml
     assert build_words(student) == (
         "building the candidate: training a student (400 steps), unless cached"
     )
+
+
+def test_a_refusal_is_said_once_not_again_as_a_caveat(rec):
+    reason = "the CPU was busy with other work while the best candidate was timed"
+    rec.update(verdict="too-noisy", recommended=None, reason=reason, closest=[])
+    rec["warnings"] = [reason, "the baseline's timing was spread widely"]
+    text = " ".join(_final(rec, 200).split())
+    assert text.count("the CPU was busy with other work") == 1
+    assert "the baseline's timing was spread widely" in text

@@ -61,7 +61,9 @@ def brief(rec: dict[str, Any]) -> Brief:
             f"{change_words(metric, closest['accuracy_drop'])}; the limit is a drop of at most "
             f"{rec['accuracy_limit']['max_drop']:g}."
         )
-    return Brief(headline, details, caveats + list(rec.get("warnings") or []))
+    said = (rec.get("reason") or "").rstrip(".")
+    warnings = [w for w in rec.get("warnings") or [] if w.rstrip(".") != said]  # once is enough
+    return Brief(headline, details, caveats + warnings)
 
 
 def _details(rec: dict[str, Any], pick: dict[str, Any]) -> list[str]:
