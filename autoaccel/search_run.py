@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,8 @@ class Search:
             identity["latency_bound_ms"] = cfg.latency_bound_ms
         storage = cfg.storage or paths.storage_url()
         sampler = make_sampler(cfg.sampler, cfg.seed, cfg.budget)
-        probe = open_study(name, storage, sampler, identity, note=self._note)
+        note = partial(self.emit, "warning")  # a store upgraded or rebuilt: said, and kept
+        probe = open_study(name, storage, sampler, identity, note=note)
         exported = self._preflight()  # an unexportable model is bad input: before any trial
         for line in search_notes(workload):  # what does not apply to this model, and why
             self.emit("warning", line)
@@ -168,13 +170,14 @@ class Search:
             reference=baseline_recipe(workload),
         )
         self.baseline_timer = BaselineTimer(workload, self.settings)
+        step = partial(self.emit, "status")  # the candidate's steps on the progress line
         if cfg.isolate:
-            self.evaluator = IsolatedEvaluator(self.settings, on_status=self._step)
+            self.evaluator = IsolatedEvaluator(self.settings, on_status=step)
         else:
-            self.evaluator = CandidateEvaluator(self.settings, workload, self._step)
+            self.evaluator = CandidateEvaluator(self.settings, workload, step)
 
         uri = cfg.tracking_uri or paths.tracking_uri()
-        self.tracker = tracker = Tracker(uri, name, paths.artifacts, note=self._note)
+        self.tracker = tracker = Tracker(uri, name, paths.artifacts, note=note)
         objective = self.settings.objective_target
         self.recorder = TrialRecorder(
             study, tracker, cfg.max_accuracy_drop, self.machine, objective
@@ -319,12 +322,6 @@ class Search:
             tags = {**self.recorder.tags(), "fail_reason": reason, "worker_died": "true"}
             self.tracker.fail_trial(t.number, recipe, tags, start=t.datetime_start)
             self.emit("warning", f"trial {t.number}: {reason}")
-
-    def _step(self, words: str) -> None:
-        self.emit("status", words)
-
-    def _note(self, words: str) -> None:  # a store upgraded or rebuilt: said once, kept
-        self.emit("warning", words)
 
     def _out_of_time(self, ran: int, done: int) -> None:
         of = "" if self.cfg.budget == MAX_BUDGET else f" of its budget of {self.cfg.budget}"

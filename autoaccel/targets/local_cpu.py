@@ -1,7 +1,7 @@
 """cpu-local is the machine that runs the search, derived from what it says of itself.
 
 `hardware_profiles/cpu-local.yaml` is only a template (assumed efficiency curves and a per-op
-overhead to start from; placeholder peaks). `local_profile` replaces every figure that
+overhead to start from; template peaks). `local_profile` replaces every figure that
 describes hardware with this machine's: usable cores (affinity, and a cgroup CPU quota when
 lower), clock, SIMD width and int8 / bf16 instructions (/proc/cpuinfo flags) -> dense peaks;
 memory (MemTotal, or the cgroup limit) and caches (sysfs). Each such figure's source starts
