@@ -1,4 +1,4 @@
-"""Knowledge distillation building blocks: losses, a layer-dropping BERT student, a loop.
+"""Knowledge distillation building blocks: losses, a layer-dropping student, a loop.
 
 Pure functions, no search logic: a technique decides *what* to distil; this module knows
 *how*. The teacher is always the workload's fp32 torch model.
@@ -18,10 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autoaccel.workloads.base import Batch, Inputs
+from autoaccel.compress.layout import LAYER_COUNT_ATTRS, find_layout
 
 if TYPE_CHECKING:
     import torch
+
+Inputs = dict[str, np.ndarray]
+Batch = tuple[Inputs, np.ndarray | None]
+"""As `autoaccel.workloads.base` defines them (not imported: workloads build on compress)."""
 
 LossFn = Callable[[Any, Any, Any], Any]
 """(student_out, teacher_out, labels or None) -> scalar loss tensor."""
@@ -92,29 +96,38 @@ def default_layers(total: int, keep: int) -> list[int]:
     return [i * (total - 1) // (keep - 1) for i in range(keep)]
 
 
-def bert_student(encoder: torch.nn.Module, keep_layers: Sequence[int]) -> torch.nn.Module:
-    """A deep copy of a MiniLM `SentenceEncoder` with only `keep_layers` of its BERT encoder.
+def layer_student(model: torch.nn.Module, keep_layers: Sequence[int]) -> torch.nn.Module:
+    """A deep copy of a transformer with only `keep_layers` of its encoder layers (the stack
+    `layout.find_layout` reads: BERT's `encoder.layer`, DistilBERT's `transformer.layer`,
+    ViT's `layers`, an `nn.TransformerEncoder`'s `layers`, inside any wrapper).
 
     The kept layers start as copies of the teacher's (the usual layer-dropping initialisation:
-    a good start that distillation then repairs); embeddings and pooling are copied too. The
-    copy shares no storage with the teacher, so training it leaves the teacher intact.
+    a good start that distillation then repairs); everything else is copied too. Layer counts
+    kept on the config or the stack's owner (`num_hidden_layers`, `n_layers`, ...) are set to
+    the new count. The copy shares no storage with the teacher, so training it leaves the
+    teacher intact. Raises `NoLayout` (a ValueError) for a model without a readable stack.
     """
     import torch
 
-    layers = encoder.bert.encoder.layer
+    total = find_layout(model).num_layers
     keep = list(keep_layers)
-    if not keep or sorted(set(keep)) != keep or keep[0] < 0 or keep[-1] >= len(layers):
+    if not keep or sorted(set(keep)) != keep or keep[0] < 0 or keep[-1] >= total:
         raise ValueError(
-            f"keep_layers must be increasing, distinct indices in 0..{len(layers) - 1}: {keep}"
+            f"keep_layers must be increasing, distinct indices in 0..{total - 1}: {keep}"
         )
-    student = copy.deepcopy(encoder)
-    kept = [student.bert.encoder.layer[i] for i in keep]
+    student = copy.deepcopy(model)
+    found = find_layout(student)
+    layers = getattr(found.owner, found.attr)
+    kept = [layers[i] for i in keep]
     for new_index, layer in enumerate(kept):
         for module in layer.modules():  # transformers numbers layers for its KV cache
             if hasattr(module, "layer_idx"):
                 module.layer_idx = new_index
-    student.bert.encoder.layer = torch.nn.ModuleList(kept)
-    student.bert.config.num_hidden_layers = len(kept)
+    setattr(found.owner, found.attr, torch.nn.ModuleList(kept))
+    for holder in (found.config, found.owner):
+        for name in LAYER_COUNT_ATTRS:
+            if holder is not None and getattr(holder, name, None) == total:
+                setattr(holder, name, len(kept))
     return student.eval()
 
 

@@ -6,8 +6,9 @@
   zeros into plain weights.
 - Removing: `structured` removes channels / neurons of any traceable model with
   torch-pruning's dependency graph (coupled layers shrink together); `transformer` removes
-  attention heads and feed-forward neurons of a BERT encoder by slicing its Linear layers
-  (transformers 5.x no longer has `BertModel.prune_heads`).
+  attention heads and feed-forward neurons of a transformer encoder by slicing the Linear
+  layers `layout.find_layout` reads from its structure (transformers 5.x no longer has
+  `prune_heads`).
 
 Importance everywhere is the L1 norm of the weights a unit owns (a channel's filter and the
 next layer's matching inputs; a head's Q/K/V rows and output-projection columns; an FFN
@@ -21,6 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.nn.utils import prune
+
+from autoaccel.compress import layout
 
 _PRUNABLE = (nn.Linear, nn.Conv2d)
 
@@ -132,8 +135,9 @@ def structured(
     conv's output channels with the next layer's inputs, also through Flatten). A channel's
     importance is the L1 norm of the weights it owns, averaged over the group's layers
     (`GroupMagnitudeImportance(p=1)`: its filter or row, and the next layer's input slice it
-    feeds); the lowest `amount` of each layer go. The final classifier's outputs (and any
-    `ignored_layers`) are never pruned: the class count is the model's contract.
+    feeds); the lowest `amount` of each layer go. The outputs of the layer that runs last
+    (the classifier, wherever it is registered) and of any `ignored_layers` are never
+    pruned: the class count is the model's contract.
     """
     import torch_pruning as tp
 
@@ -146,57 +150,91 @@ def structured(
             example_inputs,
             importance=tp.importance.GroupMagnitudeImportance(p=1),
             pruning_ratio=amount,
-            ignored_layers=[_layers(model)[-1], *ignored_layers],
+            ignored_layers=[_last_layer(model, example_inputs), *ignored_layers],
         )
         pruner.step()
     return model.train(was_training)  # tracing switched it to eval
 
 
-def transformer(encoder: nn.Module, heads_fraction: float, ffn_fraction: float) -> nn.Module:
-    """Remove attention heads and feed-forward neurons from every layer of a BERT encoder
-    (a `BertModel`, or a wrapper holding one at `.bert`); in place, returns `encoder`.
+def _last_layer(model: nn.Module, example_inputs: tuple) -> nn.Module:
+    """The Linear / Conv2d that runs last on `example_inputs` (the model's output layer)."""
+    order: list[nn.Module] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: order.append(m)) for m in _layers(model)]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(*example_inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    if not order:
+        raise ValueError("structured pruning needs a model with a Linear or Conv2d layer")
+    return order[-1]
+
+
+def transformer(model: nn.Module, heads_fraction: float, ffn_fraction: float) -> nn.Module:
+    """Remove attention heads and feed-forward neurons from every layer of a transformer
+    encoder found by `layout.find_layout` (BERT, RoBERTa, DistilBERT, ViT, a wrapper around
+    one, ...); in place, returns `model`.
 
     Per layer, the `round(fraction * count)` least important heads / FFN neurons go (at
     least one of each stays). Uniform per layer (the same head count everywhere) so ONNX
-    Runtime's attention fusion, which takes one head count, still applies.
+    Runtime's attention fusion, which takes one head count, still applies. Raises `NoLayout`
+    (a ValueError) when the model has no readable layout, or heads / FFN are asked for where
+    the layout says they cannot be pruned.
     """
     if not (0 <= heads_fraction < 1 and 0 <= ffn_fraction < 1):
         raise ValueError(f"fractions must be in [0, 1), got {heads_fraction}, {ffn_fraction}")
-    bert = getattr(encoder, "bert", encoder)
+    found = layout.find_layout(model)
+    if heads_fraction and found.heads_reason:
+        raise layout.NoLayout(f"attention heads cannot be pruned: {found.heads_reason}")
+    if ffn_fraction and found.ffn_reason:
+        raise layout.NoLayout(f"feed-forward neurons cannot be pruned: {found.ffn_reason}")
     with torch.no_grad():
-        for layer in bert.encoder.layer:
-            heads = layer.attention.self.num_attention_heads
-            drop_heads = min(heads - 1, round(heads_fraction * heads))
-            if drop_heads:
-                _drop_heads(layer, drop_heads)
-            up, down = layer.intermediate.dense, layer.output.dense
-            inner = up.out_features
-            drop = min(inner - 1, round(ffn_fraction * inner))
-            if drop:
-                score = up.weight.abs().sum(1) + down.weight.abs().sum(0)
-                keep = score.argsort(descending=True)[: inner - drop].sort().values
-                layer.intermediate.dense = _slice(up, keep, dim=0)
-                layer.output.dense = _slice(down, keep, dim=1)
-    return encoder
+        for block in found.blocks:
+            if heads_fraction:
+                heads = block.attention.heads
+                drop_heads = min(heads - 1, round(heads_fraction * heads))
+                if drop_heads:
+                    _drop_heads(block.attention, drop_heads)
+            if ffn_fraction:
+                _drop_neurons(block.ffn, ffn_fraction)
+    return model
 
 
 prune_transformer = transformer
 
 
-def _drop_heads(layer: nn.Module, drop: int) -> None:
+def _drop_heads(attention: layout.Attention, drop: int) -> None:
     """Slice the `drop` heads with the smallest L1 norm (Q/K/V rows + output columns)."""
-    attn, out = layer.attention.self, layer.attention.output.dense
-    heads, size = attn.num_attention_heads, attn.attention_head_size
-    qkv = (attn.query, attn.key, attn.value)
+    heads, size = attention.heads, attention.head_size
+    qkv = [layout.get(slot) for slot in attention.qkv]
+    out = layout.get(attention.output)
     score = sum(lin.weight.abs().reshape(heads, size, -1).sum((1, 2)) for lin in qkv)
     score = score + out.weight.abs().reshape(out.out_features, heads, size).sum((0, 2))
     kept = score.argsort(descending=True)[: heads - drop].sort().values
     index = (kept[:, None] * size + torch.arange(size)).flatten()
-    for name in ("query", "key", "value"):
-        setattr(attn, name, _slice(getattr(attn, name), index, dim=0))
-    layer.attention.output.dense = _slice(out, index, dim=1)
-    attn.num_attention_heads = heads - drop  # forward reshapes with -1; these are for readers
-    attn.all_head_size = size * (heads - drop)  # (fusion options, reports)
+    for slot, lin in zip(attention.qkv, qkv, strict=True):
+        layout.put(slot, _slice(lin, index, dim=0))
+    layout.put(attention.output, _slice(out, index, dim=1))
+    layout.set_heads(attention, heads - drop)
+
+
+def _drop_neurons(ffn: layout.FeedForward, fraction: float) -> None:
+    """Slice the least important inner neurons: L1 of their rows in the Linear(s) into the
+    inner width plus their column in the Linear back out."""
+    ups = [layout.get(slot) for slot in ffn.ups]
+    down = layout.get(ffn.down)
+    inner = down.in_features
+    drop = min(inner - 1, round(fraction * inner))
+    if not drop:
+        return
+    score = sum(up.weight.abs().sum(1) for up in ups) + down.weight.abs().sum(0)
+    keep = score.argsort(descending=True)[: inner - drop].sort().values
+    for slot, up in zip(ffn.ups, ups, strict=True):
+        layout.put(slot, _slice(up, keep, dim=0))
+    layout.put(ffn.down, _slice(down, keep, dim=1))
 
 
 def _slice(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:

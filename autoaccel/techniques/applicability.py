@@ -1,8 +1,9 @@
 """What a search says at its start about the techniques a workload gets.
 
 A technique that does not apply is left out of the space silently by `params(workload)`; these
-lines say which and why (no torch model, no training data), and which output kind was detected
-(it picks the distillation loss), so a person can correct a wrong guess by declaring it.
+lines say which and why (no torch model, no training data, a transformer whose layer stack or
+heads cannot be read), and which output kind was detected (it picks the distillation loss),
+so a person can correct a wrong guess by declaring it.
 """
 
 from __future__ import annotations
@@ -58,7 +59,45 @@ def not_applicable(workload: Workload) -> list[str]:
     ]
 
 
+def layout_notes(workload: Workload) -> list[str]:
+    """One line per transformer-only knob left out of a model that looks like a transformer
+    but whose layout (`compress.layout`) cannot be read, or whose heads / FFN blocks cannot
+    be pruned, and why. Nothing for a model that is no transformer (a CNN or an MLP keeps
+    its width students and channel pruning) nor for an ONNX model (`not_applicable`)."""
+    if not workload.torch_model_available():
+        return []
+    from autoaccel.techniques.base import trainable
+
+    name = workload.name
+    layout = workload.transformer_layout()
+    if layout is None:
+        from autoaccel.compress.layout import looks_like_transformer
+
+        evidence = looks_like_transformer(workload.torch_model())
+        if evidence is None:
+            return []
+        knobs = "distill.layers, prune.heads" if trainable(workload) else "prune.heads"
+        return [
+            f"{knobs}: not searched: {name} looks like a transformer ({evidence}), but its "
+            f"layer stack cannot be read: {workload.transformer_layout_reason()}; width "
+            "students and structured pruning treat it as a plain network (torch-pruning)"
+        ]
+    lines = []
+    if layout.heads_reason:
+        lines.append(
+            f"prune.heads: not searched: the attention heads of {name} ({layout.path}) "
+            f"cannot be pruned: {layout.heads_reason}"
+        )
+    if layout.ffn_reason:
+        lines.append(
+            f"prune.amount (structured), distill.width: {name} ({layout.path}) has no "
+            f"feed-forward neurons to remove: {layout.ffn_reason}; such trials fail, so keep "
+            "prune.mode off structured and distill.width at 1.0 in the search space"
+        )
+    return lines
+
+
 def search_notes(workload: Workload) -> list[str]:
     """Everything above, in the order a search states it once at its start."""
     note = output_kind_note(workload)
-    return ([note] if note else []) + not_applicable(workload)
+    return ([note] if note else []) + not_applicable(workload) + layout_notes(workload)

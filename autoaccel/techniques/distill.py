@@ -1,10 +1,12 @@
 """Knowledge distillation into a smaller student derived from the teacher.
 
-Transformers: keep `layers` of the teacher's encoder layers (evenly spaced, first and last
-always kept) and optionally narrow the feed-forward blocks (`width`); classifiers: keep
-`width` of every hidden layer's channels/neurons (the most important by L1 norm). The
-student starts from the teacher's own weights and is trained toward the teacher's outputs on
-the workload's training split (which never overlaps the data that judges quality).
+Transformers (any whose layer stack `compress.layout` can read): keep `layers` of the
+teacher's encoder layers (evenly spaced, first and last always kept) and optionally narrow
+the feed-forward blocks (`width`); other models (CNNs with residual connections, MLPs): keep
+`width` of every hidden layer's channels/neurons (the most important by L1 norm, coupled
+layers pruned together by torch-pruning's dependency graph). The student starts from the
+teacher's own weights and is trained toward the teacher's outputs on the workload's training
+split (which never overlaps the data that judges quality).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ class Distill(TorchTechnique):
         params = [
             Param("mode", "none", choices=("none", "student"), help="train a smaller student"),
         ]
-        layers = 12 if workload is None else getattr(workload, "num_layers", None)
-        if layers and (workload is None or workload.onnx_model_type):
+        layers = 12 if workload is None else _layer_count(workload)
+        if layers:
             params.append(
                 Param(
                     "layers",
@@ -91,11 +93,12 @@ class Distill(TorchTechnique):
 
     def structure(self, model, config: dict[str, Any], workload) -> Any:
         if "layers" in config:  # a transformer: drop layers, then narrow the FFN blocks
-            from autoaccel.compress.distillation import bert_student, default_layers
+            from autoaccel.compress.distillation import default_layers, layer_student
+            from autoaccel.compress.layout import find_layout
             from autoaccel.compress.pruning import transformer as prune_transformer
 
-            total = workload.num_layers
-            student = bert_student(model, default_layers(total, int(config["layers"])))
+            total = find_layout(model).num_layers
+            student = layer_student(model, default_layers(total, int(config["layers"])))
             if config["width"] < 1.0:
                 prune_transformer(student, heads_fraction=0.0, ffn_fraction=1 - config["width"])
             return student
@@ -108,3 +111,10 @@ class Distill(TorchTechnique):
 
     def train(self, model, teacher, config: dict[str, Any], workload, monitor=None) -> float:
         return distill_into(model, teacher, workload, int(config["steps"]), config, monitor)
+
+
+def _layer_count(workload) -> int | None:
+    """Encoder layers of the workload's transformer, None without a readable layout (the
+    search says why at its start: `applicability.layout_notes`)."""
+    layout = workload.transformer_layout()
+    return None if layout is None else layout.num_layers

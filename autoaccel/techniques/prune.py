@@ -45,7 +45,7 @@ class Prune(TorchTechnique):
                 help="share of weights zeroed, or of channels / FFN neurons removed",
             ),
         ]
-        if workload is None or workload.onnx_model_type:
+        if workload is None or _heads_prunable(workload):
             params.append(
                 Param(
                     "heads",
@@ -92,7 +92,7 @@ class Prune(TorchTechnique):
         mode = config["mode"]
         model = copy.deepcopy(model)
         if mode == "structured":
-            if workload.onnx_model_type:
+            if workload.transformer_layout() is not None:  # heads and FFN neurons, uniform
                 from autoaccel.compress.pruning import transformer as prune_transformer
 
                 prune_transformer(
@@ -125,3 +125,10 @@ class Prune(TorchTechnique):
         if zeroing:
             pruning.make_permanent(model)
         return seconds
+
+
+def _heads_prunable(workload) -> bool:
+    """Whether the workload's transformer layout lets heads go (`applicability` says why
+    not, at the search's start)."""
+    layout = workload.transformer_layout()
+    return layout is not None and layout.heads_reason is None

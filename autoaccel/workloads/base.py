@@ -15,6 +15,8 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+    from autoaccel.compress.layout import TransformerLayout
+
 Inputs = dict[str, np.ndarray]
 """Named model inputs, batch first, as numpy arrays."""
 
@@ -133,6 +135,30 @@ class Workload(ABC):
             return None, f"its model's first output is a {type(out).__name__}, not a tensor"
         kind, evidence = classify_outputs(out.float().numpy(), labels)
         return kind, f"detected on one training batch: {evidence}"
+
+    def transformer_layout(self) -> TransformerLayout | None:
+        """The teacher's transformer layout (`autoaccel.compress.layout`): its layer stack,
+        heads and feed-forward blocks, which layer students and head pruning go through.
+        None for a model without one (a CNN, an MLP, an ONNX file); then
+        `transformer_layout_reason` says why. Read once, on first use (loads the teacher)."""
+        if "_layout_reason" not in self.__dict__:
+            self._layout, self._layout_reason = self._find_layout()
+        return self._layout
+
+    def transformer_layout_reason(self) -> str:
+        """Why `transformer_layout()` is None, in words ("" when there is a layout)."""
+        self.transformer_layout()
+        return self._layout_reason
+
+    def _find_layout(self) -> tuple[TransformerLayout | None, str]:
+        from autoaccel.compress.layout import NoLayout, find_layout
+
+        if not self.torch_model_available():
+            return None, "it has no torch model"
+        try:
+            return find_layout(self.torch_model()), ""
+        except NoLayout as exc:
+            return None, str(exc)
 
     def choose_metric(self, name: str | None) -> None:
         """Judge this workload by another of its figures (`--metric`): the one the accuracy

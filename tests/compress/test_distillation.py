@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from autoaccel.compress.distillation import (
-    bert_student,
     default_layers,
     embedding_loss,
     kd_loss,
+    layer_student,
     logits_from_probs,
     train,
 )
@@ -130,9 +130,9 @@ def test_default_layers_rejects_impossible_counts(total, keep):
 
 
 @pytest.mark.slow
-def test_bert_student_keeps_chosen_layers_as_independent_copies(minilm):
+def test_layer_student_of_minilm_keeps_chosen_layers_as_independent_copies(minilm):
     teacher = minilm.torch_model()
-    student = bert_student(teacher, [0, 2, 5])
+    student = layer_student(teacher, [0, 2, 5])
     assert len(student.bert.encoder.layer) == 3
     assert student.bert.config.num_hidden_layers == 3
     assert len(teacher.bert.encoder.layer) == 6 and teacher.bert.config.num_hidden_layers == 6
@@ -146,16 +146,16 @@ def test_bert_student_keeps_chosen_layers_as_independent_copies(minilm):
     out = _run(student, inputs, minilm.input_names)
     assert out.shape == (2, 384)
     assert torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
-    full = bert_student(teacher, range(6))  # keeping every layer reproduces the teacher
+    full = layer_student(teacher, range(6))  # keeping every layer reproduces the teacher
     assert torch.allclose(
         _run(full, inputs, minilm.input_names),
         _run(teacher, inputs, minilm.input_names),
         atol=1e-6,
     )
     with pytest.raises(ValueError, match="keep_layers"):
-        bert_student(teacher, [3, 1])
+        layer_student(teacher, [3, 1])
     with pytest.raises(ValueError, match="keep_layers"):
-        bert_student(teacher, [0, 6])
+        layer_student(teacher, [0, 6])
 
 
 @pytest.mark.slow
@@ -179,7 +179,7 @@ def test_minilm_training_batches_hold_every_training_sentence_once(minilm, minil
 def test_distilling_a_two_layer_student_lowers_held_out_embedding_loss(minilm, minilm_batches):
     teacher = minilm.torch_model()
     teacher_before = teacher.bert.encoder.layer[5].output.dense.weight.clone()
-    student = bert_student(teacher, default_layers(6, 2))
+    student = layer_student(teacher, default_layers(6, 2))
     steps = 30
     held_out = minilm_batches[-4:]  # in-order cycling never reaches these in 30 steps
     assert len(minilm_batches) > steps + len(held_out)

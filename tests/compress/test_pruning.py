@@ -195,6 +195,34 @@ def test_structured_respects_ignored_layers(digits: DigitsCNN) -> None:
     assert model[2].out_channels == 16
 
 
+class _HeadFirst(nn.Module):
+    """A residual CNN whose classifier is registered before the layers that feed it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(16, 10)
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16))
+        self.body = nn.Sequential(
+            nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 16, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.stem(x))
+        return self.classifier(torch.relu(h + self.body(h)).mean((2, 3)))
+
+
+def test_structured_keeps_the_classes_of_the_layer_that_runs_last(digits: DigitsCNN) -> None:
+    torch.manual_seed(0)
+    model = _HeadFirst().eval()
+    x = _images(digits, 3)
+    pruning.structured(model, 0.5, (x[:1],))
+    assert model.classifier.out_features == 10
+    assert model.classifier.in_features == 8  # the residual sum's channels went together
+    assert [model.stem[0].out_channels, model.body[3].out_channels] == [8, 8]
+    with torch.no_grad():
+        assert model(x).shape == (3, 10)
+
+
 def _tiny_bert() -> BertModel:
     torch.manual_seed(0)
     config = BertConfig(

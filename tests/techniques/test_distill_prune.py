@@ -95,12 +95,6 @@ def test_student_quality_is_reported_and_close_to_the_teacher(digits_cnn, cache_
     assert student.quality["accuracy"] > 0.9
 
 
-def test_transformer_only_knobs_are_offered_only_to_transformers(seed_mlp, transformer_like):
-    assert "heads" not in {p.name for p in REGISTRY["prune"].params(seed_mlp)}
-    assert "layers" not in {p.name for p in REGISTRY["distill"].params(seed_mlp)}
-    assert "heads" in {p.name for p in REGISTRY["prune"].params(transformer_like)}
-
-
 def test_compression_is_not_offered_without_a_torch_model(onnx_only):
     assert REGISTRY["prune"].params(onnx_only) == ()
     assert REGISTRY["distill"].params(onnx_only) == ()
