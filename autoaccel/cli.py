@@ -46,11 +46,63 @@ def search(
         ),
     ] = None,
     model: Annotated[
-        Path | None, typer.Option(help="Your own ONNX model (with --data instead of --workload).")
+        Path | None,
+        typer.Option(
+            help="Your own model, with --data instead of --workload: a local Hugging Face "
+            "folder (config.json + weights + tokenizer or image processor; nothing is "
+            "downloaded) or an .onnx file."
+        ),
     ] = None,
     data: Annotated[
         Path | None,
-        typer.Option(help=".npz with x_val, y_val (labels) and optional x_calib, for --model."),
+        typer.Option(
+            help="Judging data for --model: a .csv, .tsv, .jsonl or .parquet table, or a "
+            "folder of images per class (a model folder); an .npz with x_val, y_val and "
+            "optional x_calib (an .onnx). Without --train-data a fixed 20 % of it "
+            "calibrates and trains, and the search says which."
+        ),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="What a model folder does, where its config.json does not say: "
+            "text-classification, sentence-embedding or image-classification."
+        ),
+    ] = None,
+    text_column: Annotated[
+        str | None,
+        typer.Option(
+            help="The table's text column, or two (a,b) for pairs. Default: text_a,text_b, "
+            "sentence1,sentence2, text or sentence, the first present."
+        ),
+    ] = None,
+    label_column: Annotated[
+        str | None,
+        typer.Option(
+            help="The table's class column (the model's id2label names or class indices). "
+            "Default: label."
+        ),
+    ] = None,
+    score_column: Annotated[
+        str | None,
+        typer.Option(
+            help="The table's similarity rating of each pair (sentence embeddings: judged by "
+            "Spearman of cosine vs it). Default: score."
+        ),
+    ] = None,
+    train_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Data that calibrates and trains (distillation, fine-tuning), in the format "
+            "of --data, labels optional; then all of --data judges."
+        ),
+    ] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            help="Token limit of a text model folder (default: its sentence-transformers "
+            "max_seq_length, else its position count)."
+        ),
     ] = None,
     space: Annotated[
         str,
@@ -177,6 +229,14 @@ def search(
         workload=workload,
         model=model,
         data=data,
+        workload_options=_options(
+            task=task,
+            text_column=text_column,
+            label_column=label_column,
+            score_column=score_column,
+            train_data=None if train_data is None else str(train_data),
+            max_length=max_length,
+        ),
         space=space,
         budget=budget,
         time_budget=time_budget,
@@ -255,6 +315,11 @@ app.command()(report)
 app.command()(export)
 app.command()(calibrate)
 app.add_typer(targets_app, name="targets")
+
+
+def _options(**given: str | int | None) -> dict[str, str | int]:
+    """A model folder's options that were given (the workload validates them)."""
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _split(value: str | None) -> list[str] | None:

@@ -24,6 +24,10 @@ class SearchConfig(BaseModel):
     workload: str | None = Field(None, description="built-in name or package.module:factory")
     model: Path | None = None
     data: Path | None = None
+    workload_options: dict[str, str | int] = Field(
+        default_factory=dict,
+        description="a model folder's task and data options (--task, --text-column, ...)",
+    )
     space: str = "default"
     budget: int = Field(DEFAULT_BUDGET, ge=1, le=MAX_BUDGET)
     time_budget: float | None = Field(None, description="seconds; see autoaccel.time_limits")

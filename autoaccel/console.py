@@ -116,6 +116,8 @@ class SearchDisplay:
             self._set_step("done")
         elif kind == "warning":
             self.console.print(f"[bold yellow]warning:[/] {payload}", highlight=False)
+        elif kind == "note":  # a fact about this search, said once at its start
+            self.console.print(f"[bold]note:[/] {payload}", highlight=False)
 
     def trials_text(self, result) -> str:
         """`10 trials: 8 complete, 1 failed, 1 infeasible` in the one vocabulary."""

@@ -178,4 +178,5 @@ def _workload(study: optuna.Study, cache_dir: Path):
         cache_dir,
         Path(model) if model else None,
         Path(data) if data else None,
+        options=spec.get("options"),
     )

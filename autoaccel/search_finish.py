@@ -100,6 +100,10 @@ def finish(search, name: str, status: str) -> SearchResult:
         log_recommended(search, name, winner)  # before the warnings are written: it may warn
     rec["warnings"] = list(search.warnings)
     study.set_user_attr("warnings", rec["warnings"][-50:])  # the report quotes them too
+    rec["notes"] = list(search.notes)  # the data split, what does not apply and why
+    study.set_user_attr("notes", rec["notes"][-50:])
+    if rec["notes"]:
+        search.tracker.set_parent_tag("notes", "\n".join(rec["notes"])[:4000])
 
     out = search.paths.study_dir(name)
     title = f"{workload.name}: {len(measured)} candidates measured here, study {name}"

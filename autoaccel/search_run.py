@@ -59,11 +59,12 @@ class Search:
         self.cfg = cfg
         self._emit = emit
         self.warnings: list[str] = []  # what the console prints, returned to API callers too
+        self.notes: list[str] = []  # facts stated once at the start (data split, what applies)
         self.stopped_by = ""  # why the search ended before its trial budget, if it did
 
     def emit(self, kind: str, payload: Any) -> None:
-        if kind == "warning":
-            self.warnings.append(str(payload))
+        if kind in ("warning", "note"):
+            (self.warnings if kind == "warning" else self.notes).append(str(payload))
         self._emit(kind, payload)
 
     def run(self) -> SearchResult:
@@ -90,7 +91,7 @@ class Search:
         from autoaccel.targets import ensure_calibrated, load_targets
         from autoaccel.techniques import search_notes
         from autoaccel.tracking import Tracker
-        from autoaccel.workloads import load_workload
+        from autoaccel.workloads import load_workload, workload_notes, workload_spec
 
         cfg = self.cfg
         if cfg.study is not None:
@@ -101,7 +102,8 @@ class Search:
         # measured ones first (cpu-local, the objective), each projected on the estimated
         self.targets = load_targets(cfg.targets or block.get("names"), calibration_root=paths.root)
         self.emit("status", "loading workload")
-        workload = load_workload(cfg.workload, paths.cache, cfg.model, cfg.data)
+        options = cfg.workload_options
+        workload = load_workload(cfg.workload, paths.cache, cfg.model, cfg.data, options=options)
         primary = workload.metric
         workload.choose_metric(cfg.metric)
         cfg.check_limit(workload)  # a limit implausible for this metric: refused, one line
@@ -128,18 +130,12 @@ class Search:
         note = partial(self.emit, "warning")  # a store upgraded or rebuilt: said, and kept
         probe = open_study(name, storage, sampler, identity, note=note)
         exported = self._preflight()  # an unexportable model is bad input: before any trial
-        for line in search_notes(workload):  # what does not apply to this model, and why
-            self.emit("warning", line)
+        # how a model folder's data was split; what does not apply to this model, and why
+        for line in [*workload_notes(workload), *search_notes(workload)]:
+            self.emit("note", line)
         if "workload_spec" not in probe.user_attrs:  # how `export` reloads the workload
-            probe.set_user_attr(
-                "workload_spec",
-                {
-                    "workload": cfg.workload,
-                    "model": None if cfg.model is None else str(Path(cfg.model).resolve()),
-                    "data": None if cfg.data is None else str(Path(cfg.data).resolve()),
-                    "metric": workload.metric,
-                },
-            )
+            spec = workload_spec(cfg.workload, cfg.model, cfg.data, options, workload.metric)
+            probe.set_user_attr("workload_spec", spec)
         # A fresh seed per invocation: a resumed study must not replay its first trials.
         seed = None if cfg.seed is None else cfg.seed + len(probe.trials)
         study = optuna.load_study(
@@ -157,6 +153,7 @@ class Search:
             workload=cfg.workload,
             model=cfg.model,
             data=cfg.data,
+            workload_options=cfg.workload_options,
             metric=workload.metric,
             cache=paths.cache,
             root=paths.root,

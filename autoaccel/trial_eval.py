@@ -43,6 +43,8 @@ class EvalSettings:
     """The baseline's recipe: every candidate is timed interleaved with it on the objective's
     target (`evaluate.paired`), so its speedup is a ratio taken in one window. None: the
     candidate is timed alone (the baseline's own timing, and older callers)."""
+    workload_options: dict[str, Any] = field(default_factory=dict)
+    """A model folder's task and data options (`load_workload`)."""
 
     @property
     def objective_target(self) -> str:
@@ -112,7 +114,12 @@ class CandidateEvaluator:
         self.settings = settings
         self.on_status = on_status or (lambda step: None)
         self.workload = workload or load_workload(
-            settings.workload, settings.cache, settings.model, settings.data, settings.metric
+            settings.workload,
+            settings.cache,
+            settings.model,
+            settings.data,
+            settings.metric,
+            settings.workload_options,
         )
         self._reference = None  # the baseline's opened runner, built on first use
 

@@ -18,6 +18,7 @@ tests/targets/test_profiles.py.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import sys
@@ -106,6 +107,42 @@ def _closed_port() -> int:
 
 def _rows(n: int, features: int = 4) -> np.ndarray:
     return np.random.default_rng(1).normal(size=(n, features)).astype(np.float32)
+
+
+def _folder(d: Dirs, kind: str) -> str:
+    """A model folder in the test's input folder: a tiny text or image classifier, a folder
+    of notes, or a config of an architecture no one has."""
+    import support_hf
+
+    path = d.inp / kind
+    if kind == "text":
+        support_hf.text_classifier(path)
+    elif kind == "image":
+        support_hf.image_classifier(path)
+    else:
+        path.mkdir()
+        config = {"model_type": "time-machine", "architectures": ["TimeMachineModel"]}
+        name, text = ("config.json", json.dumps(config)) if kind == "odd" else ("notes.txt", "")
+        (path / name).write_text(text)
+        (path / "model.safetensors").write_bytes(b"")
+    return str(path)
+
+
+def _csv(d: Dirs, label: str = "pos", empty: bool = False) -> str:
+    import support_hf
+
+    texts = support_hf.sentences(20)
+    texts[3] = " " if empty else texts[3]
+    rows = "".join(f"{t},{label if i % 2 else 'neg'}\n" for i, t in enumerate(texts))
+    return d.write("val.csv", "text,label\n" + rows)
+
+
+def _images(d: Dirs) -> str:
+    import support_hf
+
+    root = support_hf.image_folder(d.inp / "images", per_class=6)
+    (root / "circle" / "broken.png").write_text("not an image")
+    return str(root)
 
 
 @dataclass(frozen=True)
@@ -414,6 +451,67 @@ CASES = [
         "model-cannot-be-exported",
         lambda d: d.search("--workload", "support_workloads:unexportable"),
         ("fft-mlp", "cannot be exported to ONNX", "aten::fft_fft", "--model/--data"),
+    ),
+    # --- a Hugging Face model folder and its data files -----------------------------------
+    # A folder that holds no model (no config.json).
+    Case(
+        "model-folder-not-a-model",
+        lambda d: d.search("--model", _folder(d, "notes"), "--data", _csv(d)),
+        ("--model", "not a Hugging Face model folder (no config.json)", "save_pretrained"),
+    ),
+    # A config.json naming an architecture transformers does not have (custom code).
+    Case(
+        "model-folder-unknown-architecture",
+        lambda d: d.search("--model", _folder(d, "odd"), "--data", _csv(d)),
+        (
+            "config.json names architecture 'TimeMachineModel'",
+            "does not know",
+            "export it to ONNX",
+        ),
+    ),
+    # --text-column names a column the CSV does not have.
+    Case(
+        "data-csv-missing-named-column",
+        lambda d: d.search(
+            "--model", _folder(d, "text"), "--data", _csv(d), "--text-column", "body"
+        ),
+        ("--text-column body", "val.csv has no column 'body'", "columns: text, label"),
+    ),
+    # Labels the model does not have (its config.json id2label says neg, pos).
+    Case(
+        "data-labels-outside-model-classes",
+        lambda d: d.search("--model", _folder(d, "text"), "--data", _csv(d, label="meh")),
+        ("label(s) 'meh' are not among the model's 2 classes (neg, pos)", "id2label"),
+    ),
+    # A text column with an empty row.
+    Case(
+        "data-text-column-empty-rows",
+        lambda d: d.search("--model", _folder(d, "text"), "--data", _csv(d, empty=True)),
+        ("val.csv: text column 'text' is empty in 1 row(s)", "drop those rows or fill them"),
+    ),
+    # An image that cannot be read (images of mixed sizes are fine: the processor resizes).
+    Case(
+        "data-unreadable-image",
+        lambda d: d.search("--model", _folder(d, "image"), "--data", _images(d)),
+        ("broken.png: not a readable image", "remove it or replace it"),
+    ),
+    # An .npz for a model folder (that format is for an .onnx model).
+    Case(
+        "data-npz-for-a-model-folder",
+        lambda d: d.search("--model", _folder(d, "text"), "--data", d.data()),
+        ("tiny.npz", "the model takes text", "give a table"),
+    ),
+    # A task that autoaccel does not have.
+    Case(
+        "task-unknown",
+        lambda d: d.search("--model", _folder(d, "text"), "--data", _csv(d), "--task", "chat"),
+        ("--task chat", "use one of text-classification"),
+    ),
+    # A model folder's data option with an .onnx model.
+    Case(
+        "task-with-an-onnx-model",
+        lambda d: d.search("--model", d.model(), "--data", d.data(), "--text-column", "x"),
+        ("--text-column: only for a Hugging Face model folder", "drop it"),
     ),
     # --- where results go ---------------------------------------------------------------
     # --runs-dir below a regular file (root ignores permission bits; this can't be created).

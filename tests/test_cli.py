@@ -214,3 +214,11 @@ def test_report_command_for_unknown_study_is_one_line_exit_2(tmp_path):
     out = run("report", "--runs-dir", str(tmp_path / "none"))
     assert out.returncode == 2 and out.stderr.count("\n") == 1
     assert "no such study store" in out.stderr and not (tmp_path / "none").exists()
+
+
+def test_help_explains_the_model_folder_options():
+    out = run("search", "--help")
+    text = " ".join(out.stdout.replace("│", " ").split())
+    for option in ("--task", "--text-column", "--label-column", "--score-column", "--train-data"):
+        assert option in text
+    assert "local Hugging Face folder" in text and "sentence-embedding" in text

@@ -141,7 +141,11 @@ def _workload(facts: Facts) -> Section:
         ],
         ["baseline size", f"{base.get('size_mb', float('nan')):.3f} MB"],
     ]
-    return Section("Workload and baseline", [Table(["", "value"], rows)])
+    blocks: list[Block] = [Table(["", "value"], rows)]
+    notes = facts.recommendation.get("notes") or []
+    if notes:  # how the data was split, which techniques do not apply and why
+        blocks += [Para("Stated at the start of the search:"), Bullets(notes)]
+    return Section("Workload and baseline", blocks)
 
 
 def _per_target(facts: Facts) -> Section:

@@ -139,6 +139,7 @@ def gather(
     rec["hardware"] = hardware_ranking(measured, projected, reasons)
     attach_confirmation(rec, study.user_attrs.get("confirmed"))
     rec["warnings"] = list(study.user_attrs.get("warnings", []))
+    rec["notes"] = list(study.user_attrs.get("notes", []))
     trials = study.get_trials(deepcopy=False)
     return Facts(
         study=study.study_name,

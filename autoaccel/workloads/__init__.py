@@ -1,10 +1,12 @@
-"""Workloads: a registry of built-ins plus a user's own (`pkg.module:factory` or ONNX + npz)."""
+"""Workloads: a registry of built-ins plus a user's own (`pkg.module:factory`, a Hugging Face
+model folder + data files, or ONNX + npz)."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from autoaccel.errors import UserError
 from autoaccel.workloads.base import Inputs, Predict, Workload
@@ -48,23 +50,74 @@ def load_workload(
     model: Path | None = None,
     data: Path | None = None,
     metric: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Workload:
     """Resolve `--workload` / `--model --data` (and `--metric`) to a workload object
-    (validated here, once)."""
-    workload = _resolve(name, cache_dir, model, data)
+    (validated here, once). `options` are a model folder's task and data options
+    (`hf_folder.OPTION_KEYS`: task, text_column, label_column, score_column, train_data,
+    max_length)."""
+    workload = _resolve(name, cache_dir, model, data, options or {})
     workload.choose_metric(metric)
     return workload
 
 
-def _resolve(name: str | None, cache_dir: Path, model: Path | None, data: Path | None):
+def workload_notes(workload: Workload) -> list[str]:
+    """What a workload states once at the start of a search (a model folder: how its data
+    was split, the timed shape), beside the techniques' notes."""
+    notes = getattr(workload, "notes", None)
+    return list(notes()) if callable(notes) else []
+
+
+def workload_spec(
+    name: str | None, model: Path | None, data: Path | None, options: dict[str, Any], metric: str
+) -> dict[str, Any]:
+    """What a study records so that `export` reloads the same workload: paths made absolute."""
+    kept = {k: v for k, v in options.items() if v is not None}
+    if kept.get("train_data"):
+        kept["train_data"] = str(Path(kept["train_data"]).resolve())
+    return {
+        "workload": name,
+        "model": None if model is None else str(Path(model).resolve()),
+        "data": None if data is None else str(Path(data).resolve()),
+        "options": kept,
+        "metric": metric,
+    }
+
+
+def _resolve(
+    name: str | None,
+    cache_dir: Path,
+    model: Path | None,
+    data: Path | None,
+    options: dict[str, Any],
+):
+    given = sorted(k for k, v in options.items() if v is not None)
     if model is not None or data is not None:
         if model is None or data is None:
-            raise UserError("--model and --data go together: give both (an .onnx and an .npz)")
+            raise UserError(
+                "--model and --data go together: give both (a model folder and its data "
+                "file, or an .onnx and an .npz)"
+            )
         if name is not None:
             raise UserError("give either --workload or --model/--data, not both")
+        from autoaccel.workloads.hf_folder import is_model_folder, load_folder_workload
+
+        if is_model_folder(Path(model)):
+            return load_folder_workload(Path(model), Path(data), options, cache_dir)
+        if given:
+            raise UserError(
+                f"{_flags(given)}: only for a Hugging Face model folder, not --model "
+                f"{model}; drop {'it' if len(given) == 1 else 'them'} (an .onnx model takes "
+                "an .npz)"
+            )
         from autoaccel.workloads.onnx_file import OnnxFileWorkload
 
         return OnnxFileWorkload(model, data)
+    if given:
+        raise UserError(
+            f"{_flags(given)}: only with --model FOLDER --data FILE; give those, or drop "
+            f"{'it' if len(given) == 1 else 'them'}"
+        )
     name = name or "minilm"
     if name in BUILTIN:
         return BUILTIN[name](cache_dir)
@@ -72,7 +125,7 @@ def _resolve(name: str | None, cache_dir: Path, model: Path | None, data: Path |
         return _from_factory(name)
     raise UserError(
         f"unknown workload {name!r}; use one of {', '.join(BUILTIN)}, "
-        "package.module:factory, or --model m.onnx --data d.npz"
+        "package.module:factory, --model FOLDER --data FILE, or --model m.onnx --data d.npz"
     )
 
 
@@ -119,9 +172,21 @@ def _from_factory(spec: str) -> Workload:
     return workload
 
 
+def _flags(keys: list[str]) -> str:
+    return ", ".join("--" + k.replace("_", "-") for k in keys)
+
+
 def _summary(exc: Exception) -> str:
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
 
 
-__all__ = ["BUILTIN", "Inputs", "Predict", "Workload", "load_workload"]
+__all__ = [
+    "BUILTIN",
+    "Inputs",
+    "Predict",
+    "Workload",
+    "load_workload",
+    "workload_spec",
+    "workload_notes",
+]
