@@ -55,6 +55,17 @@ def scatter_fitted(ax, xs, ys, bottom: float, top: float, **style) -> int:
     return len(below) + len(above)
 
 
+def log_latency_axis(ax) -> None:
+    """A log-scale latency axis labelled in plain numbers ("0.01", "1", "20"): people read
+    them faster than 10^-2, and matplotlib lays them out without its TeX parser (which was
+    a third of the time a report's charts took)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def note_outside(ax, count: int, lowest: float | None) -> None:
     if count:
         low = f" (lowest {lowest:.3g})" if lowest is not None else ""
@@ -123,7 +134,7 @@ def pareto_png(view: StudyView, out: Path) -> None:
     ax.axhline(floor, ls="--", c="grey", lw=0.8, label="accuracy limit")
     ax.set_ylim(bottom, top)
     note_outside(ax, off, min((p.accuracy for p in points), default=None))
-    ax.set_xscale("log")
+    log_latency_axis(ax)
     ax.set_xlabel("latency, median ms (log scale; measured on cpu-local)")
     ax.set_ylabel(metric.replace("$", r"\$"))
     ax.set_title(title.replace("$", r"\$"), fontsize=10)

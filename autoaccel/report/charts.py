@@ -8,7 +8,13 @@ import io
 import re
 
 from autoaccel.frontier import Point, objective_frontier
-from autoaccel.plots import MARKERS, note_outside, quality_range, scatter_fitted
+from autoaccel.plots import (
+    MARKERS,
+    log_latency_axis,
+    note_outside,
+    quality_range,
+    scatter_fitted,
+)
 from autoaccel.report.facts import Facts
 
 
@@ -128,7 +134,7 @@ def _chart(
     ax.scatter([], [], marker="x", color="grey", label="over the limit")
     ax.set_ylim(bottom, top)
     note_outside(ax, off, min((p.accuracy for p in pts), default=None))
-    ax.set_xscale("log")
+    log_latency_axis(ax)
     ax.set_xlabel("median latency, ms (log scale)")
     ax.set_ylabel(_text(metric))
     ax.set_title(_text(title), fontsize=10)
