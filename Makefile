@@ -9,12 +9,15 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: the CPU wheel (an unpinned torch pulls a multi-GB CUDA build)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# ONNX -> torch for --model m.onnx (checked against ONNX Runtime before use); --no-deps:
+	# it asks for torchvision, whose PyPI build is CUDA-linked and breaks the CPU torch
+	$(BIN)/python -m pip install -q --no-deps onnx2torch==1.5.15
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -53,7 +53,8 @@ psql -q -h 127.0.0.1 -p "$pgport" -U autoaccel -d postgres -c "create database o
 base="postgresql://autoaccel:$password@127.0.0.1:$pgport"
 
 mlport=$(free_port)
-"$top/.venv/bin/mlflow" server --host 127.0.0.1 --port "$mlport" \
+# no GenAI job runners (four huey consumers polling a queue autoaccel never fills)
+MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false "$top/.venv/bin/mlflow" server --host 127.0.0.1 --port "$mlport" \
   --backend-store-uri "$base/mlflow" --artifacts-destination "$dir/artifacts" \
   --workers 1 >"$dir/mlflow.log" 2>&1 &
 echo $! >"$dir/mlflow.pid"

@@ -34,7 +34,7 @@ def baseline_recipe(workload: Workload) -> dict[str, Any]:
     ONNX-only workload): what every speedup of a study is against."""
     from autoaccel.machine import usable_cores
 
-    backend = "torch" if workload.torch_model_available() else "onnxruntime"
+    backend = "onnxruntime" if workload.onnx_model() is not None else "torch"
     recipe: dict[str, Any] = {
         "runtime.backend": backend,
         "runtime.intra_op_threads": usable_cores(),

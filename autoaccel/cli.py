@@ -50,16 +50,17 @@ def search(
         typer.Option(
             help="Your own model, with --data instead of --workload: a local Hugging Face "
             "folder (config.json + weights + tokenizer or image processor; nothing is "
-            "downloaded) or an .onnx file."
+            "downloaded), an .onnx file, or a TorchScript / torch.export program (.pt, .pt2)."
         ),
     ] = None,
     data: Annotated[
         Path | None,
         typer.Option(
             help="Judging data for --model: a .csv, .tsv, .jsonl or .parquet table, or a "
-            "folder of images per class (a model folder); an .npz with x_val, y_val and "
-            "optional x_calib (an .onnx). Without --train-data a fixed 20 % of it "
-            "calibrates and trains, and the search says which."
+            "folder of images per class (a model folder); an .npz with one array per model "
+            "input by its name (or x_val), optional y_val labels and <input>_calib arrays (a "
+            "model file). Without --train-data a fixed 20 % of it calibrates and trains, and "
+            "the search says which."
         ),
     ] = None,
     task: Annotated[

@@ -148,9 +148,11 @@ def tiny_onnx_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
 
 @pytest.fixture(scope="session")
 def onnx_only(tiny_onnx_files: tuple[Path, Path]):
+    """An ONNX workload kept ONNX-only (no onnx2torch conversion): the path where the
+    torch-level techniques and backends do not apply."""
     from autoaccel.workloads.onnx_file import OnnxFileWorkload
 
-    return OnnxFileWorkload(*tiny_onnx_files)
+    return OnnxFileWorkload(*tiny_onnx_files, convert=False)
 
 
 @pytest.fixture(scope="session", autouse=True)

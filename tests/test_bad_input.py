@@ -371,13 +371,11 @@ CASES = [
         ),
         ("--model", "broken.onnx", "not a valid ONNX model", "export it again"),
     ),
-    # An .npz without y_val (the labels saved under another name).
+    # An .npz without the model's input (saved under another name); labels are optional.
     Case(
-        "data-npz-missing-y-val",
-        lambda d: d.search(
-            "--model", d.model(), "--data", d.npz(x_val=_rows(5), labels=np.zeros(5))
-        ),
-        ("--data", "missing array(s) y_val", "save x_val (inputs) and y_val (labels)"),
+        "data-npz-missing-input",
+        lambda d: d.search("--model", d.model(), "--data", d.npz(x=_rows(5), y_val=np.zeros(5))),
+        ("--data", "missing array features (or x_val)", "name each input array"),
     ),
     # An .npz that is no archive at all (a CSV renamed).
     Case(
@@ -661,6 +659,128 @@ CASES = [
         "targets-show-unknown",
         lambda d: ["targets", "show", "nvidia-h900"],
         ("nvidia-h900", "no such target", "autoaccel targets list"),
+    ),
+]
+
+
+# --- model files: ONNX with named inputs, TorchScript / torch.export programs ----------------
+
+
+def _two_input_onnx(d: Dirs) -> str:
+    """An ONNX model taking input_ids (int64, N x sequence) and attention_mask."""
+    import warnings
+
+    import torch
+
+    class Pool(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            return (input_ids * attention_mask).float().sum(1, keepdim=True)
+
+    path = d.inp / "two.onnx"
+    names = {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask")}
+    ids = torch.zeros(1, 4, dtype=torch.long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Pool(), (ids, ids), str(path), input_names=list(names),
+                          dynamic_axes=names, opset_version=17, dynamo=False)  # fmt: skip
+    return str(path)
+
+
+def _torchscript(d: Dirs) -> str:
+    import torch
+
+    class Pool(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(10, 2)
+
+        def forward(self, input_ids, attention_mask):
+            return (self.embed(input_ids) * attention_mask.unsqueeze(-1)).sum(1)
+
+    ids = torch.zeros(2, 4, dtype=torch.long)
+    torch.jit.save(torch.jit.trace(Pool(), (ids, ids)), d.inp / "pool.pt")
+    return str(d.inp / "pool.pt")
+
+
+def _pickled(d: Dirs) -> str:
+    import torch
+
+    torch.save(torch.nn.Linear(4, 3).state_dict(), d.inp / "weights.pt")
+    return str(d.inp / "weights.pt")
+
+
+_IDS = np.random.default_rng(0).integers(0, 9, size=(12, 4))
+
+CASES += [
+    # Data for a two-input ONNX model whose ids have one axis too many.
+    Case(
+        "onnx-input-shape-not-matching-data",
+        lambda d: d.search(
+            "--model",
+            _two_input_onnx(d),
+            "--data",
+            d.npz(input_ids=_IDS[..., None], attention_mask=_IDS),
+        ),  # fmt: skip
+        ("--data", "input_ids has shape 12x4x1 but the model takes NxN", "reshape"),
+    ),
+    # Token ids saved as floats for a model that takes int64.
+    Case(
+        "onnx-input-dtype-not-castable",
+        lambda d: d.search(
+            "--model",
+            _two_input_onnx(d),
+            "--data",
+            d.npz(input_ids=_IDS.astype("float32"), attention_mask=_IDS),
+        ),  # fmt: skip
+        ("input_ids has dtype float32 but the model takes int64", "astype"),
+    ),
+    # Too few rows to split into judging and calibration parts (no --train-data).
+    Case(
+        "data-too-few-rows-to-split",
+        lambda d: d.search("--model", d.model(), "--data", d.npz(x_val=_rows(5))),
+        ("--data", "5 rows are too few to split", "--train-data"),
+    ),
+    # Calibration data twice: x_calib in --data and a --train-data file.
+    Case(
+        "data-calib-arrays-and-train-data",
+        lambda d: d.search(
+            "--model",
+            d.model(),
+            "--data",
+            d.npz(x_val=_rows(12), x_calib=_rows(4)),
+            "--train-data",
+            d.npz("train.npz", x_val=_rows(12)),
+        ),  # fmt: skip
+        ("holds x_calib and --train-data is given", "give calibration data once"),
+    ),
+    # A torch.save file (a state dict): never unpickled, whatever its suffix.
+    Case(
+        "program-pickled-weights",
+        lambda d: d.search("--model", _pickled(d), "--data", d.data()),
+        ("weights.pt: a pickled file", "never loaded", "torch.jit.save", "torch.export.save"),
+    ),
+    # A .pt2 that is no archive at all.
+    Case(
+        "program-not-a-program-file",
+        lambda d: d.search("--model", d.write("model.pt2", "not a program"), "--data", d.data()),
+        ("model.pt2: not a TorchScript or torch.export program file", "torch.export.save"),
+    ),
+    # A TorchScript program given one of its two inputs.
+    Case(
+        "program-input-missing",
+        lambda d: d.search("--model", _torchscript(d), "--data", d.npz(input_ids=_IDS)),
+        ("missing array attention_mask for the model's input 'attention_mask'",),
+    ),
+    # A TorchScript program given inputs it cannot run (floats for token ids).
+    Case(
+        "program-inputs-it-cannot-run",
+        lambda d: d.search(
+            "--model",
+            _torchscript(d),
+            "--data",
+            d.npz(input_ids=_rows(12), attention_mask=_rows(12)),
+        ),  # fmt: skip
+        ("pool.pt: the program does not run on --data's first rows", "forward()"),
     ),
 ]
 

@@ -67,7 +67,8 @@ def build_candidate(
         candidate = _torch_stage(candidate, workload, torch_steps, cache_dir, monitor)
     if backend in ONNX_BACKENDS:  # ONNX Runtime and OpenVINO run the same exported graph
         key = export_key
-        candidate = _step(candidate, cache_dir, key, lambda c, d: _export(c, workload, d))
+        changed = bool(torch_steps)
+        candidate = _step(candidate, cache_dir, key, lambda c, d: _export(c, workload, d, changed))
     for tech in by_stage():
         if tech.stage == Stage.TORCH or not tech.is_active(recipe):
             continue
@@ -167,10 +168,13 @@ def _step(candidate: Candidate, cache_dir: Path, key: str, make) -> Candidate:
     )
 
 
-def _export(candidate: Candidate, workload: Workload, workdir: Path) -> Candidate:
+def _export(
+    candidate: Candidate, workload: Workload, workdir: Path, changed: bool = False
+) -> Candidate:
+    """The given ONNX file as it is, unless torch steps changed its (converted) model."""
     out = workdir / "model.onnx"
     given = workload.onnx_model()
-    if given is not None:
+    if given is not None and not changed:
         shutil.copyfile(given, out)
         return replace(candidate, onnx_path=out)
     from autoaccel.builder.onnx_export import export_onnx

@@ -43,6 +43,8 @@ def not_applicable(workload: Workload) -> list[str]:
             "model before export",
             f"runtime.backend torch, torch_compile: not searched: {name} has no torch model",
         ]
+    if workload.torch_edit_reason():
+        return [f"distill, prune: not searched: {name}: {workload.torch_edit_reason()}"]
     if not workload.offers_training_data():
         why = f"{name} offers no training data (define `training_batches`)"
     elif workload.output_kind is None:
@@ -64,7 +66,7 @@ def layout_notes(workload: Workload) -> list[str]:
     but whose layout (`compress.layout`) cannot be read, or whose heads / FFN blocks cannot
     be pruned, and why. Nothing for a model that is no transformer (a CNN or an MLP keeps
     its width students and channel pruning) nor for an ONNX model (`not_applicable`)."""
-    if not workload.torch_model_available():
+    if not workload.torch_model_available() or workload.torch_edit_reason():
         return []
     from autoaccel.techniques.base import trainable
 
@@ -100,4 +102,10 @@ def layout_notes(workload: Workload) -> list[str]:
 def search_notes(workload: Workload) -> list[str]:
     """Everything above, in the order a search states it once at its start."""
     note = output_kind_note(workload)
-    return ([note] if note else []) + not_applicable(workload) + layout_notes(workload)
+    compile_line = []
+    if workload.torch_model_available() and workload.torch_compile_reason():
+        reason = workload.torch_compile_reason()
+        compile_line = [f"runtime.backend torch_compile: not searched: {reason}"]
+    return (
+        ([note] if note else []) + not_applicable(workload) + compile_line + layout_notes(workload)
+    )

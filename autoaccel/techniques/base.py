@@ -169,5 +169,7 @@ def trainable(workload: Workload | None) -> bool:
     """Whether teacher-guided training applies: a torch model and training data whose output
     kind is declared or detected (`Workload.output_kind`); None stands for any workload."""
     return workload is None or (
-        workload.torch_model_available() and workload.output_kind is not None
+        workload.torch_model_available()
+        and not workload.torch_edit_reason()
+        and workload.output_kind is not None
     )

@@ -28,7 +28,7 @@ class Prune(TorchTechnique):
         torch model without training data."""
         if workload is None or trainable(workload):
             return self.declare(workload)
-        if not workload.torch_model_available():
+        if not workload.torch_model_available() or workload.torch_edit_reason():
             return ()
         return tuple(p for p in self.declare(workload) if p.name != "finetune_steps")
 

@@ -35,11 +35,14 @@ class Runtime(Technique):
 
     def params(self, workload) -> tuple[Param, ...]:
         torch_ok = workload is None or workload.torch_model_available()
+        backends = BACKENDS if torch_ok else ONNX_BACKENDS
+        if workload is not None and workload.torch_compile_reason():
+            backends = tuple(b for b in backends if b != "torch_compile")
         return (
             Param(
                 "backend",
                 "onnxruntime",
-                choices=BACKENDS if torch_ok else ONNX_BACKENDS,
+                choices=backends,
                 session=True,
                 help="engine that runs the model",
             ),

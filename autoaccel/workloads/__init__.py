@@ -1,5 +1,5 @@
 """Workloads: a registry of built-ins plus a user's own (`pkg.module:factory`, a Hugging Face
-model folder + data files, or ONNX + npz)."""
+model folder + data files, or an ONNX / TorchScript / torch.export file + npz)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def _resolve(
         if model is None or data is None:
             raise UserError(
                 "--model and --data go together: give both (a model folder and its data "
-                "file, or an .onnx and an .npz)"
+                "file, or an .onnx / .pt / .pt2 file and an .npz)"
             )
         if name is not None:
             raise UserError("give either --workload or --model/--data, not both")
@@ -104,15 +104,21 @@ def _resolve(
 
         if is_model_folder(Path(model)):
             return load_folder_workload(Path(model), Path(data), options, cache_dir)
-        if given:
+        extra = [k for k in given if k != "train_data"]
+        if extra:
             raise UserError(
-                f"{_flags(given)}: only for a Hugging Face model folder, not --model "
-                f"{model}; drop {'it' if len(given) == 1 else 'them'} (an .onnx model takes "
-                "an .npz)"
+                f"{_flags(extra)}: only for a Hugging Face model folder, not --model "
+                f"{model}; drop {'it' if len(extra) == 1 else 'them'} (a model file takes an "
+                ".npz, and --train-data)"
             )
+        train = Path(options["train_data"]) if options.get("train_data") else None
+        from autoaccel.workloads.program_file import ProgramFileWorkload, is_program_file
+
+        if is_program_file(Path(model)):
+            return ProgramFileWorkload(Path(model), Path(data), train)
         from autoaccel.workloads.onnx_file import OnnxFileWorkload
 
-        return OnnxFileWorkload(model, data)
+        return OnnxFileWorkload(Path(model), Path(data), train)
     if given:
         raise UserError(
             f"{_flags(given)}: only with --model FOLDER --data FILE; give those, or drop "
@@ -125,7 +131,8 @@ def _resolve(
         return _from_factory(name)
     raise UserError(
         f"unknown workload {name!r}; use one of {', '.join(BUILTIN)}, "
-        "package.module:factory, --model FOLDER --data FILE, or --model m.onnx --data d.npz"
+        "package.module:factory, --model FOLDER --data FILE, or --model m.onnx|m.pt2 --data "
+        "d.npz"
     )
 
 

@@ -191,6 +191,16 @@ class Workload(ABC):
         """Whether torch-level techniques and the PyTorch runtime apply (without loading it)."""
         return self.onnx_model() is None
 
+    def torch_edit_reason(self) -> str:
+        """Why the torch model's layers cannot be pruned or replaced by a student, in words
+        ("" when they can; a compiled TorchScript / torch.export program cannot)."""
+        return ""
+
+    def torch_compile_reason(self) -> str:
+        """Why torch.compile cannot run the torch model, in words ("" when it can; it refuses
+        TorchScript programs)."""
+        return ""
+
     @abstractmethod
     def latency_inputs(self, batch_size: int = 1) -> Inputs:
         """The inputs latency is measured on (fixed shape, e.g. batch 1 x 128 tokens)."""
@@ -240,6 +250,6 @@ class Workload(ABC):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def baseline_description(self) -> str:
-        if self.torch_model_available():
+        if self.onnx_model() is None:
             return f"{self.name}: PyTorch eager fp32, batch 1"
         return f"{self.name}: ONNX Runtime fp32, default session, batch 1"

@@ -7,6 +7,7 @@ cached under the runs cache so every trial and every run judges the same teacher
 
 from __future__ import annotations
 
+import os
 from abc import abstractmethod
 from pathlib import Path
 
@@ -70,7 +71,7 @@ class _DigitsWorkload(Workload):
         else:
             self._train(model)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # writers in parallel: own files
             torch.save(model.state_dict(), tmp)
             tmp.replace(path)
         return model.eval()

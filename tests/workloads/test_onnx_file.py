@@ -22,6 +22,12 @@ def model(tiny_onnx_files, tmp_path):
     return shutil.copy(tiny_onnx_files[0], tmp_path / "tiny.onnx")
 
 
+@pytest.fixture
+def onnx_only(tiny_onnx_files):
+    """The tiny ONNX classifier kept ONNX-only (no onnx2torch conversion)."""
+    return OnnxFileWorkload(*tiny_onnx_files, convert=False)
+
+
 def _npz(tmp_path, name="data.npz", **arrays):
     path = tmp_path / name
     np.savez(path, **arrays)
@@ -72,15 +78,54 @@ def test_onnx_file_calibration_uses_x_calib_when_given(model, tmp_path):
     assert np.concatenate([b["features"] for b in batches]).mean() > 4
 
 
-def test_onnx_file_calibration_falls_back_to_first_256_rows_of_x_val(model, tmp_path):
-    data = _npz(tmp_path, x_val=_rows(300), y_val=np.zeros(300))
-    batches = OnnxFileWorkload(model, data).calibration_inputs()
-    assert sum(len(b["features"]) for b in batches) == 256
+def test_onnx_file_without_calibration_data_splits_once_and_never_calibrates_on_judged_rows(
+    model, tmp_path
+):
+    x = _rows(300)
+    workload = OnnxFileWorkload(model, _npz(tmp_path, x_val=x, y_val=np.zeros(300)))
+    judged = {r.tobytes() for r in workload.judge.inputs["features"]}
+    calibrated = np.concatenate([b["features"] for b in workload.calibration_inputs()])
+    trained = np.concatenate([b["features"] for b, _ in workload.training_batches()])
+    assert len(judged) == 240 and len(calibrated) == len(trained) == 60
+    assert not judged & {r.tobytes() for r in np.concatenate([calibrated, trained])}
+    assert any("judging on 240 rows of data.npz; 60 other rows calibrate and train" in n
+               and "80% / 20% split, seed 0" in n for n in workload.notes())  # fmt: skip
+    again = OnnxFileWorkload(model, _npz(tmp_path, "b.npz", x_val=x, y_val=np.zeros(300)))
+    assert np.array_equal(again.judge.inputs["features"], workload.judge.inputs["features"])
+
+
+def test_onnx_file_calibration_rows_repeating_a_judged_row_are_dropped(model, tmp_path):
+    x = _rows(20)
+    calib = np.concatenate([x[:5], _rows(3) + 7])
+    workload = OnnxFileWorkload(model, _npz(tmp_path, x_val=x, y_val=np.zeros(20), x_calib=calib))
+    assert len(workload.train) == 3 and len(workload.judge) == 20
+    assert any("(5 dropped: they repeat judged rows)" in n for n in workload.notes())
+
+
+def test_onnx_file_train_data_npz_calibrates_and_all_of_data_judges(model, tmp_path):
+    data = _npz(tmp_path, x_val=_rows(12), y_val=np.zeros(12))
+    train = _npz(tmp_path, "train.npz", x_val=_rows(40) + 3)
+    workload = OnnxFileWorkload(model, data, train)
+    assert len(workload.judge) == 12 and len(workload.train) == 40
+    assert workload.training_batches()[0][1] is None  # labels optional
+    assert any("all 40 rows of train.npz calibrate and train" in n for n in workload.notes())
+
+
+def test_onnx_file_without_labels_is_judged_by_agreement_with_the_given_model(model, tmp_path):
+    workload = OnnxFileWorkload(model, _npz(tmp_path, features=_rows(50)), convert=False)
+    assert workload.metric == "top1_agreement"  # the tiny model ends in softmax
+    assert "teacher_cosine" in workload.metrics
+    assert workload.evaluate(workload.reference_predict) == {
+        "teacher_cosine": pytest.approx(1.0),
+        "top1_agreement": 1.0,
+    }
+    shuffled = workload.evaluate(lambda inputs: workload.reference_predict(inputs)[::-1])
+    assert shuffled["top1_agreement"] < 1.0
 
 
 def test_onnx_file_fingerprint_changes_when_data_changes(model, tmp_path):
-    a = OnnxFileWorkload(model, _npz(tmp_path, "a.npz", x_val=_rows(5), y_val=np.zeros(5)))
-    b = OnnxFileWorkload(model, _npz(tmp_path, "b.npz", x_val=_rows(5), y_val=np.ones(5)))
+    a = OnnxFileWorkload(model, _npz(tmp_path, "a.npz", x_val=_rows(10), y_val=np.zeros(10)))
+    b = OnnxFileWorkload(model, _npz(tmp_path, "b.npz", x_val=_rows(10), y_val=np.ones(10)))
     assert a.fingerprint() != b.fingerprint()
 
 
@@ -103,9 +148,9 @@ def test_random_bytes_model_raises_user_error_not_valid_onnx(tmp_path):
         OnnxFileWorkload(bad, data)
 
 
-def test_npz_without_y_val_raises_user_error_naming_missing_array(model, tmp_path):
-    data = _npz(tmp_path, x_val=_rows(3), labels=np.zeros(3))
-    with pytest.raises(UserError, match=r"missing array\(s\) y_val; it has \['labels', 'x_val'\]"):
+def test_npz_without_the_input_raises_user_error_naming_missing_array(model, tmp_path):
+    data = _npz(tmp_path, x=_rows(3), y_val=np.zeros(3))
+    with pytest.raises(UserError, match=r"missing array features \(or x_val\) for the model's"):
         OnnxFileWorkload(model, data)
 
 
@@ -117,7 +162,7 @@ def test_length_mismatch_raises_user_error_with_both_counts(model, tmp_path):
 
 def test_empty_x_val_raises_user_error(model, tmp_path):
     data = _npz(tmp_path, x_val=np.zeros((0, 4), np.float32), y_val=np.zeros(0))
-    with pytest.raises(UserError, match="x_val has 0 rows"):
+    with pytest.raises(UserError, match="0 rows"):
         OnnxFileWorkload(model, data)
 
 
@@ -267,8 +312,8 @@ def test_integer_input_model_is_evaluated_with_its_input_dtype(tmp_path):
 
     path = tmp_path / "ids.onnx"
     _export(MeanEmbedding(), torch.zeros(1, 5, dtype=torch.long), path, dynamic=True)
-    ids = np.random.default_rng(0).integers(0, 10, size=(8, 5))
-    workload = OnnxFileWorkload(path, _npz(tmp_path, x_val=ids, y_val=np.zeros(8)))
+    ids = np.random.default_rng(0).integers(0, 10, size=(12, 5))
+    workload = OnnxFileWorkload(path, _npz(tmp_path, x_val=ids, y_val=np.zeros(12)))
     candidate = build_candidate({"runtime.backend": "onnxruntime"}, workload, tmp_path / "c")
     evaluation = evaluate_candidate(candidate, workload, MeasureConfig().scaled(0.02))
     assert 0.0 <= evaluation.quality["accuracy"] <= 1.0
