@@ -96,10 +96,19 @@ def _torch_stage(
 ) -> Candidate:
     """Distil / prune the teacher. A trained result is cached as a state dict under
     `cache/torch/<key>/` and reloaded into the cheaply rebuilt architecture
-    (`torch.load(weights_only=True)`), so a trial that shares it never trains again."""
+    (`torch.load(weights_only=True)`), so a trial that shares it never trains again.
+
+    A run not cached continues, where it can, a shorter run's checkpoint kept under
+    `cache/torch/checkpoints/` (same teacher, start, loss, data and settings but the
+    steps); the note says how many steps it ran and from which checkpoint."""
     import torch
 
+    from autoaccel.compress.checkpoints import CheckpointStore
+    from autoaccel.techniques._training import resumable
+
     model = workload.torch_model()
+    store = CheckpointStore(cache_dir / "torch" / "checkpoints")
+    store = store.keyed({"workload": workload.fingerprint()})  # the teacher
     seconds, notes = 0.0, list(candidate.notes)
     for tech, config, key in steps:
         folder = cache_dir / "torch" / key
@@ -110,12 +119,20 @@ def _torch_stage(
             notes.append(f"{tech.describe(config)} (cached; trained {meta['seconds']:.0f} s)")
         else:
             watch = monitor(tech.name) if monitor is not None else None
-            spent = tech.train(student, workload.torch_model(), config, workload, watch)
+            with resumable(store) as runs:
+                spent = tech.train(student, workload.torch_model(), config, workload, watch)
+            resumed = [(r.resumed_from, r.steps_run) for r in runs if r.resumed_from]
             seconds += spent
-            _save_state(folder, student.state_dict(), {"seconds": spent, "config": config})
-            notes.append(f"{tech.describe(config)} (trained {spent:.0f} s)")
+            meta = {"seconds": spent, "config": config, "resumed": resumed}
+            _save_state(folder, student.state_dict(), meta)
+            notes.append(f"{tech.describe(config)} (trained {spent:.0f} s{_continued(resumed)})")
         model = student.eval()
     return replace(candidate, torch_model=model, train_seconds=seconds, notes=tuple(notes))
+
+
+def _continued(resumed: list[tuple[int, int]]) -> str:
+    """'; 280 steps run from the 120-step checkpoint' for a run that continued one."""
+    return "".join(f"; {run} steps run from the {at}-step checkpoint" for at, run in resumed)
 
 
 def _save_state(folder: Path, state: dict, meta: dict) -> None:

@@ -1,4 +1,5 @@
-"""Knowledge distillation building blocks: losses, a layer-dropping student, a loop.
+"""Knowledge distillation building blocks: losses, a layer-dropping student, a loop whose
+schedule lets a longer run continue a shorter one.
 
 Pure functions, no search logic: a technique decides *what* to distil; this module knows
 *how*. The teacher is always the workload's fp32 torch model.
@@ -10,6 +11,8 @@ split (`Workload.training_batches()`), which never overlaps the data it is judge
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +25,8 @@ from autoaccel.compress.layout import LAYER_COUNT_ATTRS, find_layout
 
 if TYPE_CHECKING:
     import torch
+
+    from autoaccel.compress.checkpoints import CheckpointStore
 
 Inputs = dict[str, np.ndarray]
 Batch = tuple[Inputs, np.ndarray | None]
@@ -131,25 +136,92 @@ def layer_student(model: torch.nn.Module, keep_layers: Sequence[int]) -> torch.n
     return student.eval()
 
 
+WARMUP_STEPS = 30
+"""Warm-up of every run of at least 4x as many steps (a shorter run warms up over a quarter of
+its own): a fixed length, so runs of different lengths share their start."""
+
+DECAY_FRACTION = 0.2
+"""The last fifth of a run decays to 0 (Hägele et al. 2024 find a 20 % cool-down of WSD
+matches a cosine schedule tuned to the run's length)."""
+
+
+@dataclass(frozen=True)
+class WSD:
+    """Warm-up, stable, decay (Hu et al. 2024, MiniCPM): linear warm-up over `warmup` steps,
+    the peak rate until `stable_end`, then linear decay to 0 at `steps`.
+
+    Unlike a decay spread over the whole run, the factors of a run's first `stable_end` steps
+    are those of every longer run with the same warm-up, so a longer run can continue from a
+    shorter one's state at its stable end (`checkpoints.py`) instead of starting over.
+    """
+
+    steps: int
+
+    @property
+    def warmup(self) -> int:
+        return max(1, min(WARMUP_STEPS, self.steps // 4))
+
+    @property
+    def stable_end(self) -> int:
+        return max(self.warmup, self.steps - math.ceil(DECAY_FRACTION * self.steps))
+
+    def factor(self, step: int) -> float:
+        """The learning rate of (0-based) `step` as a share of the peak."""
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if step < self.stable_end:
+            return 1.0
+        return max(0.0, (self.steps - step) / max(1, self.steps - self.stable_end))
+
+
 @dataclass(frozen=True)
 class TrainStats:
-    """What one distillation run did: step count, wall time, loss of its first and last step."""
+    """What one distillation run did: its length, the step it started from (a checkpoint's,
+    0 when fresh), wall time, loss of the first and the last step it ran."""
 
     steps: int
     seconds: float
     first_loss: float
     last_loss: float
+    resumed_from: int = 0
+
+    @property
+    def steps_run(self) -> int:
+        return self.steps - self.resumed_from
 
     @property
     def steps_per_second(self) -> float:
-        return self.steps / self.seconds if self.seconds > 0 else float("inf")
+        return self.steps_run / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _lr_factor(step: int, steps: int, warmup_steps: int) -> float:
-    """Linear warm-up from ~0 to 1 over `warmup_steps`, then linear decay to 0 at `steps`."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    return max(0.0, (steps - step) / max(1, steps - warmup_steps))
+def batches_digest(batches: Sequence[Batch]) -> str:
+    """Which training batches these are, by content (a workload may build its list anew at
+    each call): teacher outputs and checkpoints are never reused for other data."""
+    digest = hashlib.blake2b(digest_size=16)
+    for inputs, labels in batches:
+        named = [(name, inputs[name]) for name in sorted(inputs)]
+        if labels is not None:
+            named.append(("labels", labels))
+        for name, given in named:
+            array = np.ascontiguousarray(given)
+            digest.update(f"{name}{array.shape}{array.dtype}".encode())
+            digest.update(array.data)
+    return digest.hexdigest()
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A model's state by content, with names, shapes, dtypes and which parameters train: a
+    run resumes only a checkpoint of a student that started out identical."""
+    import torch
+
+    digest = hashlib.blake2b(digest_size=16)
+    trained = sorted(name for name, p in model.named_parameters() if p.requires_grad)
+    digest.update(json.dumps(trained).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def train(
@@ -162,13 +234,13 @@ def train(
     seed: int,
     input_names: Sequence[str],
     *,
-    warmup: float = 0.1,
     weight_decay: float = 0.01,
     max_grad_norm: float = 1.0,
     monitor: Callable[[Any, float], None] | None = None,
     monitor_at: Sequence[float] = (),
     teacher_outputs: dict[int, Any] | None = None,
     threads: int | None = None,
+    checkpoints: CheckpointStore | None = None,
 ) -> TrainStats:
     """Distil `teacher` into `student` in place for `steps` AdamW steps; return the stats.
 
@@ -177,13 +249,19 @@ def train(
     eval mode without gradients; its output per batch is computed once and kept in
     `teacher_outputs` (batch index -> output), which a caller may share across runs over the
     same teacher and batches so that no run recomputes it. Only parameters with
-    `requires_grad` are trained (freeze some to keep them).
-    The learning rate warms up linearly over the first `warmup` fraction of steps and then
-    decays linearly to 0; gradients are clipped to `max_grad_norm`.
+    `requires_grad` are trained (freeze some to keep them). The learning rate follows
+    `WSD(steps)`; gradients are clipped to `max_grad_norm`.
+
+    With `checkpoints`, the run keeps its state at the end of its stable phase, and starts
+    from the furthest state an earlier run left at or before that point instead of step 0:
+    the same result as a fresh run, to float tolerance, for `steps - resumed_from` steps.
+    The key covers the loop's settings, the data and the student's starting weights; the
+    caller's store is keyed by the rest (teacher, loss). Thread counts are not in it.
 
     `monitor(student, fraction)` is called (student in eval mode) after the steps at each
-    fraction in `monitor_at`; it may raise to stop training early (the search's early-stopping
-    rule does). Checks are outside the timed loop's arithmetic but inside its wall time.
+    fraction in `monitor_at`, except those a resumed run starts beyond; it may raise to stop
+    training early (the search's early-stopping rule does), and never shifts the training's
+    RNG. Checks are outside the timed loop's arithmetic but inside its wall time.
 
     `seed` drives all randomness inside the loop (dropout) on a forked torch RNG. Torch runs
     on `threads` (default: every usable core other work leaves free, `training_threads`):
@@ -204,10 +282,27 @@ def train(
 
     # fused: one kernel for all tensors, ~8x faster steps on CPU (MiniLM: 100 -> 12 ms)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-    warmup_steps = max(1, math.ceil(warmup * steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(s, steps, warmup_steps)
-    )
+    schedule = WSD(steps)
+    start, resumed, save_at = 0, None, None
+    began = time.perf_counter()  # finding and loading a checkpoint is part of the cost
+    if checkpoints is not None:
+        checkpoints = checkpoints.keyed(
+            {
+                "schedule": ["wsd", schedule.warmup, DECAY_FRACTION],
+                "optimizer": ["adamw", lr, weight_decay, max_grad_norm],
+                "seed": seed,
+                "inputs": list(input_names),
+                "batches": batches_digest(batches),
+                "student": weights_digest(student),
+            }
+        )
+        resumed = checkpoints.latest(upto=schedule.stable_end)
+        if schedule.stable_end < steps:  # a checkpoint at the end would be the result itself
+            save_at = schedule.stable_end
+    if resumed is not None:
+        start = resumed[0]
+        student.load_state_dict(resumed[1]["student"])
+        optimizer.load_state_dict(resumed[1]["optimizer"])
     from autoaccel.machine import training_threads
 
     teacher_cache = {} if teacher_outputs is None else teacher_outputs
@@ -218,10 +313,11 @@ def train(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
+            if resumed is not None:
+                torch.set_rng_state(resumed[1]["rng"])
             teacher.eval()
             student.train()
-            start = time.perf_counter()
-            for step in range(steps):
+            for step in range(start, steps):
                 index = step % len(batches)
                 inputs, labels = batches[index]
                 args = tensors(inputs)
@@ -235,16 +331,21 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * schedule.factor(step)
                 optimizer.step()
-                schedule.step()
-                if step in (0, steps - 1):
+                if step in (start, steps - 1):
                     losses.append(float(loss.detach()))
                 if monitor is not None and step + 1 in checks:
                     student.eval()
-                    monitor(student, checks[step + 1])
+                    with torch.random.fork_rng(devices=[]):
+                        monitor(student, checks[step + 1])
                     student.train()
-            seconds = time.perf_counter() - start
+                if step + 1 == save_at and checkpoints is not None:
+                    state = {"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}
+                    checkpoints.save(step + 1, {**state, "student": student.state_dict()})
+            seconds = time.perf_counter() - began
     finally:
         torch.set_num_threads(previous_threads)
         student.eval()
-    return TrainStats(steps=steps, seconds=seconds, first_loss=losses[0], last_loss=losses[-1])
+    return TrainStats(steps, seconds, losses[0], losses[-1], resumed_from=start)

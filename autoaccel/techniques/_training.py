@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 
 from autoaccel.techniques.base import TrainingMonitor
 
+if TYPE_CHECKING:
+    from autoaccel.compress.checkpoints import CheckpointStore
+    from autoaccel.compress.distillation import TrainStats
+
 SEED = 0
+TEMPERATURE, ALPHA = 4.0, 0.7
+"""The classifier loss's settings when a recipe leaves them out."""
 
 _TEACHER_OUTPUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 """teacher module -> {content hash of the batches: {batch index: output}}: the teacher's outputs on
 the training split, computed once per process (the candidate worker lives for the whole
 search) and read by every student and every recovery fine-tune after that."""
+
+_RESUMABLE: ContextVar[tuple[CheckpointStore, list[TrainStats]] | None] = ContextVar(
+    "resumable", default=None
+)
+
+
+@contextlib.contextmanager
+def resumable(store: CheckpointStore) -> Iterator[list[TrainStats]]:
+    """Within the block, training keeps and continues checkpoints in `store` (keyed by the
+    caller for the teacher) and records each run's stats in the list it yields.
+
+    A context rather than an argument: the techniques' `train` stays one signature, and
+    only the builder, which owns the cache, lends a store."""
+    runs: list[TrainStats] = []
+    token = _RESUMABLE.set((store, runs))
+    try:
+        yield runs
+    finally:
+        _RESUMABLE.reset(token)
 
 
 def distill_into(
@@ -26,15 +53,18 @@ def distill_into(
 ) -> float:
     """Train `model` toward the fp32 teacher on the workload's training split; seconds spent.
 
-    `distillation_loss` picks the loss from `workload.output_kind`.
+    `distillation_loss` picks the loss from `workload.output_kind`. Inside `resumable`, a
+    run continues the checkpoint of a shorter one with the same everything-but-steps.
     """
-    from autoaccel.compress.distillation import train
+    from autoaccel.compress.distillation import batches_digest, train
 
     if steps <= 0:
         return 0.0
+    settings = loss_settings(workload.output_kind, config, workload.name)
     loss = distillation_loss(workload.output_kind, config, workload.name)
     batches = workload.training_batches()
     per_teacher = _TEACHER_OUTPUTS.setdefault(teacher, {})
+    lent = _RESUMABLE.get()
     stats = train(
         model,
         teacher,
@@ -46,9 +76,25 @@ def distill_into(
         input_names=workload.input_names,
         monitor=monitor,
         monitor_at=monitor.fractions if monitor is not None else (),
-        teacher_outputs=per_teacher.setdefault(_batches_key(batches), {}),
+        teacher_outputs=per_teacher.setdefault(batches_digest(batches), {}),
+        checkpoints=None if lent is None else lent[0].keyed({"loss": settings}),
     )
+    if lent is not None:
+        lent[1].append(stats)
     return stats.seconds
+
+
+def loss_settings(
+    kind: str | None, config: dict[str, Any], name: str = "the workload"
+) -> dict[str, Any]:
+    """What the loss of `distillation_loss` depends on: the output kind, and for a classifier
+    its temperature and alpha (part of a checkpoint's key)."""
+    if kind == "embedding":
+        return {"kind": kind}
+    if kind not in ("logits", "probabilities"):
+        raise ValueError(f"{name}: output_kind {kind!r} has no distillation loss")
+    temperature = float(config.get("temperature", TEMPERATURE))
+    return {"kind": kind, "temperature": temperature, "alpha": float(config.get("alpha", ALPHA))}
 
 
 def distillation_loss(
@@ -60,13 +106,11 @@ def distillation_loss(
     without labels train on the soft targets alone (alpha = 1)."""
     from autoaccel.compress.distillation import embedding_loss, kd_loss, logits_from_probs
 
+    settings = loss_settings(kind, config, name)
     if kind == "embedding":
         return lambda student_out, teacher_out, labels: embedding_loss(student_out, teacher_out)
-    if kind not in ("logits", "probabilities"):
-        raise ValueError(f"{name}: output_kind {kind!r} has no distillation loss")
     as_logits = logits_from_probs if kind == "probabilities" else (lambda out: out)
-    temperature = float(config.get("temperature", 4.0))
-    alpha = float(config.get("alpha", 0.7))
+    temperature, alpha = settings["temperature"], settings["alpha"]
 
     def loss(student_out, teacher_out, labels):
         return kd_loss(
@@ -78,22 +122,6 @@ def distillation_loss(
         )
 
     return loss
-
-
-def _batches_key(batches: list) -> str:
-    """Which training batches the outputs belong to, by content (a workload may build its
-    list anew at each call): outputs are never reused for other data."""
-    import hashlib
-
-    import numpy as np
-
-    digest = hashlib.blake2b(digest_size=16)
-    for inputs, _ in batches:
-        for name in sorted(inputs):
-            array = np.ascontiguousarray(inputs[name])
-            digest.update(f"{name}{array.shape}{array.dtype}".encode())
-            digest.update(array.data)
-    return digest.hexdigest()
 
 
 def example_args(workload: Any) -> tuple:

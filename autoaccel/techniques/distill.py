@@ -54,7 +54,7 @@ class Distill(TorchTechnique):
                 high=100_000,
                 integer=True,
                 when=student,
-                help="distillation training steps (AdamW, warm-up then linear decay)",
+                help="distillation training steps (AdamW; warm-up, constant, linear decay: WSD)",
             ),
         ]
         if workload is None or workload.output_kind in ("logits", "probabilities"):

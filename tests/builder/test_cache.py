@@ -1,8 +1,12 @@
-"""The build cache: one model file per distinct model-changing prefix, written atomically."""
+"""The build cache: one model file per distinct model-changing prefix, written atomically;
+a longer training run continues a shorter one's checkpoint."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import torch
 
 import autoaccel.builder
 from autoaccel.builder import build_candidate
@@ -91,7 +95,7 @@ def test_build_leaves_no_temp_folder_behind(seed_mlp, tmp_path):
 
 
 def test_failed_build_leaves_no_temp_folder_and_no_cache_entry(seed_mlp, tmp_path, monkeypatch):
-    def crash(candidate, workload, workdir):
+    def crash(candidate, workload, workdir, changed=False):
         (workdir / "model.onnx").write_bytes(b"half a model")
         raise RuntimeError("crashed mid-export")
 
@@ -102,3 +106,76 @@ def test_failed_build_leaves_no_temp_folder_and_no_cache_entry(seed_mlp, tmp_pat
     monkeypatch.undo()
     candidate = build_candidate(ORT, seed_mlp, tmp_path)  # the next build starts clean
     assert candidate.onnx_path.read_bytes() != b"half a model"
+
+
+# --- continued training ---------------------------------------------------------------------
+
+TORCH = {"runtime.backend": "torch"}
+
+
+def _student(steps: int, **extra) -> dict:
+    return {
+        **TORCH,
+        "distill.mode": "student",
+        "distill.width": 0.5,
+        "distill.steps": steps,
+        **extra,
+    }
+
+
+def _finetuned(steps: int) -> dict:
+    return {
+        **TORCH,
+        "prune.mode": "unstructured",
+        "prune.amount": 0.5,
+        "prune.finetune_steps": steps,
+    }
+
+
+@pytest.fixture
+def one_training_thread(monkeypatch):
+    """Fresh and continued runs on the same thread count: equal to the last bit."""
+    import autoaccel.machine
+
+    monkeypatch.setattr(autoaccel.machine, "training_threads", lambda: 1)
+
+
+def _state(candidate) -> dict:
+    return candidate.torch_model.state_dict()
+
+
+def test_longer_student_continues_the_shorter_ones_checkpoint(
+    seed_mlp, tmp_path, one_training_thread
+):
+    short = build_candidate(_student(150), seed_mlp, tmp_path)
+    assert "checkpoint" not in short.notes[-1]
+    longer = build_candidate(_student(400), seed_mlp, tmp_path)
+    assert longer.notes[-1].endswith("; 280 steps run from the 120-step checkpoint)")
+    metas = [json.loads(p.read_text()) for p in (tmp_path / "torch").glob("*/meta.json")]
+    assert sorted(m["resumed"] for m in metas) == [[], [[120, 280]]]
+    fresh = build_candidate(_student(400), seed_mlp, tmp_path / "fresh")
+    assert "checkpoint" not in fresh.notes[-1]
+    for name, value in _state(fresh).items():
+        torch.testing.assert_close(_state(longer)[name], value, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "other", [{"distill.temperature": 2.0}, {"distill.alpha": 0.5}, {"distill.width": 0.75}]
+)
+def test_student_never_continues_a_checkpoint_of_other_settings(
+    seed_mlp, tmp_path, one_training_thread, other
+):
+    build_candidate(_student(150), seed_mlp, tmp_path)
+    longer = build_candidate(_student(400, **other), seed_mlp, tmp_path)
+    assert "checkpoint" not in longer.notes[-1]
+
+
+def test_longer_recovery_fine_tune_continues_the_shorter_ones_checkpoint(
+    seed_mlp, tmp_path, one_training_thread
+):
+    build_candidate(_finetuned(150), seed_mlp, tmp_path)
+    longer = build_candidate(_finetuned(400), seed_mlp, tmp_path)
+    assert "280 steps run from the 120-step checkpoint" in longer.notes[-1]
+    fresh = build_candidate(_finetuned(400), seed_mlp, tmp_path / "fresh")
+    for name, value in _state(fresh).items():
+        torch.testing.assert_close(_state(longer)[name], value, rtol=1e-5, atol=1e-6)

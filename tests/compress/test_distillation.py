@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from autoaccel.compress.distillation import (
+    WSD,
     default_layers,
     embedding_loss,
     kd_loss,
@@ -103,6 +104,25 @@ def test_embedding_loss_is_zero_when_identical_one_when_orthogonal_two_when_oppo
     assert embedding_loss(a, 3 * a).item() == pytest.approx(0.0, abs=1e-6)  # scale-free
     assert embedding_loss(a, a.flip(0)).item() == pytest.approx(1.0, abs=1e-6)
     assert embedding_loss(a, -a).item() == pytest.approx(2.0, abs=1e-6)
+
+
+# --- schedule -------------------------------------------------------------------------------
+
+
+def test_wsd_schedule_of_a_short_run_is_a_prefix_of_a_longer_ones():
+    short, long = WSD(150), WSD(400)
+    assert (short.warmup, short.stable_end, long.stable_end) == (30, 120, 320)
+    assert [short.factor(s) for s in range(120)] == [long.factor(s) for s in range(120)]
+    assert short.factor(0) == pytest.approx(1 / 30) and short.factor(29) == 1.0
+    assert short.factor(119) == short.factor(120) == 1.0  # decay starts at the stable end
+    decay = [short.factor(s) for s in range(120, 150)]
+    assert decay == sorted(decay, reverse=True) and decay[-1] == pytest.approx(1 / 30)
+
+
+def test_wsd_schedule_of_a_run_under_four_warmups_warms_up_over_a_quarter():
+    assert WSD(40).warmup == 10 and WSD(40).stable_end == 32
+    assert WSD(1).warmup == 1 and WSD(1).factor(0) == 1.0
+    assert all(0 < WSD(n).factor(s) <= 1 for n in (1, 2, 3, 7) for s in range(n))
 
 
 # --- layer choice and the BERT student ------------------------------------------------------
@@ -238,7 +258,8 @@ def test_training_is_deterministic_under_the_seed(digits_cnn):
     def weights(seed: int) -> list[torch.Tensor]:
         student = _narrow_cnn()
         outside = torch.get_rng_state()
-        train(student, teacher, batches, _digits_kd, 40, 1e-2, seed, ("x",))
+        # one thread: the default follows the free cores, and bits differ across counts
+        train(student, teacher, batches, _digits_kd, 40, 1e-2, seed, ("x",), threads=1)
         assert torch.equal(torch.get_rng_state(), outside)  # the caller's RNG is untouched
         assert not student.training
         return [p.detach().clone() for p in student.parameters()]
