@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/autoaccel search --workload minilm --space quick --budget 10
 
+# every core; a module's tests stay on one worker, so its fixtures (a trained teacher, a
+# finished search, the PostgreSQL services) are built once
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check autoaccel tests benchmarks

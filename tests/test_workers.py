@@ -49,6 +49,22 @@ def _mlflow(runs: Path, sql: str) -> list:
         con.close()
 
 
+RUNNING_RUNS = "select count(*) from runs where status = 'RUNNING'"
+
+
+def _wait_for(ready, timeout: float = 120) -> None:
+    """Poll `ready()` (a store that is still being created counts as not ready)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if ready():
+                return
+        except sqlite3.Error:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("timed out waiting")
+
+
 def _wait_for_running_trial(runs: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -69,6 +85,7 @@ def test_kill_9_mid_trial_then_same_command_finishes_budget_exactly(tmp_path):
     space.write_text(SLOW_SPACE)
     first = _search(runs, space, 2)
     _wait_for_running_trial(runs, first)
+    _wait_for(lambda: _mlflow(runs, RUNNING_RUNS) >= [(1,)])  # its parent run is open too
     first.send_signal(signal.SIGKILL)
     first.wait()
     second = _search(runs, space, 2)
