@@ -6,6 +6,9 @@ failed trials logged with their reason, one batched write per trial (about 3x fa
 unbatched on SQLite), the `pareto` tag updated across earlier invocations' runs, and the
 parent's artifacts. What the parent shows beyond files (the frontier table, the recommended
 model) is built in `autoaccel.tracking_views`.
+
+A tracking server that stops answering never stops a search: the records wait in the runs
+folder and are written when it is back (`autoaccel.tracking_offline`).
 """
 
 from __future__ import annotations
@@ -13,20 +16,42 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from autoaccel import tracking_outbox as outbox
 from autoaccel.errors import UserError
-from autoaccel.stores import disk_message, disk_problem, prepare_sqlite_store, sqlite_path, summary
-from autoaccel.tracking_views import run_name
+from autoaccel.stores import (
+    disk_message,
+    disk_problem,
+    prepare_sqlite_store,
+    sqlite_path,
+    stderr_note,
+    summary,
+)
+from autoaccel.tracking_offline import (
+    OfflineWrites,
+    TrackingUnavailable,
+    guarded,
+    keep,
+    later,
+    nothing,
+    still_down,
+)
 from autoaccel.workers import sqlite_lock
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+# MLflow's client retries a server 7 times over about 4 minutes by default, stalling the
+# search; briefly here (about 7 s), then the outbox keeps the record
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
-class Tracker:
+class Tracker(OfflineWrites):
     def __init__(
         self,
         tracking_uri: str,
@@ -34,9 +59,11 @@ class Tracker:
         artifact_root: Path,
         note: Callable[[str], None] | None = None,
     ) -> None:
-        """Open (or create) the store and the study's experiment. A local SQLite store is
-        made whole first (`autoaccel.stores`: built aside, upgraded with a backup); `note`
-        gets the one-line notes that say so (default: stderr)."""
+        """Open (or create) the store and the study's experiment, then write the records an
+        earlier worker left in the outbox. A local SQLite store is made whole first
+        (`autoaccel.stores`: built aside, upgraded with a backup); `note` gets the one-line
+        notes that say so (default: stderr). A server that does not answer here is refused
+        in one line (nothing has run yet)."""
         import mlflow
         from mlflow.tracking import MlflowClient
 
@@ -44,6 +71,7 @@ class Tracker:
             logging.getLogger(noisy).setLevel(logging.WARNING)
         mlflow.set_tracking_uri(tracking_uri)
         self.uri = tracking_uri
+        self.remote = tracking_uri.split(":", 1)[0] in ("http", "https")
         try:
             with sqlite_lock(tracking_uri):  # workers creating one SQLite store race on it
                 prepare_sqlite_store(tracking_uri, "mlflow", note)
@@ -54,8 +82,7 @@ class Tracker:
                 if exp is None:
                     # a tracking server keeps artifacts itself (proxied, reachable from every
                     # machine); a local store keeps them in the runs folder
-                    remote = tracking_uri.split(":", 1)[0] in ("http", "https")
-                    location = None if remote else artifact_root.resolve().as_uri()
+                    location = None if self.remote else artifact_root.resolve().as_uri()
                     try:
                         exp_id = self.client.create_experiment(
                             experiment, artifact_location=location
@@ -72,11 +99,18 @@ class Tracker:
         except Exception as exc:
             raise UserError(_store_error(tracking_uri, exc)) from None
         self.experiment_id = exp_id
+        self.note = note or stderr_note
+        self.key = uuid.uuid4().hex  # this invocation, in its records and its parent's tags
+        self.outbox = outbox.Outbox(artifact_root.parent / outbox.FOLDER, tracking_uri, experiment)
+        self.offline = False
+        self._probed = 0.0
+        self._deferred: list[tuple[Callable, tuple, dict]] = []
         self.parent_id: str | None = None
         self.own_parent = False  # created by this invocation (else adopted, or none yet)
         self._pending: dict[str, Any] | None = None
         self._waiting_metrics: dict[str, float] = {}
         self._waiting_tags: dict[str, str] = {}
+        self._replay_at_start()  # what workers that ended left in the outbox
 
     def start_parent(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
         """Remember this invocation's parent run, started now; it is created with the first
@@ -85,34 +119,41 @@ class Tracker:
         self._pending = {
             "name": name,
             "params": params,
-            "tags": {**tags, "autoaccel.role": "study"},
+            "tags": {**tags, "autoaccel.role": "study", "autoaccel.invocation": self.key},
             "start": _ms(),
         }
 
-    def ensure_parent(self, adopt: bool = False) -> str:
-        """This invocation's parent run, created now if it was not yet. With `adopt`, a search
-        that ran no trial (its study already at its budget) gives its outputs to the study's
-        latest parent run instead: that run is refreshed, never ended by us, and gets no
-        params (they are the earlier invocation's). Only when the study has none is one made."""
+    @guarded(nothing)
+    def ensure_parent(self, adopt: bool = False) -> str | None:
+        """This invocation's parent run, created now if it was not yet (None while the server
+        does not answer). With `adopt`, a search that ran no trial (its study already at its
+        budget) gives its outputs to the study's latest parent run instead: that run is
+        refreshed, never ended by us, and gets no params (they are the earlier invocation's).
+        Only when the study has none is one made."""
+        return self._ensure_parent(adopt)
+
+    def _ensure_parent(self, adopt: bool = False) -> str:
         if self.parent_id is not None:
             return self.parent_id
-        pending = self._pending or {"name": "search", "params": {}, "tags": {}, "start": _ms()}
-        if adopt and (latest := self.latest_parent()) is not None:
+        if adopt and (latest := self._latest_parent()) is not None:
             self.parent_id, self.own_parent = latest, False
             self.client.set_tag(latest, "outputs_refreshed", _now_iso())
-        else:
-            run = self.client.create_run(
-                self.experiment_id,
-                start_time=pending["start"],
-                run_name=pending["name"],
-                tags=pending["tags"],
-            )
-            self.parent_id, self.own_parent = run.info.run_id, True
-            self._log(self.parent_id, params=pending["params"])
-        self._log(self.parent_id, metrics=self._waiting_metrics)
-        for key, value in self._waiting_tags.items():
-            self.client.set_tag(self.parent_id, key, value)
-        self._waiting_metrics, self._waiting_tags = {}, {}
+            self._flush_waiting()
+            return latest
+        return self.create_parent()
+
+    def create_parent(self) -> str:
+        """Create this invocation's own parent run (raw: a server down raises)."""
+        pending = self._pending or {"name": "search", "params": {}, "tags": {}, "start": _ms()}
+        run = self.client.create_run(
+            self.experiment_id,
+            start_time=pending["start"],
+            run_name=pending["name"],
+            tags=pending["tags"],
+        )
+        self.parent_id, self.own_parent = run.info.run_id, True
+        self.log_batch(self.parent_id, params=pending["params"])
+        self._flush_waiting()
         return self.parent_id
 
     def log_trial(
@@ -126,32 +167,22 @@ class Tracker:
         json_files: dict[str, Any] | None = None,
         text_files: dict[str, str] | None = None,
         start: datetime | None = None,
-    ) -> str:
+    ) -> str | None:
         """One nested run for a trial, logged when it ends and dated from `start` (when the
         trial began: Optuna's `datetime_start`) to now, so its duration is the trial's.
         `status` (e.g. KILLED for an early-stopped trial) overrides the FINISHED / FAILED
         that `failed` picks; `json_files` (name -> data) are logged as the run's JSON
         artifacts, `text_files` (name -> text) as text ones (a failed trial's whole
-        traceback: a tag holds only its end)."""
-        run = self.client.create_run(
-            self.experiment_id,
-            start_time=_ms(start),
-            run_name=run_name(number, params),
-            tags={
-                "mlflow.parentRunId": self.ensure_parent(),
-                "autoaccel.role": "trial",
-                "trial": str(number),
-                **tags,
-            },
+        traceback: a tag holds only its end). Returns the run's id, or None when the server
+        does not answer (the record waits in the outbox)."""
+        record = self._record("trial", number, params, tags, start)
+        record.update(
+            metrics={k: float(v) for k, v in metrics.items()},
+            status=status or ("FAILED" if failed else "FINISHED"),
+            json_files=json_files or {},
+            text_files=text_files or {},
         )
-        self._log(run.info.run_id, params=params, metrics=metrics)
-        for name, data in (json_files or {}).items():
-            self.client.log_dict(run.info.run_id, data, name)
-        for name, text in (text_files or {}).items():
-            self.client.log_text(run.info.run_id, text, name)
-        status = status or ("FAILED" if failed else "FINISHED")
-        self.client.set_terminated(run.info.run_id, status, end_time=_ms())
-        return run.info.run_id
+        return self._send(record)
 
     def fail_trial(
         self,
@@ -159,42 +190,59 @@ class Tracker:
         params: dict[str, Any],
         tags: dict[str, str],
         start: datetime | None = None,
-    ) -> str:
+    ) -> str | None:
         """The one nested run of a trial whose worker died, ended FAILED with `tags`. The
         worker may have died after logging the trial's run (or while logging it) and
         before storing its result in the study: that run is reused, so there is never a
         second run for one trial and none is left RUNNING."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`autoaccel.role` = 'trial' and tags.trial = '{number}'",
-        )
-        if not runs:
-            return self.log_trial(number, params, {}, tags, failed=True, start=start)
-        run_id = runs[0].info.run_id
-        for key, value in tags.items():
-            self.client.set_tag(run_id, key, value[:5000])
-        self.client.set_terminated(run_id, "FAILED", end_time=_ms())
-        return run_id
+        record = self._record("fail", number, params, tags, start)
+        record.update(metrics={}, status="FAILED")
+        return self._send(record)
 
+    @guarded(keep)
+    def _send(self, record: dict[str, Any]) -> str:
+        return outbox.write(self, record, replay=False)
+
+    def _record(self, kind: str, number: int, params, tags, start) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "number": number,
+            "params": {k: str(v) for k, v in params.items()},
+            "tags": {k: str(v) for k, v in tags.items()},
+            "start": _ms(start),
+            "end": _ms(),
+            "owner": outbox.owner(self.key),
+            "parent_id": self.parent_id,
+            "parent": self._pending,
+        }
+
+    @guarded(later)
     def log_parent_metrics(self, metrics: dict[str, float]) -> None:
         if self.parent_id is None:  # before the first trial: logged when the run is made
             self._waiting_metrics.update(metrics)
         else:
-            self._log(self.parent_id, metrics=metrics)
+            self.log_batch(self.parent_id, metrics=metrics)
 
+    @guarded(later)
     def set_pareto(self, run_ids: dict[int, str], pareto: set[int]) -> None:
-        for number, run_id in run_ids.items():
+        """Tag every trial run `pareto` true or false. Runs written from the outbox have no
+        id in the study: they are found by their `trial` tag."""
+        found = {int(r.data.tags["trial"]): r.info.run_id for r in self._trial_runs()}
+        for number, run_id in {**found, **run_ids}.items():
             self.client.set_tag(run_id, "pareto", "true" if number in pareto else "false")
 
+    @guarded(later)
     def set_parent_tag(self, key: str, value: str) -> None:
         if self.parent_id is None:
             self._waiting_tags[key] = value[:5000]
         else:
             self.client.set_tag(self.parent_id, key, value[:5000])
 
+    @guarded(later)
     def log_artifacts(self, folder: Path) -> None:
-        self.client.log_artifacts(self.ensure_parent(adopt=True), str(folder))
+        self.client.log_artifacts(self._parent_or_latest(), str(folder))
 
+    @guarded(later)
     def log_table(self, data: Any, artifact_file: str) -> None:
         """A table (a pandas DataFrame) on the parent run, shown by the UI's artifact view.
         MLflow's `log_table` appends to a table already there (an adopted parent's, from
@@ -202,7 +250,7 @@ class Tracker:
         import posixpath
         import tempfile
 
-        run_id = self.ensure_parent(adopt=True)
+        run_id = self._parent_or_latest()
         folder = posixpath.dirname(artifact_file) or None
         if artifact_file not in {f.path for f in self.client.list_artifacts(run_id, folder)}:
             self.client.log_table(run_id, data=data, artifact_file=artifact_file)
@@ -212,6 +260,7 @@ class Tracker:
             data.to_json(path, orient="split", index=False, date_format="iso")
             self.client.log_artifact(run_id, str(path), folder)
 
+    @guarded(lambda self, method, *args: [])
     def close_dead_parents(self, is_dead) -> list[str]:
         """End as KILLED the parent runs left RUNNING by workers that died (`is_dead` gets the
         run's {host, pid}); a live worker's run is left alone."""
@@ -229,8 +278,47 @@ class Tracker:
                 closed.append(run.info.run_id)
         return closed
 
+    @guarded(nothing)
     def latest_parent(self) -> str | None:
         """The study's most recent parent run (the last `search` invocation), if any."""
+        return self._latest_parent()
+
+    @guarded(still_down)
+    def log_files(self, run_id: str, files: list[Path]) -> None:
+        for path in files:
+            self.client.log_artifact(run_id, str(path))
+
+    def log_batch(
+        self,
+        run_id: str,
+        params: dict | None = None,
+        metrics: dict | None = None,
+        when: int | None = None,
+    ) -> None:
+        """Params and metrics of a run in one request (metrics dated `when`, else now)."""
+        from mlflow.entities import Metric, Param
+
+        if not (params or metrics):
+            return
+        now = when or _ms()
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+            params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        )
+
+    # -- offline and back ------------------------------------------------------------------
+
+    def _flush_waiting(self) -> None:
+        self.log_batch(self.parent_id, metrics=self._waiting_metrics)
+        for key, value in self._waiting_tags.items():
+            self.client.set_tag(self.parent_id, key, value)
+        self._waiting_metrics, self._waiting_tags = {}, {}
+
+    def _parent_or_latest(self) -> str:
+        return self._ensure_parent(adopt=True)
+
+    def _latest_parent(self) -> str | None:
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string="tags.`autoaccel.role` = 'study'",
@@ -239,26 +327,20 @@ class Tracker:
         )
         return runs[0].info.run_id if runs else None
 
-    def log_files(self, run_id: str, files: list[Path]) -> None:
-        for path in files:
-            self.client.log_artifact(run_id, str(path))
-
-    def end_parent(self, status: str = "FINISHED") -> None:
-        """End this invocation's own parent run (an adopted one is another's to end)."""
-        if self.parent_id is not None and self.own_parent:
-            self.client.set_terminated(self.parent_id, status, end_time=_ms())
-
-    def _log(self, run_id: str, params: dict | None = None, metrics: dict | None = None) -> None:
-        from mlflow.entities import Metric, Param
-
-        if not (params or metrics):
-            return
-        now = _ms()
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
-            params=[Param(k, str(v)) for k, v in (params or {}).items()],
-        )
+    def _trial_runs(self) -> list:
+        """Every trial run of the study (all pages)."""
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id],
+                filter_string="tags.`autoaccel.role` = 'trial'",
+                max_results=1000,
+                page_token=token,
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
 
 
 def _ms(when: datetime | None = None) -> int:
@@ -280,7 +362,7 @@ def _store_error(uri: str, exc: Exception) -> str:
     detail = summary(exc)
     text = str(exc).lower()
     if uri.split(":", 1)[0] in ("http", "https"):
-        if any(marker in text for marker in _UNREACHABLE):
+        if outbox.unreachable(exc):
             return (
                 f"--tracking-uri {uri}: no MLflow server answers there ({detail}); start it "
                 "(mlflow server --host HOST --port PORT) or give the URI of one that runs"
@@ -321,55 +403,4 @@ def _tune_store(client) -> None:
         tune_sqlite(engine)
 
 
-class TrackingUnavailable(UserError):
-    """The MLflow server stopped answering mid-search, after MLflow's own retries."""
-
-
-_UNREACHABLE = ("max retries exceeded", "connection refused", "connection aborted")
-
-
-def _reachable(method):
-    """Turn a tracking server that stays unreachable (MLflow's client already retried it
-    with exponential backoff: MLFLOW_HTTP_REQUEST_MAX_RETRIES, _BACKOFF_FACTOR) into one
-    line that says how to continue."""
-    import functools
-
-    @functools.wraps(method)
-    def call(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except UserError:
-            raise
-        except Exception as exc:
-            if disk_problem(exc):  # the store's or the artifacts' disk: stop, resumable
-                path = sqlite_path(self.uri)
-                folder = path.parent if path else None
-                raise TrackingUnavailable(disk_message(exc, folder, "the MLflow server")) from None
-            text = str(exc).lower()
-            if not any(marker in text for marker in _UNREACHABLE):
-                raise
-            raise TrackingUnavailable(
-                f"--tracking-uri {self.uri}: the MLflow server stopped answering "
-                f"({summary(exc)}); "
-                "when it is back, run the same command to continue (finished trials are kept "
-                "in the study; the running one is failed and logged then)"
-            ) from None
-
-    return call
-
-
-for _name in (
-    "ensure_parent",
-    "log_trial",
-    "fail_trial",
-    "log_parent_metrics",
-    "set_pareto",
-    "set_parent_tag",
-    "log_artifacts",
-    "log_table",
-    "close_dead_parents",
-    "latest_parent",
-    "log_files",
-    "end_parent",
-):
-    setattr(Tracker, _name, _reachable(getattr(Tracker, _name)))
+__all__ = ["Tracker", "TrackingUnavailable"]

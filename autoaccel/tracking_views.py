@@ -89,11 +89,15 @@ def log_recommended(search, name: str, pick: dict[str, Any]) -> str | None:
     """Log the recommended recipe's ONNX model on the parent run and register it under the
     study's name (`name`). The file is the one the search built (the build cache); its
     signature is the workload's latency inputs and what the model returns for them. A model
-    that cannot be logged is a warning with its reason, never a failed search. Returns the
-    registered version, or None (already logged on this run, or the warning)."""
+    that cannot be logged is a warning with its reason, never a failed search; while the
+    tracking server does not answer, it is logged when it answers again. Returns the
+    registered version, or None (already logged on this run, the warning, or later)."""
     try:
         from autoaccel.export import onnx_build
 
+        if search.tracker.offline:  # logged when the server answers again
+            search.tracker.defer(log_recommended, search, name, pick)
+            return None
         candidate = onnx_build(pick["recipe"], search.workload, search.paths.cache)
         signature = _signature(candidate.onnx_path, search.workload.latency_inputs(1))
         tags = {"study": name, "trial": str(pick["trial"])}
@@ -132,6 +136,8 @@ def log_model(
     import onnx
 
     run_id = tracker.ensure_parent(adopt=True)
+    if run_id is None:
+        raise RuntimeError(f"the MLflow server at {tracker.uri} does not answer")
     there = tracker.client.search_model_versions(
         f"name = '{registered_name}' and run_id = '{run_id}'"
     )

@@ -208,11 +208,13 @@ class TrialRecorder:
 
     def _log(self, trial, recipe: dict[str, Any], metrics, tags, **kw: Any) -> None:
         """The trial's MLflow run, dated from the trial's start (when it was asked for) to
-        now (its end), and its id kept with the trial."""
+        now (its end), and its id kept with the trial (none while the record waits for the
+        tracking server: its `trial` tag finds it then)."""
         run_id = self.tracker.log_trial(
             trial.number, recipe, metrics, tags, start=trial.datetime_start, **kw
         )
-        trial.set_user_attr("mlflow_run_id", run_id)
+        if run_id is not None:
+            trial.set_user_attr("mlflow_run_id", run_id)
 
 
 _TRACE_CHARS = 20_000

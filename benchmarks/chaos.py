@@ -2,7 +2,8 @@
 and verify that nothing is lost, nothing counted twice, and every record agrees with the others.
 
     .venv/bin/python benchmarks/chaos.py [--kills 20] [--budget 150] [--seed 0] \\
-        [--workload digits-cnn] [--runs-dir /tmp/autoaccel-chaos] [--json PATH]
+        [--workload digits-cnn] [--runs-dir /tmp/autoaccel-chaos] [--json PATH] \\
+        [--servers-budget 12] [--pg-down-s 5] [--no-servers] [--no-full-disk]
 
 Every round starts `autoaccel search` (the same command every time) and kills it with SIGKILL
 at a moment aimed at one part of its life:
@@ -33,6 +34,12 @@ run): a small search on a 256 MiB tmpfs is completed, the disk filled, the same 
 larger budget must exit 2 with one line naming the folder; both stores must pass SQLite's
 integrity check with no trial RUNNING; with the space freed the same command must finish.
 
+Servers that come and go (`--servers`, default on; reported as not run where PostgreSQL
+cannot be started): PostgreSQL and an MLflow tracking server on 127.0.0.1, started by the
+benchmark (`.ci/services.sh`); a search on them has its tracking server killed and restarted,
+then PostgreSQL restarted, mid-search, and must pass the same checks from the servers, with
+its outbox empty and both outages met (`benchmarks/chaos_servers.py`).
+
 Every check is reported pass / FAIL (never a crash of the benchmark itself). Writes
 benchmarks/results/chaos.{json,md}, or only the JSON to `--json PATH`. Exit code 1 when any
 check fails.
@@ -55,6 +62,7 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import chaos_servers  # noqa: E402
 from _common import write  # noqa: E402
 
 STATUS_OF = {"COMPLETE": {"FINISHED"}, "FAIL": {"FAILED"}, "PRUNED": {"FAILED", "KILLED"}}
@@ -215,21 +223,9 @@ def _verify(args) -> dict:
 def _checks(args) -> dict:
     import optuna
 
-    from autoaccel.frontier import pareto, points
-
     runs = args.runs_dir
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name="chaos", storage=f"sqlite:///{runs / 'optuna.db'}")
-    trials = study.get_trials(deepcopy=False)
-    counted = [t for t in trials if "surplus" not in t.user_attrs]
-    finished = [t for t in counted if t.state.name != "RUNNING"]
-    running = [t.number for t in trials if t.state.name == "RUNNING"]
-    unexplained = [
-        t.number
-        for t in counted
-        if t.state.name in ("FAIL", "PRUNED")
-        and not (t.user_attrs.get("fail_reason") or t.user_attrs.get("early_stopped"))
-    ]
     con = sqlite3.connect(runs / "mlflow.db")
     rows = con.execute(
         "select r.status, t.value from runs r join tags t on t.run_uuid = r.run_uuid "
@@ -244,6 +240,25 @@ def _checks(args) -> dict:
         )
     )
     con.close()
+    return judge(study, args.budget, rows, parents, runs / "chaos" / "recommendation.json")
+
+
+def judge(study, budget: int, rows: list, parents: list[str], rec_file: Path) -> dict:
+    """The checks over one study and its MLflow runs (`rows`: (status, trial tag) of every
+    trial run; `parents`: the parent runs' statuses); `rec_file` is the search's
+    recommendation.json."""
+    from autoaccel.frontier import pareto, points
+
+    trials = study.get_trials(deepcopy=False)
+    counted = [t for t in trials if "surplus" not in t.user_attrs]
+    finished = [t for t in counted if t.state.name != "RUNNING"]
+    running = [t.number for t in trials if t.state.name == "RUNNING"]
+    unexplained = [
+        t.number
+        for t in counted
+        if t.state.name in ("FAIL", "PRUNED")
+        and not (t.user_attrs.get("fail_reason") or t.user_attrs.get("early_stopped"))
+    ]
     by_trial: dict[int, list[str]] = {}
     for status, number in rows:
         by_trial.setdefault(int(number), []).append(status)
@@ -257,7 +272,7 @@ def _checks(args) -> dict:
     )
     errors: dict[str, str] = {}
     try:  # written by the search's last step: missing when the search never ended well
-        rec = json.loads((runs / "chaos" / "recommendation.json").read_text())
+        rec = json.loads(rec_file.read_text())
         keys = ("trial", "accuracy", "objective_ms")
         written = [{k: p[k] for k in keys} for p in rec["frontier"]]
         recomputed = [
@@ -268,7 +283,7 @@ def _checks(args) -> dict:
         errors["frontier_equals_recomputed"] = f"{type(exc).__name__}: {exc}"
         written, recomputed = [], None
     checks = {
-        "budget_exact": len(finished) == args.budget,
+        "budget_exact": len(finished) == budget,
         "none_running": not running,
         "every_failure_has_a_reason": not unexplained,
         "one_mlflow_run_per_trial": not twice and not missing and not orphan_runs,
@@ -386,6 +401,9 @@ def main() -> int:
     parser.add_argument("--measure-seconds", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-full-disk", dest="full_disk", action="store_false")
+    parser.add_argument("--no-servers", dest="servers", action="store_false")
+    parser.add_argument("--servers-budget", type=int, default=12)
+    parser.add_argument("--pg-down-s", type=float, default=5.0)
     parser.add_argument("--json", type=Path, help="write the result here, not results/")
     args = parser.parse_args()
     args.runs_dir = args.runs_dir.resolve()
@@ -399,6 +417,7 @@ def main() -> int:
     t0 = time.monotonic()
     crashed = None
     disk: dict = {"not_run": "--no-full-disk"}
+    servers: dict = {"not_run": "--no-servers"}
     with open(args.runs_dir.parent / f"{args.runs_dir.name}.log", "wb") as log:
         try:
             for n, aim in enumerate(plan):
@@ -412,6 +431,8 @@ def main() -> int:
             final = subprocess.run(cmd, stdout=log, stderr=log).returncode
             if args.full_disk:
                 disk = _full_disk(args, log)
+            if args.servers:
+                servers = chaos_servers.run(args, log, _command, judge)
         except Exception:
             crashed, final = traceback.format_exc(), None
     wall = time.monotonic() - t0
@@ -427,6 +448,7 @@ def main() -> int:
     checks["no_orphan_worker_processes"] = not any(r["orphans_left"] for r in kills)
     checks["benchmark_ran_through"] = crashed is None
     checks.update(_disk_checks(disk, args.runs_dir))
+    checks.update(servers.get("checks", {}))
     ok = all(checks.values())
     phases = {p: sum(r["phase"] == p for r in kills) for p in sorted({r["phase"] for r in kills})}
     payload = {
@@ -435,6 +457,7 @@ def main() -> int:
         "kill_phases": phases,
         "rounds": rounds,
         "full_disk": disk,
+        "servers": servers,
         "crash": crashed,
         "wall_s": round(wall, 1),
         "passed": ok,
@@ -443,6 +466,8 @@ def main() -> int:
     table = [[name, "pass" if good else "FAIL"] for name, good in checks.items()]
     if "not_run" in disk:
         table.append(["full disk", f"not run: {disk['not_run']}"])
+    if "not_run" in servers:
+        table.append(["servers", f"not run: {servers['not_run']}"])
     table += [
         ["kills (SIGKILL)", str(len(kills))],
         ["kills by phase", ", ".join(f"{k} {v}" for k, v in phases.items())],
@@ -452,6 +477,16 @@ def main() -> int:
         ["frontier points", str(len(result["frontier"]))],
         ["wall time", f"{wall:.0f} s"],
     ]
+    if "trials" in servers:
+        events = servers["events"]
+        table += [
+            ["servers: finished trials / budget", f"{servers['trials']} / {args.servers_budget}"],
+            ["servers: states", ", ".join(f"{k} {v}" for k, v in servers["states"].items())],
+            ["servers: tracking server down", f"{events.get('tracking_server_down_s')} s"],
+            ["servers: records kept while down", str(events.get("records_kept_while_down"))],
+            ["servers: PostgreSQL down", f"{events.get('postgres_down_s')} s"],
+            ["servers: search wall time", f"{events.get('search_s')} s"],
+        ]
     if args.json:
         args.json.write_text(json.dumps(payload, indent=2, default=str))
         print("\n".join(f"| {a} | {b} |" for a, b in table))
