@@ -26,7 +26,7 @@ demo: $(STAMP)
 # every core; a module's tests stay on one worker, so its fixtures (a trained teacher, a
 # finished search, the PostgreSQL services) are built once
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check autoaccel tests benchmarks

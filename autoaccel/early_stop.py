@@ -14,7 +14,18 @@ that much gain, plus a margin, cannot lift it to the accuracy limit:
 
 Such a trial would be infeasible, and under Optuna's constrained domination every feasible
 point dominates every infeasible one: it is *clearly dominated*. Nothing is stopped until
-`n_startup` completed curves of that stage exist. A stopped trial is told to Optuna as PRUNED
+`n_startup` completed curves of that stage exist.
+
+The same bound also stops a run that could stay within the limit but never reach the
+frontier (multi-fidelity: full training only for students that can end on it). Training
+changes weights, never the build: a trial whose recipe equals a completed one's except for
+`TRAINING_ONLY` settings (steps, temperature, alpha, fine-tune steps) runs as fast as that
+build did, so its objective is known before it trains. It is stopped when a completed
+feasible candidate is faster beyond timing noise (`NOISE`) and better than even its best
+reachable quality plus the margin:
+
+    q_f + headroom(f) + margin <= q_other   and   objective_other * (1 + NOISE) <= own
+ A stopped trial is told to Optuna as PRUNED
 with its projected constraint violation, its training time and curve are kept, and nothing
 partial is cached.
 """
@@ -27,6 +38,10 @@ from typing import Any
 
 FRACTIONS = (0.25, 0.5)
 """Where runs are checked: early enough to save most of the training, late enough to learn."""
+TRAINING_ONLY = ("distill.steps", "distill.temperature", "distill.alpha", "prune.finetune_steps")
+"""Recipe settings that change how a model is trained, never what is built and timed."""
+NOISE = 0.05
+"""How much faster (relative) another candidate must be to count as faster than a build."""
 
 
 class TrainingStopped(Exception):
@@ -66,6 +81,11 @@ class HeadroomRule:
     history: list[Curve]
     margin: float
     n_startup: int = 3
+    frontier: list[tuple[float, float]] = field(default_factory=list)
+    """(quality, objective ms) of the study's completed feasible candidates."""
+    objective_ms: float | None = None
+    """This trial's objective where a build with the same recipe but its training settings
+    was timed already (`same_build_objective`); None: not known before it trains."""
 
     def headroom(self, stage: str, fraction: float) -> float | None:
         """The largest gain from `fraction` to the end seen in this stage's curves, or None
@@ -82,13 +102,37 @@ class HeadroomRule:
         if headroom is None:
             return
         projected = quality + headroom
+        reach = (
+            f"quality {quality:.4f}, at most {projected:.4f} by the best recovery in "
+            f"{self.count(stage)} earlier trials"
+        )
         if projected + self.margin < self.min_accuracy:
             raise TrainingStopped(
-                f"stopped at {fraction:.0%} of {stage} training: quality {quality:.4f}, at "
-                f"most {projected:.4f} by the best recovery in {self.count(stage)} earlier "
-                f"trials, below the limit {self.min_accuracy:.4f}",
+                f"stopped at {fraction:.0%} of {stage} training: {reach}, below the limit "
+                f"{self.min_accuracy:.4f}",
                 projected,
             )
+        better = self.dominated_by(projected)
+        if better is not None:
+            raise TrainingStopped(
+                f"stopped at {fraction:.0%} of {stage} training: {reach}; the same build "
+                f"runs in {self.objective_ms:.4g} ms, and a completed candidate is faster "
+                f"({better[1]:.4g} ms) and better ({better[0]:.4f}): it cannot reach the "
+                "frontier",
+                projected,
+            )
+
+    def dominated_by(self, projected: float) -> tuple[float, float] | None:
+        """The best-quality completed candidate that is faster than this build beyond noise
+        and better than `projected` plus the margin, or None."""
+        if self.objective_ms is None:
+            return None
+        faster = [
+            (q, ms)
+            for q, ms in self.frontier
+            if ms * (1 + NOISE) <= self.objective_ms and q >= projected + self.margin
+        ]
+        return max(faster, default=None)
 
     def count(self, stage: str) -> int:
         return sum(c.stage == stage for c in self.history)
@@ -143,6 +187,30 @@ def curves_from(trials: Iterable[Any]) -> list[Curve]:
         if all(f in points for f in FRACTIONS):
             out.append(Curve(stage, points, float(t.values[0])))
     return out
+
+
+def build_of(recipe: dict[str, Any]) -> tuple:
+    """What a recipe builds and times, without how it trains: equal for two recipes whose
+    candidates run equally fast."""
+    return tuple(sorted((k, repr(v)) for k, v in recipe.items() if k not in TRAINING_ONLY))
+
+
+def rule_for(
+    trials: Iterable[Any], recipe: dict[str, Any], min_accuracy: float, margin: float
+) -> HeadroomRule:
+    """The rule for `recipe`'s trial from the study's completed trials (Optuna FrozenTrials
+    with `recipe` and `curve` user attrs, values (quality, objective ms))."""
+    done = [t for t in trials if t.values and "recipe" in t.user_attrs]
+    feasible = [t for t in done if all(v <= 0 for v in t.constraints.values())]
+    mine = build_of(recipe)
+    same = sorted(t.values[1] for t in done if build_of(t.user_attrs["recipe"]) == mine)
+    return HeadroomRule(
+        min_accuracy=min_accuracy,
+        history=curves_from(done),
+        margin=margin,
+        frontier=[(float(t.values[0]), float(t.values[1])) for t in feasible],
+        objective_ms=float(same[len(same) // 2]) if same else None,
+    )
 
 
 def torch_quality(workload: Any) -> Callable[[Any], float]:

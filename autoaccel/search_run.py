@@ -350,7 +350,7 @@ class Search:
         if isinstance(self.evaluator, IsolatedEvaluator):  # no runaway trial
             self.evaluator.limit = trial_limit(built_durations(self.study), self.cfg.trial_timeout)
         try:
-            out = self.evaluator.run(recipe, self._rule(baseline))
+            out = self.evaluator.run(recipe, self._rule(baseline, recipe))
         except KeyboardInterrupt:
             rec.fail(trial, recipe, "interrupted by the user (Ctrl-C)")
             raise
@@ -379,19 +379,16 @@ class Search:
         event = TrialEvent(trial.number, done + 1, budget, 0, "complete", speedup, feasible)
         self.emit("trial", event)
 
-    def _rule(self, baseline: dict[str, Any]):
-        """The early-stopping rule for this trial's training, primed with the curves of the
-        study's completed trials (the evaluator applies it where there is training data)."""
+    def _rule(self, baseline: dict[str, Any], recipe: dict[str, Any]):
+        """The early-stopping rule for this trial's training, primed with the study's
+        completed trials (the evaluator applies it where there is training data)."""
         import optuna
 
-        from autoaccel.early_stop import HeadroomRule, curves_from
+        from autoaccel.early_stop import rule_for
 
         done = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        return HeadroomRule(
-            min_accuracy=baseline["accuracy"] - self.cfg.max_accuracy_drop,
-            history=curves_from(done),
-            margin=self.cfg.max_accuracy_drop,
-        )
+        drop = self.cfg.max_accuracy_drop
+        return rule_for(done, recipe, baseline["accuracy"] - drop, drop)
 
 
 __all__ = ["Search", "SearchResult", "TrialEvent", "search", "UserError"]

@@ -17,6 +17,7 @@ from autoaccel.early_stop import (
     TrainingStopped,
     TrialMonitor,
     curves_from,
+    rule_for,
 )
 
 
@@ -48,6 +49,55 @@ def test_rule_learns_only_from_the_same_stage():
     rule.check("distill", 0.25, 0.1)  # no distill curves yet
     with pytest.raises(TrainingStopped):
         rule.check("prune", 0.25, 0.1)
+
+
+def _frontier_rule(other: tuple[float, float], own_ms: float | None) -> HeadroomRule:
+    """Limit 0.5 (never the reason here), 0.20 of headroom at 25 %, margin 0.01."""
+    history = _curves(0.05, 0.10, 0.20)
+    return HeadroomRule(0.5, history, 0.01, frontier=[other], objective_ms=own_ms)
+
+
+def test_a_run_that_cannot_reach_the_frontier_is_stopped():
+    # at most 0.70 + 0.20 = 0.90; a candidate twice as fast scores 0.95 >= 0.90 + 0.01
+    with pytest.raises(TrainingStopped, match="cannot reach the frontier") as stop:
+        _frontier_rule((0.95, 1.0), own_ms=2.0).check("distill", 0.25, 0.70)
+    assert stop.value.projected == pytest.approx(0.90)
+    assert "the same build runs in 2 ms" in str(stop.value)
+
+
+@pytest.mark.parametrize(
+    ("other", "own_ms", "why"),
+    [
+        ((0.95, 1.0), None, "this build was never timed: its speed is unknown"),
+        ((0.95, 1.95), 2.0, "the other is faster only within timing noise"),
+        ((0.905, 1.0), 2.0, "the other is better only within the margin"),
+        ((0.95, 3.0), 2.0, "the other is slower"),
+    ],
+)
+def test_a_run_that_could_still_reach_the_frontier_goes_on(other, own_ms, why):
+    _frontier_rule(other, own_ms).check("distill", 0.25, 0.70)
+
+
+def _done(recipe: dict, quality: float, ms: float, feasible: bool = True):
+    return optuna.trial.create_trial(
+        values=[quality, ms],
+        user_attrs={"recipe": recipe},
+        constraints={"accuracy_drop": -0.01 if feasible else 0.02},
+    )
+
+
+def test_rule_for_times_the_build_from_a_trial_that_differs_only_in_training():
+    student = {"distill.mode": "student", "distill.layers": 3, "quantize.mode": "int8_dynamic"}
+    done = [
+        _done({**student, "distill.steps": 150}, 0.80, 2.0),
+        _done({**student, "quantize.mode": "none", "distill.steps": 150}, 0.81, 3.0),
+        _done({"distill.mode": "none"}, 0.99, 1.5, feasible=False),
+    ]
+    rule = rule_for(done, {**student, "distill.steps": 600, "distill.alpha": 0.5}, 0.7, 0.01)
+    assert rule.objective_ms == 2.0  # the int8 build of the same student, not the fp32 one
+    assert sorted(rule.frontier) == [(0.80, 2.0), (0.81, 3.0)]  # feasible ones only
+    other = rule_for(done, {**student, "distill.layers": 2}, 0.7, 0.01)
+    assert other.objective_ms is None  # another architecture: unknown until built
 
 
 def test_curves_from_reads_stored_attrs_and_skips_two_stage_runs():
@@ -127,7 +177,7 @@ def test_search_prunes_stopped_trial_and_never_retrains_same_recipe(tmp_path, mo
     from autoaccel.search_run import Search
 
     monkeypatch.setattr(
-        Search, "_rule", lambda self, baseline: AlwaysStop(baseline["accuracy"], [], 0.01)
+        Search, "_rule", lambda self, baseline, recipe: AlwaysStop(baseline["accuracy"], [], 0.01)
     )
     space = tmp_path / "distill.yaml"
     space.write_text(SPACE)

@@ -91,15 +91,15 @@ def _runs(svc, study: str):
     return parents, children
 
 
-def test_three_workers_on_postgres_and_an_mlflow_server_finish_budget_24(services, tmp_path):
+def test_three_workers_on_postgres_and_an_mlflow_server_finish_budget_12(services, tmp_path):
     study = f"scale-{uuid.uuid4().hex[:8]}"
-    workers = [_worker(services, tmp_path, study, FAST_SPACE, 24, f"w{i}") for i in range(3)]
+    workers = [_worker(services, tmp_path, study, FAST_SPACE, 12, f"w{i}") for i in range(3)]
     for w in workers:
         _, err = w.communicate(timeout=900)
         assert w.returncode == 0, err.decode()[-3000:]
     trials = _study(services, study).trials
     counted = [t for t in trials if "surplus" not in t.user_attrs]
-    assert len(counted) == 24 and all(t.state.name == "COMPLETE" for t in counted)
+    assert len(counted) == 12 and all(t.state.name == "COMPLETE" for t in counted)
     assert sorted({t.number for t in counted}) == sorted(t.number for t in counted)
     assert not any(t.state.name == "RUNNING" for t in trials)
     hosts = {t.user_attrs["worker"]["host"] for t in counted}
@@ -109,7 +109,7 @@ def test_three_workers_on_postgres_and_an_mlflow_server_finish_budget_24(service
     parents, children = _runs(services, study)
     assert len(parents) == 3 and all(p.info.status == "FINISHED" for p in parents)
     parent_ids = {p.info.run_id for p in parents}
-    assert len(children) == 24
+    assert len(children) == 12
     assert all(c.data.tags["mlflow.parentRunId"] in parent_ids for c in children)
     assert sorted(int(c.data.tags["trial"]) for c in children) == sorted(t.number for t in counted)
     by_run = {c.info.run_id for c in children}

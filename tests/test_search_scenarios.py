@@ -21,7 +21,7 @@ def _run(tmp_path, **options):
         budget=2,
         runs_dir=runs,
         space=str(space),
-        measure_seconds=0.05,
+        measure_seconds=0.02,
         targets=["cpu-local"],
         **options,
     )

@@ -319,6 +319,11 @@ def test_a_tracking_server_killed_and_restarted_mid_search_costs_no_trial_record
         assert time.monotonic() < deadline, "no trial finished"
         time.sleep(0.2)
     server.stop()
+    kept = runs / outbox.FOLDER
+    while not list(kept.glob("*.json")):  # down until a trial's record had to be kept
+        assert search.poll() is None, search.stdout.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no record was kept while the server was down"
+        time.sleep(0.2)
     server.start()  # back after its start-up time: the outage
     out, _ = search.communicate(timeout=600)
     said = " ".join(out.decode().split())  # the console wraps its lines
