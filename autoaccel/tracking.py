@@ -25,12 +25,8 @@ from typing import Any
 from autoaccel import tracking_outbox as outbox
 from autoaccel.errors import UserError
 from autoaccel.stores import (
-    disk_message,
-    disk_problem,
     prepare_sqlite_store,
-    sqlite_path,
     stderr_note,
-    summary,
 )
 from autoaccel.tracking_offline import (
     OfflineWrites,
@@ -40,6 +36,7 @@ from autoaccel.tracking_offline import (
     later,
     nothing,
     still_down,
+    store_error,
 )
 from autoaccel.workers import sqlite_lock
 
@@ -97,7 +94,7 @@ class Tracker(OfflineWrites):
         except UserError:
             raise
         except Exception as exc:
-            raise UserError(_store_error(tracking_uri, exc)) from None
+            raise UserError(store_error(tracking_uri, exc)) from None
         self.experiment_id = exp_id
         self.note = note or stderr_note
         self.key = uuid.uuid4().hex  # this invocation, in its records and its parent's tags
@@ -351,46 +348,6 @@ def _ms(when: datetime | None = None) -> int:
 
 def _now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def _store_error(uri: str, exc: Exception) -> str:
-    """One whole line for a tracking store that cannot be opened, with the fix that fits
-    the cause (a full disk, a server that does not answer, a store in use, a bad file)."""
-    path = sqlite_path(uri)
-    if disk_problem(exc):
-        return disk_message(exc, path.parent if path else None, "the MLflow server")
-    detail = summary(exc)
-    text = str(exc).lower()
-    if uri.split(":", 1)[0] in ("http", "https"):
-        if outbox.unreachable(exc):
-            return (
-                f"--tracking-uri {uri}: no MLflow server answers there ({detail}); start it "
-                "(mlflow server --host HOST --port PORT) or give the URI of one that runs"
-            )
-        return (
-            f"--tracking-uri {uri}: the MLflow server refused ({detail}); check the URI and "
-            "the server's log"
-        )
-    if path is None:
-        return (
-            f"--tracking-uri {uri}: cannot use the MLflow store ({detail}); give an "
-            "http(s):// server or a sqlite:/// file"
-        )
-    if "database is locked" in text:
-        return (
-            f"--tracking-uri {uri}: the MLflow store is locked by another process ({detail}); "
-            "wait for it to finish, then run the same command again"
-        )
-    if not path.parent.is_dir():
-        return (
-            f"--tracking-uri {uri}: the folder {path.parent} does not exist; create it or "
-            "give another sqlite:/// path"
-        )
-    return (
-        f"--tracking-uri {uri}: cannot use the MLflow store ({detail}); move {path.name} "
-        "away (or pass another --runs-dir) to start a new store, or open it with the "
-        "MLflow version that made it"
-    )
 
 
 def _tune_store(client) -> None:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,8 +255,9 @@ class HFWorkload(Workload):
             self._model = self._wrap(self._load_model()).eval()
         return self._model
 
+    @abstractmethod
     def _wrap(self, model):
-        raise NotImplementedError
+        """The task's torch wrapper (`hf_modules`): named inputs in, one tensor out."""
 
     def notes(self) -> list[str]:
         """What the search states once at its start: the data split, shapes, pooling."""
