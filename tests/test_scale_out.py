@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -175,13 +176,23 @@ def test_the_database_going_away_mid_search_is_retried(services, tmp_path):
         except KeyError:
             pass
         time.sleep(0.3)
+    said: list[str] = []  # the worker's stderr, read as it comes
+    reader = threading.Thread(target=lambda: said.extend(iter(worker.stderr.readline, b"")))
+    reader.start()
     quiet = {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     subprocess.run([*as_pg, pg_ctl, "-D", data, "-m", "fast", "-w", "stop"], **quiet)
     time.sleep(4)
+    down_until = time.time() + 45  # down until the worker met the outage (a quick one can
+    while time.time() < down_until and worker.poll() is None:  # pass between its queries)
+        if any(b"study store connection lost" in line for line in said):
+            break
+        time.sleep(0.3)
     # its address and port are in its postgresql.conf (.ci/services.sh)
     start = [*as_pg, pg_ctl, "-D", data, "-l", f"{data}/server.log", "-w", "start"]
     subprocess.run(start, **quiet)
-    _, err = worker.communicate(timeout=900)
+    worker.wait(timeout=900)
+    reader.join(timeout=60)
+    err = b"".join(said)
     assert worker.returncode == 0, err.decode()[-3000:]
     assert "study store connection lost" in err.decode()  # the outage was met, and retried
     counted = [t for t in _study(services, study).trials if "surplus" not in t.user_attrs]
