@@ -8,7 +8,6 @@ figures; hardware is not a dimension (every build is projected on every target).
 from __future__ import annotations
 
 import shutil
-import traceback
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -16,15 +15,15 @@ from typing import Any
 
 from autoaccel.baseline import BaselineTimer, baseline_recipe, noisy_warning
 from autoaccel.config import MAX_BUDGET, RunPaths, SearchConfig
-from autoaccel.early_stop import TrainingStopped
-from autoaccel.errors import InfeasibleRecipe, UserError, describe
+from autoaccel.errors import UserError
 from autoaccel.evaluate.scenarios import BATCH_SIZES
 from autoaccel.isolation import IsolatedEvaluator
 from autoaccel.machine import machine_info
 from autoaccel.search_finish import SearchResult, finish
-from autoaccel.stores import disk_message, disk_problem
-from autoaccel.study import StoreUnavailable, shown_url
-from autoaccel.time_limits import Deadline, built_durations, shown, trial_limit
+from autoaccel.search_trial import run_trial
+from autoaccel.study import StoreLost, StoreUnavailable, shown_url
+from autoaccel.study_snapshot import StudySnapshot, finish_without_store
+from autoaccel.time_limits import Deadline, shown
 from autoaccel.tracking import TrackingUnavailable
 from autoaccel.trial_eval import CandidateEvaluator, EvalSettings
 from autoaccel.trial_record import TrialEvent, TrialRecorder
@@ -61,6 +60,7 @@ class Search:
         self.warnings: list[str] = []  # what the console prints, returned to API callers too
         self.notes: list[str] = []  # facts stated once at the start (data split, what applies)
         self.stopped_by = ""  # why the search ended before its trial budget, if it did
+        self.snapshot = StudySnapshot()  # the study as last read, for a store that goes away
 
     def emit(self, kind: str, payload: Any) -> None:
         if kind in ("warning", "note"):
@@ -208,6 +208,7 @@ class Search:
                 }
             )
             self._recover()
+            self.snapshot.take(study)
             self.emit("resumed", (start := finished_count(study)))
             while (done := finished_count(study)) < cfg.budget:
                 if self.deadline.spent():
@@ -218,8 +219,13 @@ class Search:
                     break  # the budget was reached by other workers
                 tracker.ensure_parent()  # a run for an invocation that runs a trial, only
                 with heartbeat(study, trial):
-                    self._trial(trial, baseline, done)
+                    run_trial(self, trial, baseline, done)
+                self.snapshot.take(study)  # what a database that stays down leaves us
             result = finish(self, name, "FINISHED")
+        except StoreLost as exc:  # the frontier so far, from what was read; then one line
+            lost = finish_without_store(self, name, exc)
+            tracker.end_parent("FAILED")
+            raise lost from None
         except KeyboardInterrupt:
             # Ctrl-C: keep what is done — the frontier so far is written, the run is KILLED.
             if "baseline" in study.user_attrs:
@@ -298,8 +304,7 @@ class Search:
         return baseline
 
     def _ask(self):
-        """A new trial for this worker, or None when other workers already hold the rest of
-        the budget (the surplus trial is closed, marked and not counted)."""
+        """A new trial, or None when other workers hold the rest of the budget (surplus)."""
         import optuna
 
         self._recover()
@@ -328,67 +333,6 @@ class Search:
             f"ran in this run; the study has {done}{of}"
         )
         self.emit("warning", self.stopped_by)
-
-    def _trial(self, trial, baseline: dict[str, Any], done: int) -> None:
-        from autoaccel.space import suggest_recipe
-        from autoaccel.trial_record import same_recipe
-
-        rec, budget = self.recorder, self.cfg.budget
-        recipe = suggest_recipe(trial, self.space, self.workload)
-        trial.set_user_attr("recipe", recipe)
-        if (earlier := same_recipe(self.study, recipe)) is not None:
-            if earlier.state.name == "PRUNED":  # stopped early before: it would be again
-                rec.stopped_again(trial, recipe, earlier)
-                self.emit("trial", TrialEvent(trial.number, done + 1, budget, 1, "stopped"))
-            else:
-                speedup, feasible = rec.reuse(trial, recipe, earlier, baseline)
-                event = TrialEvent(
-                    trial.number, done + 1, budget, 0, "complete", speedup, feasible
-                )
-                self.emit("trial", event)
-            return
-        if isinstance(self.evaluator, IsolatedEvaluator):  # no runaway trial
-            self.evaluator.limit = trial_limit(built_durations(self.study), self.cfg.trial_timeout)
-        try:
-            out = self.evaluator.run(recipe, self._rule(baseline, recipe))
-        except KeyboardInterrupt:
-            rec.fail(trial, recipe, "interrupted by the user (Ctrl-C)")
-            raise
-        except UserError as exc:  # not this candidate's fault (the worker cannot start)
-            rec.fail(trial, recipe, str(exc))
-            raise
-        except TrainingStopped as stop:
-            rec.stopped(trial, recipe, stop, baseline["accuracy"])
-            self.emit("trial", TrialEvent(trial.number, done + 1, budget, 1, "stopped"))
-            return
-        except Exception as exc:  # record why and go on: one trial never ends the search
-            if disk_problem(exc) in ("full", "read-only"):  # not the candidate's fault: stop
-                raise StoreUnavailable(disk_message(exc, self.paths.root)) from None
-            reason = describe(exc)
-            if isinstance(exc, InfeasibleRecipe):  # a known, named reason: PRUNED
-                rec.fail(trial, recipe, reason, infeasible=True, kind=exc.kind)
-            else:  # anything else is a failure: FAIL, with its traceback (the isolated
-                # worker's arrives as text, CandidateFailed.trace)
-                trace = getattr(exc, "trace", None) or traceback.format_exc()
-                rec.fail(trial, recipe, reason, trace)
-            state = "infeasible" if isinstance(exc, InfeasibleRecipe) else "failed"
-            event = TrialEvent(trial.number, done + 1, budget, 1, state, reason=reason)
-            self.emit("trial", event)
-            return
-        speedup, feasible = rec.complete(trial, recipe, out, baseline, self.workload.metric)
-        event = TrialEvent(trial.number, done + 1, budget, 0, "complete", speedup, feasible)
-        self.emit("trial", event)
-
-    def _rule(self, baseline: dict[str, Any], recipe: dict[str, Any]):
-        """The early-stopping rule for this trial's training, primed with the study's
-        completed trials (the evaluator applies it where there is training data)."""
-        import optuna
-
-        from autoaccel.early_stop import rule_for
-
-        done = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        drop = self.cfg.max_accuracy_drop
-        return rule_for(done, recipe, baseline["accuracy"] - drop, drop)
 
 
 __all__ = ["Search", "SearchResult", "TrialEvent", "search", "UserError"]

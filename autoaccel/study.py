@@ -132,7 +132,7 @@ def _with_retries(method, self, *args, **kwargs):
             if not connection_lost(exc):
                 raise
             if wait is None:
-                raise StoreUnavailable(
+                raise StoreLost(
                     f"the study store stopped answering ({_one_line(exc)}) after "
                     f"{len(RETRY_DELAYS_S) + 1} tries over {sum(RETRY_DELAYS_S)} s; when "
                     "it is back, run the same command to continue (the trial that was "
@@ -147,6 +147,11 @@ def _with_retries(method, self, *args, **kwargs):
 
 
 class StoreUnavailable(UserError):
+    """The study store cannot be used: its disk is full or read-only, or its database went
+    away (`StoreLost`). What was done is kept; the same command continues."""
+
+
+class StoreLost(StoreUnavailable):
     """The database went away mid-search and did not come back within the retries."""
 
 
@@ -319,5 +324,13 @@ def shown_url(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
-def _one_line(exc: Exception) -> str:
-    return summary(exc)
+def _one_line(exc: BaseException) -> str:
+    """The error's own words for a lost connection: the innermost exception of the chain
+    that names it (psycopg's "connection refused", not Optuna's "exception raised during
+    the commit ... invalid data" wrapper around it), else the error itself."""
+    said, link = exc, exc
+    while link is not None:
+        if any(marker in str(link).lower() for marker in _CONNECTION_LOST):
+            said = link
+        link = link.__cause__ or link.__context__
+    return summary(said)

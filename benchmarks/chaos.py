@@ -38,7 +38,9 @@ Servers that come and go (`--servers`, default on; reported as not run where Pos
 cannot be started): PostgreSQL and an MLflow tracking server on 127.0.0.1, started by the
 benchmark (`.ci/services.sh`); a search on them has its tracking server killed and restarted,
 then PostgreSQL restarted, mid-search, and must pass the same checks from the servers, with
-its outbox empty and both outages met (`benchmarks/chaos_servers.py`).
+its outbox empty and both outages met; then PostgreSQL stays down past the search's retries,
+which must end in one line with the frontier so far written, and the same command must
+finish once it is back (`benchmarks/chaos_servers.py`).
 
 Every check is reported pass / FAIL (never a crash of the benchmark itself). Writes
 benchmarks/results/chaos.{json,md}, or only the JSON to `--json PATH`. Exit code 1 when any

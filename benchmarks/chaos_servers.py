@@ -12,6 +12,9 @@ search ended, the same command once more writes what waited, as a next start doe
 from the servers alone: exactly the budget, none RUNNING, one MLflow run per trial with the
 status its state implies, no parent left RUNNING, the frontier equal to the one recomputed
 from the study, the outbox empty, and both outages met (the search's own lines say so).
+Then the same study, budget raised by `STAYS_DOWN_TRIALS`: PostgreSQL stopped after one new
+trial stays down until the search ends by itself (exit 2, one line naming where the
+frontier so far is, written); PostgreSQL back, the same command finishes the budget.
 Never raises: a phase that cannot run says why.
 """
 
@@ -108,9 +111,13 @@ def _phase(args, log, command, judge, folder: Path, services: dict[str, str]) ->
             proc.kill()
             proc.wait()
     events["search_s"] = round(time.monotonic() - t0, 1)
+    budget = args.servers_budget + STAYS_DOWN_TRIALS
+    rec_file = runs / STUDY / "recommendation.json"
+    down = _stays_down(command(args, runs, STUDY, budget, args.space) + cmd[-4:], env, services)
+    events.update(down.pop("events"))
     log.write(out.read_bytes())
     study, rows, parents = _stores(pg, ml)
-    result = judge(study, args.servers_budget, rows, parents, runs / STUDY / "recommendation.json")
+    result = judge(study, budget, rows, parents, rec_file)
     checks = {f"servers_{k}": v for k, v in result.pop("checks").items()}
     checks.update(
         servers_search_exit_0=rc == 0 and events.get("next_start_rc", 0) == 0,
@@ -120,9 +127,62 @@ def _phase(args, log, command, judge, folder: Path, services: dict[str, str]) ->
         servers_tracking_outage_met_and_records_written=said("stopped answering")
         and (said("answers again") or said("MLflow records kept in")),
         servers_outbox_empty=not list(outbox.glob("*.json")),
+        **down,
         servers_phase_ran_through=True,
     )
     return {"checks": checks, "events": events, "rc": rc, **result}
+
+
+STAYS_DOWN_TRIALS = 3
+"""Trials added to the study by the step where PostgreSQL stays down past the retries."""
+
+
+def _stays_down(cmd: list[str], env: dict | None, services: dict[str, str]) -> dict:
+    """The same study with a larger budget; after one new trial PostgreSQL stops and stays
+    down until the search has ended by itself: it must exit 2 in one line that says where
+    the frontier so far is, having written it (the study folder's recommendation says
+    why it stopped); then, PostgreSQL back, the same command must finish the budget."""
+    import json
+
+    runs = Path(cmd[cmd.index("--runs-dir") + 1])
+    counter = _Finished(services["AUTOACCEL_TEST_PG_URL"])
+    before = counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    events: dict = {}
+    try:
+        if _wait(proc, lambda: counter() > before, 900):
+            _pg_ctl(services, "stop")
+            down = time.monotonic()
+            err = proc.communicate(timeout=600)[1].decode(errors="replace")
+            events["postgres_stayed_down_s"] = round(time.monotonic() - down, 1)
+        else:
+            err = proc.communicate(timeout=600)[1].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        try:
+            _pg_ctl(services, "start")
+        except subprocess.CalledProcessError:
+            pass  # it was never stopped
+    last = (err.strip().splitlines() or [""])[-1]
+    try:
+        stopped = json.loads((runs / STUDY / "recommendation.json").read_text())
+    except (OSError, ValueError):
+        stopped = {}
+    events["stays_down_rc"], events["stays_down_last_line"] = proc.returncode, last[:300]
+    again = subprocess.run(cmd, capture_output=True, env=env, timeout=1800)
+    events["after_stays_down_rc"] = again.returncode
+    return {
+        "events": events,
+        "servers_stays_down_exit_2_one_line_naming_the_frontier": proc.returncode == 2
+        and last.startswith("error:")
+        and "stopped answering" in last
+        and "the frontier so far is in" in last,
+        "servers_stays_down_frontier_so_far_written": stopped.get("status") == "FAILED"
+        and "stopped answering" in stopped.get("stopped_by", ""),
+        "servers_stays_down_same_command_continues": again.returncode == 0,
+    }
 
 
 def _stores(pg: str, ml: str) -> tuple:

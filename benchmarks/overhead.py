@@ -129,12 +129,8 @@ def instrument() -> None:
         ("_preflight", "start: export preflight"),
         ("_baseline", "start: baseline"),
         ("_project_baseline", "start: baseline projected on every target"),
-        ("_trial", "trial (all)"),
-        ("_monitor", "trial: early-stop monitor set-up"),
-        ("_rule", "trial: early-stop rule set-up"),
         ("_recover", "loop: dead-worker recovery"),
         ("_ask", "loop: ask (+ surplus check)"),
-        ("_evaluate", "trial: evaluate (open+quality+latency)"),
     ]:
         _patch(S, attr, label)
     try:  # candidates judged in a worker process (autoaccel.isolation), when present
@@ -156,6 +152,11 @@ def instrument() -> None:
     import autoaccel.trial_record as record
 
     _patch(sr, "finish", "finish (all)")  # search_run calls its module-level name
+    import autoaccel.search_trial as st_mod
+
+    _patch(sr, "run_trial", "trial (all)")  # search_run calls its module-level name
+    _patch(st_mod, "_rule", "trial: early-stop rule set-up")
+    _patch(st_mod, "_known_infeasible", "trial: known-infeasible lookup")
     _patch(finish, "_confirm", "finish: confirm side by side")
     _patch(finish, "_report", "finish: report")
     _patch(record, "same_recipe", "trial: duplicate lookup")  # imported per call

@@ -174,10 +174,12 @@ class AlwaysStop(HeadroomRule):
 
 
 def test_search_prunes_stopped_trial_and_never_retrains_same_recipe(tmp_path, monkeypatch):
-    from autoaccel.search_run import Search
+    from autoaccel import search_trial
 
     monkeypatch.setattr(
-        Search, "_rule", lambda self, baseline, recipe: AlwaysStop(baseline["accuracy"], [], 0.01)
+        search_trial,
+        "_rule",
+        lambda search, baseline, recipe: AlwaysStop(baseline["accuracy"], [], 0.01),
     )
     space = tmp_path / "distill.yaml"
     space.write_text(SPACE)
