@@ -49,6 +49,7 @@ def build_candidate(
         raise InfeasibleRecipe(
             f"{workload.name} has no torch model to run with {backend}", "no_torch_model"
         )
+    _check_streams(recipe)  # before any training: the runtime would refuse it only at the end
     candidate = Candidate(backend=backend)
     key = workload.fingerprint()
     torch_steps = []
@@ -89,6 +90,23 @@ def build_candidate(
         warmup = workload.latency_inputs(1)
         candidate = replace(candidate, info={**candidate.info, "warmup_inputs": warmup})
     return candidate
+
+
+def _check_streams(recipe: dict[str, Any]) -> None:
+    """OpenVINO splits its threads between streams and quietly runs fewer streams than
+    threads: a recipe that asks for more is infeasible, known before anything is built."""
+    from autoaccel.machine import usable_cores
+
+    if recipe["runtime.backend"] != "openvino":
+        return
+    streams = int(recipe.get("runtime.ov_streams", 1))
+    threads = int(recipe.get("runtime.intra_op_threads", usable_cores()))
+    if streams > threads:
+        raise InfeasibleRecipe(
+            f"OpenVINO cannot run runtime.ov_streams {streams} on {threads} thread(s); give "
+            "each stream at least one thread",
+            "openvino_streams",
+        )
 
 
 def _torch_stage(

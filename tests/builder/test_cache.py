@@ -179,3 +179,20 @@ def test_longer_recovery_fine_tune_continues_the_shorter_ones_checkpoint(
     fresh = build_candidate(_finetuned(400), seed_mlp, tmp_path / "fresh")
     for name, value in _state(fresh).items():
         torch.testing.assert_close(_state(longer)[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_more_openvino_streams_than_threads_is_infeasible_before_any_training(
+    seed_mlp, tmp_path, monkeypatch
+):
+    """OpenVINO would quietly run fewer streams; the build says so before it trains."""
+    from autoaccel.errors import InfeasibleRecipe
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained a recipe that cannot run")
+
+    monkeypatch.setattr(autoaccel.builder, "_torch_stage", no_training)
+    recipe = {**_student(50), "runtime.backend": "openvino", "runtime.ov_streams": 2}
+    with pytest.raises(InfeasibleRecipe) as refused:
+        build_candidate({**recipe, "runtime.intra_op_threads": 1}, seed_mlp, tmp_path)
+    assert refused.value.kind == "openvino_streams" and "1 thread" in str(refused.value)
+    assert not (tmp_path / "models").exists()
