@@ -159,7 +159,13 @@ def test_progress_line_names_the_step_and_the_trials_clock(monkeypatch):
     line = display.step_line()
     assert line.startswith("trial 2/10, 1:30: ") and "1 failed" in line
     display.handle("trial", TrialEvent(1, 10, 10, 0, "complete", 2.5, True))
-    assert display.step_line().startswith("finishing") and "best 2.50x" in display.step_line()
+    line = display.step_line()
+    assert line.startswith("finishing") and "best so far 2.50x within the limit" in line
+    # re-timed at the end: the line shows the figure the recommendation quotes, no other
+    display.handle("done", {"recommended": {"speedup": 1.64}})
+    assert display.step_line() == "done · 1 failed · recommended 1.64x"
+    display.handle("done", {"recommended": None, "verdict": "keep-baseline"})
+    assert "x" not in display.step_line().replace("done", "")
 
 
 def test_progress_line_fits_80_columns_without_cutting_the_step(monkeypatch):
