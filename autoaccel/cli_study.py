@@ -67,7 +67,8 @@ def ui(
     ]
     _check_port_free(host, port)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    typer.echo(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C to stop")
+    page = start_page(f"http://{_url_host(host)}:{port}", _study_experiments(uri))
+    typer.echo(f"MLflow UI on {page} (store {uri}); Ctrl-C to stop")
     code = _serve_until_stopped(cmd, env)
     if code not in (0, None):
         typer.secho(
@@ -77,6 +78,41 @@ def ui(
             fg="red",
         )
         sys.exit(1)
+
+
+def start_page(base: str, experiment_ids: list[str]) -> str:
+    """The page `ui` sends a person to: the study's runs (its only experiment's runs tab),
+    else the experiments list. The UI's own start page is its GenAI home, where no study is
+    shown; `workflowType=machine_learning` keeps the runs view (Models column, charts)
+    rather than the GenAI tabs (traces, evaluations) it would pick for the experiment."""
+    query = "?workflowType=machine_learning"
+    if len(experiment_ids) == 1:
+        return f"{base}/#/experiments/{experiment_ids[0]}/runs{query}"
+    return f"{base}/#/experiments{query}"
+
+
+def _study_experiments(uri: str) -> list[str]:
+    """The ids of the store's active experiments that hold runs (the studies; MLflow's
+    Default one holds none), read through MLflow's client. Empty for a local SQLite store
+    not made yet, or one that cannot be read: the experiments list is then the page."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return []
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        return [
+            e.experiment_id
+            for e in client.search_experiments()
+            if client.search_runs([e.experiment_id], max_results=1)
+        ]
+    except Exception:  # the server still serves the store, or says why it cannot
+        return []
+
+
+def _url_host(host: str) -> str:
+    """`host` as it stands in a URL (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -129,9 +129,15 @@ def log_model(
     session_options: dict[str, Any] | None = None,
 ) -> str | None:
     """`model` (an ONNX file) as an MLflow model of the tracker's parent run (ONNX flavour,
-    with `signature`: the UI's Models column), registered as a new version of
-    `registered_name`. None when that run already holds a version for the same
-    `tags["trial"]` (a re-run that added no trial and recommends the same)."""
+    with `signature`), registered as a new version of `registered_name`. None when that run
+    already holds a version for the same `tags["trial"]` (a re-run that added no trial and
+    recommends the same).
+
+    The logged model is created here, in the parent run's experiment: given only `run_id`
+    and no active run, `mlflow.onnx.log_model` files it under the Default experiment (and
+    its files under that experiment's folder, the launching directory's `mlruns/0`), where
+    the runs table's Models column, which searches the run's own experiment for logged
+    models by `source_run_id`, never finds it."""
     import mlflow.onnx
     import onnx
 
@@ -143,19 +149,38 @@ def log_model(
     )
     if any(v.tags.get("trial") == tags.get("trial") for v in there):
         return None
+    graph = onnx.load(str(model))
+    logged = _create_logged_model(tracker.client, run_id, params, tags)
     with contextlib.redirect_stderr(io.StringIO()):  # "Successfully registered model ..."
         info = mlflow.onnx.log_model(
-            onnx.load(str(model)),
+            graph,
             name="model",
+            model_id=logged.model_id,
             run_id=run_id,
             signature=signature,
             registered_model_name=registered_name,
             pip_requirements=mlflow.onnx.get_default_pip_requirements(),  # else inferred: slow
             onnx_session_options=session_options,
-            params=params,
-            tags=tags,
+            tags=tags,  # the registered version's
         )
     return str(info.registered_model_version)
+
+
+def _create_logged_model(client, run_id: str, params: dict[str, Any], tags: dict[str, str]):
+    """A pending logged model of `run_id`, in that run's experiment, with what
+    `mlflow.onnx.log_model` would have given it: the run's params over `params`, `tags`
+    with MLflow's context tags (user, source)."""
+    from mlflow.tracking.context import registry as context
+
+    run = client.get_run(run_id)
+    merged = {**params, **run.data.params}
+    return client.create_logged_model(
+        experiment_id=run.info.experiment_id,
+        name="model",
+        source_run_id=run_id,
+        params={k: str(v) for k, v in merged.items()},
+        tags={k: str(v) for k, v in context.resolve_tags(tags).items()},
+    )
 
 
 def session_options(candidate) -> dict[str, Any] | None:

@@ -139,10 +139,12 @@ def test_recommended_model_is_an_onnx_mlflow_model_with_a_signature_in_the_regis
     (version,) = client.search_model_versions(f"name = '{STUDY}'")
     assert registered.name == STUDY and str(version.version) == "1"
     assert version.run_id == parent and version.tags["trial"] == str(pick["trial"])
-    (output,) = client.get_run(parent).outputs.model_outputs  # the run's Models column
+    run = client.get_run(parent)
+    (output,) = run.outputs.model_outputs
     logged = client.get_logged_model(output.model_id)
     assert logged.source_run_id == parent and logged.tags["trial"] == str(pick["trial"])
     assert version.source == f"models:/{output.model_id}"
+    _assert_in_the_models_column(client, run, logged, version)
 
     model = mlflow.pyfunc.load_model(f"models:/{STUDY}/1")
     assert "onnx" in model.metadata.flavors
@@ -152,6 +154,30 @@ def test_recommended_model_is_an_onnx_mlflow_model_with_a_signature_in_the_regis
     x = search.workload.latency_inputs(4)
     (predicted,) = model.predict(x).values()
     assert predicted.shape[0] == 4 and np.isfinite(predicted).all()
+
+
+def _assert_in_the_models_column(client, run, logged, version) -> None:
+    """What MLflow 3's runs table reads for a run's Models column: the logged models that a
+    search of the run's experiment returns (its first page), grouped by `source_run_id`,
+    named with the registered versions listed in their `mlflow.modelVersions` tag. A model
+    filed under the Default experiment (what `mlflow.onnx.log_model(run_id=...)` does
+    without an active run) is never found there, nor are its files in the study's folder."""
+    import json
+
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert logged.experiment_id == experiment.experiment_id != "0"
+    assert str(logged.status) == "READY"
+    first_page = client.search_logged_models(
+        experiment_ids=[experiment.experiment_id], max_results=50
+    )
+    shown = [m for m in first_page if m.source_run_id == run.info.run_id]
+    assert [m.model_id for m in shown] == [logged.model_id]
+    listed = json.loads(logged.tags["mlflow.modelVersions"])
+    assert {"name": version.name, "version": str(version.version)} in [
+        {"name": v["name"], "version": str(v["version"])} for v in listed
+    ]
+    assert logged.artifact_location.startswith(experiment.artifact_location)
+    assert not client.search_logged_models(experiment_ids=["0"])
 
 
 def test_a_model_that_cannot_be_logged_is_a_warning_not_a_failure(searched):

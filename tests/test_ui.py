@@ -1,4 +1,5 @@
-"""`autoaccel ui`: a busy port is one line and exit 2; SIGTERM stops the MLflow server too."""
+"""`autoaccel ui`: a busy port is one line and exit 2; SIGTERM stops the MLflow server too;
+the page it prints is the study's runs (the experiments list when there are several)."""
 
 from __future__ import annotations
 
@@ -70,7 +71,33 @@ def test_ui_stopped_by_sigterm_leaves_no_server_on_its_port(tmp_path):
         while _port_taken(port) and time.time() < deadline:
             time.sleep(0.2)
         assert not _port_taken(port), "the MLflow server still holds the port"
-        assert "stopped the MLflow UI" in proc.stdout.read()
+        said = proc.stdout.read()
+        assert "stopped the MLflow UI" in said
+        # no store yet, so no study: the experiments list, in the runs view, not the home page
+        assert f"MLflow UI on http://127.0.0.1:{port}/#/experiments?workflowType=" in said
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_page_is_the_only_studys_runs_else_the_experiments_list(tmp_path):
+    """MLflow's Default experiment (no runs) is not a study; two studies give the list."""
+    from mlflow.tracking import MlflowClient
+
+    from autoaccel.cli_study import _study_experiments, start_page
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert _study_experiments(uri) == []  # not made yet: not made by looking
+    assert not (tmp_path / "mlflow.db").exists()
+    client = MlflowClient(tracking_uri=uri)
+    first = client.create_experiment("study-a", artifact_location=tmp_path.as_uri())
+    client.create_run(first)
+    client.create_experiment("no-runs-yet", artifact_location=tmp_path.as_uri())
+    assert _study_experiments(uri) == [first]
+    base = "http://127.0.0.1:5000"
+    page = start_page(base, _study_experiments(uri))
+    assert page == f"{base}/#/experiments/{first}/runs?workflowType=machine_learning"
+    client.create_run(client.create_experiment("study-b", artifact_location=tmp_path.as_uri()))
+    assert start_page(base, _study_experiments(uri)) == (
+        f"{base}/#/experiments?workflowType=machine_learning"
+    )
