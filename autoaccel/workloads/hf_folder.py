@@ -213,23 +213,34 @@ def _pooling_mode(config_file: Path) -> str:
     return modes[0]
 
 
+def offline() -> None:
+    """Keep transformers and the hub from the network: everything comes from the folder."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
 class HFWorkload(Workload):
     """What every task shares: loading, identity, what the search says at its start."""
 
     task_class = "AutoModel"
+    train_lr = 5e-5
 
-    def __init__(self, folder: Folder, data: Path, options: Options, cache_dir: Path) -> None:
-        self.folder, self.data_path, self.options = folder, Path(data), options
+    def __init__(
+        self, folder: Folder, data: Path | None, options: Options, cache_dir: Path
+    ) -> None:
+        """`data` is the `--data` file, or None for a built-in workload that brings its own
+        judging data (`minilm`) and says what it is in its own `identity()`."""
+        self.folder, self.options = folder, options
+        self.data_path = None if data is None else Path(data)
         self.cache_dir = Path(cache_dir)
         self.name = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.path.resolve().name)[:60] or "model"
         self.onnx_model_type = ORT_MODEL_TYPES.get(folder.model_type)
-        self.train_lr = 5e-5
         self._model = None
         self._notes: list[str] = []
 
     def _load_model(self) -> Any:
         """The fp32 HF model of `task_class`, from the folder only (never the network)."""
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        offline()
         import torch
         import transformers
         from transformers.utils import logging as hf_logging
@@ -266,7 +277,7 @@ class HFWorkload(Workload):
     def identity(self) -> dict:
         return {
             "model": _digest([self.folder.path / "config.json", *self._weight_files()]),
-            "data": _digest(_files(self.data_path)),
+            "data": None if self.data_path is None else _digest(_files(self.data_path)),
             "train": None if self.options.train_data is None
             else _digest(_files(self.options.train_data)),
             "options": self.options.identity(),

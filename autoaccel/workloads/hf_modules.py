@@ -3,7 +3,8 @@
 returns one tensor, the logits or the pooled sentence embedding.
 
 Each keeps the Hugging Face model at `.model` (layer students and head pruning find its layer
-stack by structure: `autoaccel.compress.layout`).
+stack by structure: `autoaccel.compress.layout`), or where a subclass's `slot` says: that name
+prefixes every weight's and exported node's name, so cached weights and graphs keep it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,17 @@ POOLINGS = ("mean", "cls", "max")
 
 
 class _Wrapper(torch.nn.Module):
+    slot = "model"
+    """The attribute that holds the Hugging Face model."""
+
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
-        self.model = model
+        setattr(self, self.slot, model)
+
+    @property
+    def inner(self) -> torch.nn.Module:
+        """The wrapped Hugging Face model, whatever `slot` holds it."""
+        return getattr(self, self.slot)
 
 
 class TextClassifier(_Wrapper):
@@ -29,14 +38,14 @@ class TextClassifier(_Wrapper):
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
 
 
 class ImageClassifier(_Wrapper):
     """An image classifier: pixel values -> logits."""
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=pixel_values).logits
+        return self.inner(pixel_values=pixel_values).logits
 
 
 class SentenceEmbedder(_Wrapper):
@@ -49,7 +58,7 @@ class SentenceEmbedder(_Wrapper):
         self.pooling, self.normalize = pooling, normalize
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
+        hidden = self.inner(input_ids=input_ids, attention_mask=attention_mask)[0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         if self.pooling == "cls":
             pooled = hidden[:, 0]

@@ -9,6 +9,9 @@ Classification is judged by top-1 accuracy (and macro F1) against the label colu
 embeddings by the Spearman correlation of the two texts' cosine with the score column, as
 `minilm` judges its pairs (same batching, so the same model and pairs give the same figure),
 or, without scores, by agreement with the fp32 model's vectors (`teacher_cosine`).
+
+`minilm` is a `SentenceEmbedding` too, whose texts come from its own data instead of `--data`
+(the `_load_data`, `_train_columns`, `_latency_text` and `_agreement_texts` hooks).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import numpy as np
 from autoaccel.errors import UserError
 from autoaccel.workloads.base import Batch, Inputs, Predict
 from autoaccel.workloads.data_files import Rows, class_indices, read_table, split
-from autoaccel.workloads.hf_folder import Folder, HFWorkload, Options
-from autoaccel.workloads.similarity import spearman, unit_rows
+from autoaccel.workloads.hf_folder import Folder, HFWorkload, Options, offline
+from autoaccel.workloads.similarity import row_cosines, spearman, unit_rows
 
 EVAL_BATCH = 32
 TRAIN_BATCH = 16
@@ -35,11 +38,27 @@ class TextWorkload(HFWorkload):
     task_class = "AutoModel"
     by_text = False
     """Split `--data` by texts (pairs judged only inside the judging texts) or by rows."""
+    input_names: tuple[str, ...] = ("input_ids", "attention_mask")
+    dynamic_axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "sequence"},
+    }
 
-    def __init__(self, folder: Folder, data: Path, options: Options, cache_dir: Path) -> None:
+    def __init__(
+        self, folder: Folder, data: Path | None, options: Options, cache_dir: Path
+    ) -> None:
         super().__init__(folder, data, options, cache_dir)
-        self.tokenizer = self._load_tokenizer()
+        self._tokenizer = None
+        self._batches: list[Batch] | None = None
         self.max_length = options.max_length or self._model_length()
+        self._load_data()
+
+    def _load_data(self) -> None:
+        """Where the judging and training texts come from: `--data` (and `--train-data`),
+        split by `data_files.split`; also sets `seq_len`, the timed length. A workload with
+        data of its own (`minilm`) overrides this."""
+        data, options = self.data_path, self.options
+        assert data is not None  # only a workload with its own _load_data goes without
         rows = _read(data, options, "--data")
         train = _read(options.train_data, options, "--train-data") if options.train_data else None
         rows, train = self._targets(rows, train)
@@ -61,8 +80,15 @@ class TextWorkload(HFWorkload):
             f"judging texts' token counts); texts are cut at {self.max_length} tokens",
         ]
 
+    @property
+    def tokenizer(self):
+        """The folder's own tokenizer, loaded on first use."""
+        if self._tokenizer is None:
+            self._tokenizer = self._load_tokenizer()
+        return self._tokenizer
+
     def _load_tokenizer(self):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        offline()
         from transformers import AutoTokenizer
 
         try:
@@ -84,13 +110,22 @@ class TextWorkload(HFWorkload):
     def _targets(self, rows: Rows, train: Rows | None) -> tuple[Rows, Rows | None]:
         return rows, train
 
-    def tokenize(self, columns: tuple[list[str], ...], length: int | None = None) -> Inputs:
-        """int64 model inputs: padded to the longest row, or to exactly `length` tokens."""
+    def tokenize(
+        self,
+        columns: tuple[list[str], ...] | list[str],
+        length: int | None = None,
+        cut: int | None = None,
+    ) -> Inputs:
+        """int64 model inputs of a list of texts, or of a tuple of columns (text pairs): padded
+        to the longest row, or to exactly `length` tokens; cut at `cut` tokens (default
+        `max_length`) by the tokenizer, so a cut row still ends as the model expects."""
+        if isinstance(columns, list):
+            columns = (columns,)
         enc = self.tokenizer(
             *[list(c) for c in columns],
             padding="max_length" if length else "longest",
             truncation=True,
-            max_length=length or self.max_length,
+            max_length=length or cut or self.max_length,
             return_tensors="np",
         )
         return {n: np.ascontiguousarray(enc[n], dtype=np.int64) for n in self.input_names}
@@ -102,10 +137,14 @@ class TextWorkload(HFWorkload):
     def _judge_columns(self) -> tuple[list[str], ...]:
         return self.judge.inputs
 
+    def _latency_text(self) -> str:
+        """A text longer than `seq_len` tokens: training texts run together."""
+        return " ".join(self.train.texts()[:200])
+
     def latency_inputs(self, batch_size: int = 1) -> Inputs:
-        """Training texts run together and cut at `seq_len`: real tokens in every place."""
-        text = " ".join(self.train.texts()[:200])
-        one = self.tokenize(([text],), length=self.seq_len)
+        """A training text cut at `seq_len`: real tokens in every place (no padding a runtime
+        could skip), shape (batch_size, seq_len)."""
+        one = self.tokenize(([self._latency_text()],), length=self.seq_len)
         return {n: np.repeat(a, batch_size, axis=0) for n, a in one.items()}
 
     def calibration_inputs(self) -> list[Inputs]:
@@ -122,21 +161,32 @@ class TextWorkload(HFWorkload):
         return None
 
     def training_batches(self) -> list[Batch]:
-        """Training rows of similar length together, 16 a batch, batches in a fixed shuffled
-        order (as `minilm` trains): the same list every call."""
-        if getattr(self, "_batches", None) is None:
-            cols, labels = self._train_columns(), self._train_labels()
-            lengths = self.tokenize(cols)["attention_mask"].sum(axis=1)
-            order = np.argsort(lengths, kind="stable")
-            chunks = [order[i : i + TRAIN_BATCH] for i in range(0, len(order), TRAIN_BATCH)]
-            self._batches = [
-                (
-                    self.tokenize(tuple([c[i] for i in chunks[k]] for c in cols)),
-                    None if labels is None else labels[chunks[k]],
-                )
-                for k in np.random.default_rng(0).permutation(len(chunks))
-            ]
+        """`batches_by_length()` at 16 rows x `max_length`, made once: the same list every call
+        (checkpoints and cached teacher outputs are keyed by its content)."""
+        if self._batches is None:
+            self._batches = self.batches_by_length()
         return self._batches
+
+    def batches_by_length(
+        self, batch_size: int = TRAIN_BATCH, max_length: int | None = None
+    ) -> list[Batch]:
+        """Training rows sorted by token count and cut into batches (little padding: roughly
+        twice the steps per second of random batches), the batch order then shuffled with a
+        fixed seed so a cycle does not run from the shortest to the longest; rows cut at
+        `max_length` tokens (default the workload's)."""
+        if max_length is not None and max_length > self.max_length:
+            raise ValueError(f"max_length {max_length} exceeds the workload's {self.max_length}")
+        cols, labels = self._train_columns(), self._train_labels()
+        lengths = self.tokenize(cols)["attention_mask"].sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        return [
+            (
+                self.tokenize(tuple([c[i] for i in chunks[k]] for c in cols), cut=max_length),
+                None if labels is None else labels[chunks[k]],
+            )
+            for k in np.random.default_rng(0).permutation(len(chunks))
+        ]
 
     def run(self, predict: Predict, columns: tuple[list[str], ...]) -> np.ndarray:
         """`predict` over rows in their order, batched by character length (as `minilm`)."""
@@ -216,9 +266,10 @@ class SentenceEmbedding(TextWorkload):
 
     output_kind = "embedding"
     by_text = True
+    metric_ranges = {"spearman": (-1.0, 1.0), "teacher_cosine": (-1.0, 1.0)}
 
-    def __init__(self, folder: Folder, data: Path, options: Options, cache_dir: Path) -> None:
-        super().__init__(folder, data, options, cache_dir)
+    def _load_data(self) -> None:
+        super()._load_data()
         self.texts = self.judge.texts()
         agreement = (
             f"mean cosine between the candidate's and the fp32 model's embeddings of the "
@@ -228,13 +279,12 @@ class SentenceEmbedding(TextWorkload):
             self.metric = "spearman"
             self.metric_description = (
                 f"Spearman of embedding cosine vs the score column over {len(self.judge)} "
-                f"pairs of {data.name}"
+                f"pairs of {self.data_path.name}"
             )
             self.metrics = {"teacher_cosine": agreement}
         else:
             self.metric, self.metric_description, self.metrics = "teacher_cosine", agreement, {}
-        self.metric_ranges = {"spearman": (-1.0, 1.0), "teacher_cosine": (-1.0, 1.0)}
-        self._notes.append(f"sentence embedding: {folder.pooling_source}")
+        self._notes.append(f"sentence embedding: {self.folder.pooling_source}")
 
     def _wrap(self, model):
         from autoaccel.workloads.hf_modules import SentenceEmbedder
@@ -255,12 +305,20 @@ class SentenceEmbedding(TextWorkload):
     def _judge_columns(self) -> tuple[list[str], ...]:
         return (self.judge.texts(),)
 
+    def embed(self, predict: Predict, texts: list[str]) -> np.ndarray:
+        """Embeddings of `texts` in their order; batched by length so short words pay little."""
+        return self.run(predict, (texts,))
+
+    def _agreement_texts(self) -> list[str]:
+        """The texts a candidate's vectors are held to the fp32 model's on."""
+        return self.texts
+
     def teacher_embeddings(self) -> np.ndarray:
-        """The fp32 teacher's embeddings of the judging texts, cached per fingerprint."""
+        """The fp32 teacher's embeddings of the agreement texts, cached per fingerprint."""
         path = self.cache_dir / "workloads" / f"{self.name}-{self.fingerprint()}-teacher.npy"
         if path.exists():
             return np.load(path)
-        emb = self.run(self.teacher_predict, (self.texts,))
+        emb = self.embed(self.teacher_predict, self._agreement_texts())
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
         np.save(tmp, emb)
@@ -268,15 +326,15 @@ class SentenceEmbedding(TextWorkload):
         return emb
 
     def evaluate(self, predict: Predict) -> dict[str, float]:
-        emb = unit_rows(self.run(predict, (self.texts,)))
+        emb = unit_rows(self.embed(predict, self.texts))
         scores = {}
         if self.judge.scores is not None:
             row = {t: k for k, t in enumerate(self.texts)}
             a = emb[[row[t] for t in self.judge.inputs[0]]]
             b = emb[[row[t] for t in self.judge.inputs[1]]]
-            scores["spearman"] = spearman(np.sum(a * b, axis=1), self.judge.scores)
+            scores["spearman"] = spearman(row_cosines(a, b), self.judge.scores)
         teacher = unit_rows(self.teacher_embeddings())
-        scores["teacher_cosine"] = float(np.mean(np.sum(emb * teacher, axis=1)))
+        scores["teacher_cosine"] = float(np.mean(row_cosines(emb, teacher)))
         return scores
 
 
