@@ -60,14 +60,26 @@ def text_classifier(folder: Path, labels: tuple[str, ...] = ("neg", "pos")) -> P
     return folder
 
 
-def sentence_embedder(folder: Path, pooling: str = "mean", normalize: bool = True) -> Path:
-    """A tiny BertModel laid out as sentence-transformers saves one (modules.json, pooling)."""
+def sentence_embedder(
+    folder: Path, pooling: str = "mean", normalize: bool = True, kind: str = "bert"
+) -> Path:
+    """A tiny encoder (BertModel, or DistilBertModel with `kind="distilbert"`) laid out as
+    sentence-transformers saves one (modules.json, pooling)."""
     import torch
-    from transformers import BertModel
 
     _quiet()
     torch.manual_seed(0)
-    BertModel(_bert_config(architectures=["BertModel"])).save_pretrained(folder)
+    if kind == "distilbert":
+        from transformers import DistilBertConfig, DistilBertModel
+
+        config = DistilBertConfig(
+            dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64
+        )
+        DistilBertModel(config).save_pretrained(folder)
+    else:
+        from transformers import BertModel
+
+        BertModel(_bert_config(architectures=["BertModel"])).save_pretrained(folder)
     copy_tokenizer(folder)
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
