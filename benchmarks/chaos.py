@@ -482,11 +482,15 @@ def main() -> int:
     if "trials" in servers:
         events = servers["events"]
         table += [
-            ["servers: finished trials / budget", f"{servers['trials']} / {args.servers_budget}"],
+            ["servers: finished trials / budget", f"{servers['trials']} / {servers['budget']}"],
             ["servers: states", ", ".join(f"{k} {v}" for k, v in servers["states"].items())],
             ["servers: tracking server down", f"{events.get('tracking_server_down_s')} s"],
             ["servers: records kept while down", str(events.get("records_kept_while_down"))],
-            ["servers: PostgreSQL down", f"{events.get('postgres_down_s')} s"],
+            [
+                "servers: PostgreSQL down / stayed down",
+                f"{events.get('postgres_down_s')} s / "
+                f"{events.get('postgres_stayed_down_s')} s (exit {events.get('stays_down_rc')})",
+            ],
             ["servers: search wall time", f"{events.get('search_s')} s"],
         ]
     if args.json:

@@ -130,7 +130,7 @@ def _phase(args, log, command, judge, folder: Path, services: dict[str, str]) ->
         **down,
         servers_phase_ran_through=True,
     )
-    return {"checks": checks, "events": events, "rc": rc, **result}
+    return {"checks": checks, "events": events, "rc": rc, "budget": budget, **result}
 
 
 STAYS_DOWN_TRIALS = 3
