@@ -493,9 +493,13 @@ def main() -> int:
             ],
             ["servers: search wall time", f"{events.get('search_s')} s"],
         ]
-    if args.json:
+    if args.json:  # and its table beside it
         args.json.write_text(json.dumps(payload, indent=2, default=str))
-        print("\n".join(f"| {a} | {b} |" for a, b in table))
+        rows = "\n".join(f"| {a} | {b} |" for a, b in table)
+        args.json.with_suffix(".md").write_text(
+            f"# {args.json.stem}\n\n| check | result |\n|---|---|\n{rows}\n"
+        )
+        print(rows)
     else:
         write("chaos", payload, table, ["check", "result"])
     return 0 if ok else 1
