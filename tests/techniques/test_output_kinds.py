@@ -260,3 +260,39 @@ def test_readme_workload_gets_every_technique_with_detected_logits(tmp_path, mon
     assert search_notes(workload) == [output_kind_note(workload)]
     for name in ("distill", "prune"):
         assert REGISTRY[name].params(workload), name
+
+
+def residual_digits() -> UserDigits:
+    """`module:factory` for a search on the user's residual CNN (trained here, a few s)."""
+    data = _digits()
+    return UserDigits(train_teacher(data), data)
+
+
+def test_a_search_on_the_residual_cnn_finds_a_distilled_student_within_the_limit(
+    tmp_path, one_training_thread
+):
+    """Issue 17's acceptance for the CNN: the search's distilled student (three quarters of
+    the channels, dependency-aware, the logits loss) keeps accuracy within the default limit."""
+    import json
+
+    import autoaccel
+
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "version: 1\ntechniques:\n  runtime:\n    backend: [onnxruntime]\n  distill:\n"
+        "    mode: [student]\n    width: [0.75]\n    steps: [300]\n"
+    )
+    result = autoaccel.search(
+        "test_output_kinds:residual_digits",
+        space=str(space),
+        budget=1,
+        runs_dir=tmp_path / "runs",
+        measure_seconds=0.02,
+        targets=["cpu-local"],
+        isolate=False,
+    )
+    rec = json.loads((result.out_dir / "recommendation.json").read_text())
+    (point,) = [p for p in rec["frontier"] if p["trial"] == 0]
+    assert point["recipe"]["distill.width"] == 0.75
+    assert rec["baseline"]["accuracy"] > 0.9
+    assert point["accuracy"] >= rec["baseline"]["accuracy"] - 0.01  # the default limit
