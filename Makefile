@@ -24,9 +24,10 @@ demo: $(STAMP)
 	$(BIN)/autoaccel search --workload minilm --space quick --budget 10
 
 # every core; a module's tests stay on one worker, so its fixtures (a trained teacher, a
-# finished search, the PostgreSQL services) are built once
+# finished search, the PostgreSQL services) are built once; the longest modules are handed
+# out first (tests/conftest.py orders them; xdist's reordering would put them last)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check autoaccel tests benchmarks

@@ -103,6 +103,28 @@ def digits_cnn(cache_dir: Path) -> DigitsCNN:
     return workload
 
 
+@pytest.fixture(scope="session")
+def cache_teacher(request: pytest.FixtureRequest):
+    """`cache_teacher(runs_dir, name)` puts the session's trained teacher (seed-mlp or
+    digits-cnn) in `runs_dir/cache/workloads`, where a search looks before it trains one.
+    The file is the one that search would write: training is seeded and deterministic and the
+    file is named by the workload's fingerprint. Each search in a new runs folder otherwise
+    trains it again (3-7 s of CPU, twice when two workers start together)."""
+    import shutil
+
+    fixtures = {"seed-mlp": "seed_mlp", "digits-cnn": "digits_cnn"}
+
+    def put(runs_dir: Path, name: str = "seed-mlp") -> Path:
+        workload = request.getfixturevalue(fixtures[name])
+        weights = f"{workload.name}-{workload.fingerprint()}.pt"
+        folder = Path(runs_dir) / "cache" / "workloads"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(workload.cache_dir / "workloads" / weights, folder / weights)
+        return Path(runs_dir)
+
+    return put
+
+
 def _write_linear_onnx(folder: Path, n_features: int = 4, n_classes: int = 3) -> Path:
     """A tiny classifier exported from torch (Linear + Softmax), batch axis dynamic."""
     import warnings
@@ -174,3 +196,28 @@ def shared_machine_tolerated() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUTOACCEL_BUSY_CORES", "1000")
         yield
+
+
+# -- the order `make test` hands modules out in ----------------------------------------------
+# `--dist loadfile --no-loadscope-reorder`: a module's tests stay on one worker (its module
+# fixtures, a trained teacher or a finished search, are built once), and modules are handed
+# out in collection order. pytest-xdist's default order (most tests first) left the modules of
+# a few long tests (workers, README, scenarios, scale-out) for the end, one worker busy with
+# them while the other waited: the modules that take longest come first.
+HEAVIEST_FIRST = (
+    "test_readme_commands.py",
+    "test_scale_out.py",
+    "test_search_scenarios.py",
+    "test_workers.py",
+    "test_isolation.py",
+    "test_cli.py",
+    "test_search.py",
+    "test_stores.py",
+    "test_tracking_outbox.py",
+    "test_time_limits.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(HEAVIEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-module order

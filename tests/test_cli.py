@@ -59,8 +59,8 @@ def test_help_lists_every_search_option_without_importing_heavy_libraries():
     assert probe.stdout.strip() == "[]"
 
 
-def test_search_end_to_end_prints_frontier_and_recommendation(tmp_path):
-    runs = tmp_path / "out"
+def test_search_end_to_end_prints_frontier_and_recommendation(tmp_path, cache_teacher):
+    runs = cache_teacher(tmp_path / "out", "digits-cnn")
     out = run(
         "search",
         "--workload",
@@ -128,8 +128,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ui_serves_mlflow_on_loopback(tmp_path):
-    runs = tmp_path / "runs"
+def test_ui_serves_mlflow_on_loopback(tmp_path, cache_teacher):
+    runs = cache_teacher(tmp_path / "runs")
     assert (
         run(
             "search",
@@ -188,12 +188,14 @@ def test_ui_without_a_store_says_how_to_make_one(tmp_path):
     assert out.returncode == 2 and "run `autoaccel search` first" in out.stderr
 
 
-def test_report_command_rewrites_report_and_logs_it_to_the_latest_parent_run(tmp_path):
+def test_report_command_rewrites_report_and_logs_it_to_the_latest_parent_run(
+    tmp_path, cache_teacher
+):
     import sqlite3
 
     import autoaccel
 
-    runs = tmp_path / "runs"
+    runs = cache_teacher(tmp_path / "runs")
     autoaccel.search("seed-mlp", budget=2, runs_dir=runs, space="quick", measure_seconds=0.03)
     html = runs / "seed-mlp-quick" / "report.html"
     html.unlink()  # written by the search; the command writes it again

@@ -3,7 +3,8 @@
 The quick start (`make demo`) leaves a study `minilm-quick` in `runs/`; here a seed-mlp search
 named `minilm-quick` stands in for it (the commands only read the study), so the commands run
 in seconds, not minutes. Searches get `--measure-seconds 0.03` (timing, not behaviour) and
-`/tmp/aa` becomes a temporary folder; nothing else is changed.
+`/tmp/aa` becomes a temporary folder; nothing else is changed. Each runs folder starts with
+the trained teacher in its cache (the file a first search writes), so no command trains it.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ def _cli(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.Complet
 
 
 @pytest.fixture(scope="module")
-def quick_started(tmp_path_factory) -> Path:
+def quick_started(tmp_path_factory, cache_teacher) -> Path:
     """A folder whose runs/ holds a finished study named as the demo's (minilm-quick)."""
     home = tmp_path_factory.mktemp("home")
+    cache_teacher(home / "runs")
     space = home / "ort.yaml"  # an ONNX Runtime build beats PyTorch eager: a recommendation
     space.write_text("version: 1\ntechniques:\n  runtime:\n    backend: [onnxruntime]\n")
     out = _cli(
@@ -109,7 +111,10 @@ def test_readme_lists_the_commands_this_test_runs():
     assert any(c.startswith("autoaccel report") for c in commands)
 
 
-def test_every_readme_command_runs_as_written_after_the_quick_start(quick_started, tmp_path):
+def test_every_readme_command_runs_as_written_after_the_quick_start(
+    quick_started, tmp_path, cache_teacher
+):
+    cache_teacher(tmp_path / "aa", "digits-cnn")  # the README's searches train no teacher here
     for command in readme_commands():
         if command in NOT_RUN:
             continue

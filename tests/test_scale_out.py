@@ -57,9 +57,12 @@ def services():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _worker(svc, tmp: Path, study: str, space: str, budget: int, name: str, tracking=True):
+def _worker(
+    svc, teacher, tmp: Path, study: str, space: str, budget: int, name: str, tracking=True
+):
     space_file = tmp / f"{name}.yaml"
     space_file.write_text(space)
+    teacher(tmp / name)  # this machine's cache holds the trained teacher
     cmd = [sys.executable, "-m", "autoaccel.cli", "search", "--workload", "seed-mlp"]
     cmd += ["--space", str(space_file), "--budget", str(budget), "--study", study]
     cmd += ["--storage", svc["AUTOACCEL_TEST_PG_URL"], "--measure-seconds", "0.03"]
@@ -92,9 +95,14 @@ def _runs(svc, study: str):
     return parents, children
 
 
-def test_three_workers_on_postgres_and_an_mlflow_server_finish_budget_12(services, tmp_path):
+def test_three_workers_on_postgres_and_an_mlflow_server_finish_budget_12(
+    services, tmp_path, cache_teacher
+):
     study = f"scale-{uuid.uuid4().hex[:8]}"
-    workers = [_worker(services, tmp_path, study, FAST_SPACE, 12, f"w{i}") for i in range(3)]
+    workers = [
+        _worker(services, cache_teacher, tmp_path, study, FAST_SPACE, 12, f"w{i}")
+        for i in range(3)
+    ]
     for w in workers:
         _, err = w.communicate(timeout=900)
         assert w.returncode == 0, err.decode()[-3000:]
@@ -130,9 +138,9 @@ def test_three_workers_on_postgres_and_an_mlflow_server_finish_budget_12(service
     assert "seed-mlp" in (out / "report.md").read_text()
 
 
-def test_a_worker_killed_mid_trial_is_recovered_by_another(services, tmp_path):
+def test_a_worker_killed_mid_trial_is_recovered_by_another(services, tmp_path, cache_teacher):
     study = f"kill-{uuid.uuid4().hex[:8]}"
-    first = _worker(services, tmp_path, study, SLOW_SPACE, 2, "a")
+    first = _worker(services, cache_teacher, tmp_path, study, SLOW_SPACE, 2, "a")
     deadline = time.time() + 300
     while True:
         assert first.poll() is None, first.stderr.read().decode()[-3000:]
@@ -146,7 +154,7 @@ def test_a_worker_killed_mid_trial_is_recovered_by_another(services, tmp_path):
         time.sleep(0.5)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    second = _worker(services, tmp_path, study, SLOW_SPACE, 2, "b")
+    second = _worker(services, cache_teacher, tmp_path, study, SLOW_SPACE, 2, "b")
     _, err = second.communicate(timeout=900)
     assert second.returncode == 0, err.decode()[-3000:]
     trials = _study(services, study).trials
@@ -157,7 +165,7 @@ def test_a_worker_killed_mid_trial_is_recovered_by_another(services, tmp_path):
     assert sorted(int(c.data.tags["trial"]) for c in children) == [0, 1]
 
 
-def test_the_database_going_away_mid_search_is_retried(services, tmp_path):
+def test_the_database_going_away_mid_search_is_retried(services, tmp_path, cache_teacher):
     """PostgreSQL stopped for a few seconds while a search runs (MLflow on local SQLite
     here, so only the study store goes away): the worker retries and finishes the budget."""
     pg_ctl, data = services.get("AUTOACCEL_TEST_PG_CTL"), services.get("AUTOACCEL_TEST_PG_DATA")
@@ -165,7 +173,7 @@ def test_the_database_going_away_mid_search_is_retried(services, tmp_path):
         pytest.skip("the PostgreSQL server is not ours to stop (no AUTOACCEL_TEST_PG_CTL)")
     as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     study = f"retry-{uuid.uuid4().hex[:8]}"
-    worker = _worker(services, tmp_path, study, FAST_SPACE, 8, "r", tracking=False)
+    worker = _worker(services, cache_teacher, tmp_path, study, FAST_SPACE, 8, "r", tracking=False)
     deadline = time.time() + 300
     while True:
         assert worker.poll() is None, worker.stderr.read().decode()[-3000:]

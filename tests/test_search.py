@@ -28,8 +28,8 @@ def _mlflow_runs(runs):
     return rows
 
 
-def test_search_reaches_budget_and_writes_outputs(tmp_path):
-    runs = tmp_path / "runs"
+def test_search_reaches_budget_and_writes_outputs(tmp_path, cache_teacher):
+    runs = cache_teacher(tmp_path / "runs")
     result = autoaccel.search("seed-mlp", budget=5, runs_dir=runs, **FAST)
     assert result.n_trials == 5
     study = _study(runs, "seed-mlp-quick")
@@ -69,8 +69,8 @@ def test_search_reaches_budget_and_writes_outputs(tmp_path):
     assert len(children) == 5 and all(r[2] == parents[0][0] for r in children)
 
 
-def test_search_resumes_to_new_budget_without_repeating(tmp_path):
-    runs = tmp_path / "runs"
+def test_search_resumes_to_new_budget_without_repeating(tmp_path, cache_teacher):
+    runs = cache_teacher(tmp_path / "runs")
     autoaccel.search("seed-mlp", budget=3, runs_dir=runs, **FAST)
     result = autoaccel.search("seed-mlp", budget=5, runs_dir=runs, **FAST)
     study = _study(runs, "seed-mlp-quick")
@@ -86,12 +86,12 @@ def test_search_resumes_to_new_budget_without_repeating(tmp_path):
     assert again.n_trials == 5  # already at budget: no new trial
 
 
-def test_resume_replaces_a_baseline_timed_on_a_busy_machine(tmp_path):
+def test_resume_replaces_a_baseline_timed_on_a_busy_machine(tmp_path, cache_teacher):
     """A baseline timed while other work loaded the CPU inflates every speedup of the study;
     each start re-times it and keeps the faster figure, and a faster stored one stays."""
     from autoaccel.frontier import baseline_key
 
-    runs = tmp_path / "runs"
+    runs = cache_teacher(tmp_path / "runs")
     first = autoaccel.search("seed-mlp", budget=2, runs_dir=runs, **FAST)
     study = _study(runs, "seed-mlp-quick")
     honest = study.user_attrs["baseline"]
@@ -169,13 +169,15 @@ def test_nan_quality_is_a_failure_not_a_frontier_point(tmp_path, monkeypatch):
     assert "no trial completed" in result.recommendation["reason"]
 
 
-def test_conflicting_study_is_refused(tmp_path):
+def test_conflicting_study_is_refused(tmp_path, cache_teacher):
+    cache_teacher(tmp_path)
     autoaccel.search("seed-mlp", budget=1, runs_dir=tmp_path, study="shared", **FAST)
     with pytest.raises(UserError, match="different workload"):
         autoaccel.search("digits-cnn", budget=1, runs_dir=tmp_path, study="shared", **FAST)
 
 
-def test_repeated_recipe_reuses_figures_instead_of_rebuilding(tmp_path):
+def test_repeated_recipe_reuses_figures_instead_of_rebuilding(tmp_path, cache_teacher):
+    cache_teacher(tmp_path)
     space = tmp_path / "one.yaml"  # a space with a single point: every trial repeats it
     space.write_text("version: 1\ntechniques:\n  runtime:\n    backend: [onnxruntime]\n")
     result = autoaccel.search(
@@ -244,8 +246,9 @@ class _BrokenOpenVINO:
     ],
 )
 def test_runtime_error_fails_the_trial_with_its_traceback_unless_a_known_reason(
-    tmp_path, monkeypatch, error, state, reason
+    tmp_path, monkeypatch, error, state, reason, cache_teacher
 ):
+    cache_teacher(tmp_path)
     from autoaccel.evaluate import runners
 
     monkeypatch.setattr(runners, "_ov_core", lambda: _BrokenOpenVINO(error))

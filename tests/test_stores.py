@@ -100,15 +100,14 @@ def test_a_new_store_appears_whole_under_its_name_and_is_left_alone_after(tmp_pa
 
 
 def test_store_creation_killed_at_several_points_then_a_search_in_the_folder_continues(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, cache_teacher
 ):
     """MLflow's schema is ~1,700 statements: kills at the start, middle and end of it, both
     as MLflow itself builds it in place (how the chaos benchmark broke a runs folder: a
     half-migrated mlflow.db every later start refused) and as autoaccel now builds it
     aside; Optuna's likewise. Then the same folder takes a search to its budget."""
     monkeypatch.setenv("AUTOACCEL_STORE_TEMPLATES", str(tmp_path / "no-templates"))
-    runs = tmp_path / "runs"
-    runs.mkdir()
+    runs = cache_teacher(tmp_path / "runs")
     mlflow_db, optuna_db = runs / "mlflow.db", runs / "optuna.db"
     mlflow_url, optuna_url = f"sqlite:///{mlflow_db}", f"sqlite:///{optuna_db}"
 
@@ -345,9 +344,9 @@ def _whole(runs: Path, budget: int) -> None:
 
 
 def test_a_full_then_read_only_disk_stops_in_one_line_and_the_same_command_continues(
-    small_disk,
+    small_disk, cache_teacher
 ):
-    runs = small_disk / "runs"
+    runs = cache_teacher(small_disk / "runs")
     assert _search(runs, 1).returncode == 0
     _whole(runs, 1)
 

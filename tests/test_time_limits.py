@@ -97,10 +97,12 @@ class _SpentAfter(Deadline):
         return type(self).looks > 3
 
 
-def test_time_budget_ends_at_a_trial_boundary_with_every_output(tmp_path, monkeypatch):
+def test_time_budget_ends_at_a_trial_boundary_with_every_output(
+    tmp_path, monkeypatch, cache_teacher
+):
     monkeypatch.setattr(search_run, "Deadline", _SpentAfter)
     _SpentAfter.looks = 0
-    runs = tmp_path / "runs"
+    runs = cache_teacher(tmp_path / "runs")
     result = autoaccel.search("seed-mlp", time_budget="10m", runs_dir=runs, **FAST)
     assert result.n_trials == 3  # three boundaries passed, the fourth look ended it
     assert "--time-budget 10m spent" in result.stopped_by

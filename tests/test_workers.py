@@ -80,8 +80,8 @@ def _wait_for_running_trial(runs: Path, proc: subprocess.Popen, timeout: float =
     raise AssertionError("no trial started")
 
 
-def test_kill_9_mid_trial_then_same_command_finishes_budget_exactly(tmp_path):
-    runs, space = tmp_path / "runs", tmp_path / "slow.yaml"
+def test_kill_9_mid_trial_then_same_command_finishes_budget_exactly(tmp_path, cache_teacher):
+    runs, space = cache_teacher(tmp_path / "runs"), tmp_path / "slow.yaml"
     space.write_text(SLOW_SPACE)
     first = _search(runs, space, 2)
     _wait_for_running_trial(runs, first)
@@ -108,8 +108,8 @@ def test_kill_9_mid_trial_then_same_command_finishes_budget_exactly(tmp_path):
     assert children == [(2,)]  # one run per trial, the dead one logged once
 
 
-def test_two_workers_on_one_study_finish_the_budget_exactly(tmp_path):
-    runs, space = tmp_path / "runs", tmp_path / "fast.yaml"
+def test_two_workers_on_one_study_finish_the_budget_exactly(tmp_path, cache_teacher):
+    runs, space = cache_teacher(tmp_path / "runs"), tmp_path / "fast.yaml"
     space.write_text(FAST_SPACE)
     workers = [_search(runs, space, 6) for _ in range(2)]
     for w in workers:
@@ -129,8 +129,8 @@ def test_two_workers_on_one_study_finish_the_budget_exactly(tmp_path):
     assert [p for (p,) in parents] == ["FINISHED", "FINISHED"]  # both workers ran and ended
 
 
-def test_n_jobs_runs_several_workers_that_share_the_budget(tmp_path):
-    runs, space = tmp_path / "runs", tmp_path / "fast.yaml"
+def test_n_jobs_runs_several_workers_that_share_the_budget(tmp_path, cache_teacher):
+    runs, space = cache_teacher(tmp_path / "runs"), tmp_path / "fast.yaml"
     space.write_text(FAST_SPACE)
     cmd = [sys.executable, "-m", "autoaccel.cli", "search", "--workload", "seed-mlp"]
     cmd += ["--space", str(space), "--budget", "6", "--runs-dir", str(runs), "--study", "w"]
