@@ -132,9 +132,14 @@ def test_openvino_default_precision_is_f32_not_the_plugin_bf16_default(seed_mlp,
 
 
 def test_openvino_more_streams_than_threads_is_infeasible(seed_mlp, cache_dir):
+    """Refused by the build before anything is built; and should a candidate reach the
+    runtime so (its session set by hand), the runtime's own check refuses it too."""
     recipe = {**OV, "runtime.ov_streams": 2}  # one thread
+    with pytest.raises(InfeasibleRecipe, match="ov_streams 2 on 1 thread"):
+        build_candidate(recipe, seed_mlp, cache_dir)
+    built = build_candidate(OV, seed_mlp, cache_dir).with_session(ov_streams=2)
     with pytest.raises(InfeasibleRecipe, match="OpenVINO runs 1 stream"):
-        open_runner(build_candidate(recipe, seed_mlp, cache_dir), seed_mlp.input_names)
+        open_runner(built, seed_mlp.input_names)
 
 
 @pytest.mark.parametrize(
