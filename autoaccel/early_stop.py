@@ -25,9 +25,16 @@ feasible candidate is faster beyond timing noise (`NOISE`) and better than even 
 reachable quality plus the margin:
 
     q_f + headroom(f) + margin <= q_other   and   objective_other * (1 + NOISE) <= own
- A stopped trial is told to Optuna as PRUNED
-with its projected constraint violation, its training time and curve are kept, and nothing
-partial is cached.
+
+Where no such build was timed, the trial times its own build *untrained* before it trains
+(the same structure and quantization with the training steps at 0: weights change what a
+model computes, not how long it takes), in a short interleaved timing beside the baseline,
+so a slow architecture that cannot beat a faster, better candidate stops at a quarter of its
+training instead of finishing it. The timing is kept (`untrained_ms`) for later trials of the
+same build, and only taken when the rule could use it: a stage with enough curves and a
+feasible candidate to compare with. A stopped trial is told to Optuna as PRUNED with its
+projected constraint violation, its training time and curve are kept, and nothing partial is
+cached.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ TRAINING_ONLY = ("distill.steps", "distill.temperature", "distill.alpha", "prune
 """Recipe settings that change how a model is trained, never what is built and timed."""
 NOISE = 0.05
 """How much faster (relative) another candidate must be to count as faster than a build."""
+TRAINING_STEPS = {"distill.steps": "distill", "prune.finetune_steps": "prune"}
+"""Step counts of the training stages (recipe key -> stage): 0 builds the model untrained."""
 
 
 class TrainingStopped(Exception):
@@ -55,14 +64,17 @@ class TrainingStopped(Exception):
         projected: float,
         curve: dict[str, dict[float, float]] | None = None,
         seconds: float = 0.0,
+        untrained_ms: float | None = None,
     ) -> None:
         super().__init__(reason)
         self.projected = projected
         self.curve = curve or {}
         self.seconds = seconds
+        self.untrained_ms = untrained_ms
 
     def __reduce__(self):  # keep every field across the isolated worker's pipe
-        return (type(self), (str(self), self.projected, self.curve, self.seconds))
+        fields = (str(self), self.projected, self.curve, self.seconds, self.untrained_ms)
+        return (type(self), fields)
 
 
 @dataclass(frozen=True)
@@ -85,7 +97,19 @@ class HeadroomRule:
     """(quality, objective ms) of the study's completed feasible candidates."""
     objective_ms: float | None = None
     """This trial's objective where a build with the same recipe but its training settings
-    was timed already (`same_build_objective`); None: not known before it trains."""
+    was timed already, trained or not; None: not known yet (the evaluator may time it
+    untrained: `wants_timing`)."""
+    baseline_ms: float | None = None
+    """The baseline's objective: an untrained build timed beside the baseline is put on its
+    scale, as every completed trial's objective is."""
+
+    def wants_timing(self, recipe: dict[str, Any]) -> bool:
+        """Whether timing this recipe's untrained build could let the rule stop its
+        training: its speed is unknown, some completed feasible candidate could dominate
+        it, and a stage it trains has enough curves for the rule to speak."""
+        if self.objective_ms is not None or not self.frontier:
+            return False
+        return any(self.headroom(st, FRACTIONS[0]) is not None for st in training_stages(recipe))
 
     def headroom(self, stage: str, fraction: float) -> float | None:
         """The largest gain from `fraction` to the end seen in this stage's curves, or None
@@ -189,6 +213,20 @@ def curves_from(trials: Iterable[Any]) -> list[Curve]:
     return out
 
 
+def training_stages(recipe: dict[str, Any]) -> list[str]:
+    """The stages `recipe` trains (steps above 0), as the monitor names them."""
+    active = {
+        "distill": recipe.get("distill.mode") == "student",
+        "prune": recipe.get("prune.mode", "none") != "none",
+    }
+    return [st for key, st in TRAINING_STEPS.items() if active[st] and recipe.get(key, 0)]
+
+
+def untrained(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The same build with no training: what times like the trained one."""
+    return {**recipe, **{k: 0 for k in TRAINING_STEPS if k in recipe}}
+
+
 def build_of(recipe: dict[str, Any]) -> tuple:
     """What a recipe builds and times, without how it trains: equal for two recipes whose
     candidates run equally fast."""
@@ -196,20 +234,33 @@ def build_of(recipe: dict[str, Any]) -> tuple:
 
 
 def rule_for(
-    trials: Iterable[Any], recipe: dict[str, Any], min_accuracy: float, margin: float
+    trials: Iterable[Any],
+    recipe: dict[str, Any],
+    min_accuracy: float,
+    margin: float,
+    baseline_ms: float | None = None,
 ) -> HeadroomRule:
-    """The rule for `recipe`'s trial from the study's completed trials (Optuna FrozenTrials
-    with `recipe` and `curve` user attrs, values (quality, objective ms))."""
-    done = [t for t in trials if t.values and "recipe" in t.user_attrs]
+    """The rule for `recipe`'s trial from the study's finished trials (Optuna FrozenTrials
+    with `recipe` and `curve` user attrs; completed ones with values (quality, objective ms),
+    any with the `untrained_ms` its build was timed at before training)."""
+    trials = [t for t in trials if "recipe" in t.user_attrs]
+    done = [t for t in trials if t.values]
     feasible = [t for t in done if all(v <= 0 for v in t.constraints.values())]
     mine = build_of(recipe)
     same = sorted(t.values[1] for t in done if build_of(t.user_attrs["recipe"]) == mine)
+    if not same:  # no trained build timed: one timed untrained, if any
+        same = sorted(
+            float(t.user_attrs["untrained_ms"])
+            for t in trials
+            if t.user_attrs.get("untrained_ms") and build_of(t.user_attrs["recipe"]) == mine
+        )
     return HeadroomRule(
         min_accuracy=min_accuracy,
         history=curves_from(done),
         margin=margin,
         frontier=[(float(t.values[0]), float(t.values[1])) for t in feasible],
         objective_ms=float(same[len(same) // 2]) if same else None,
+        baseline_ms=baseline_ms,
     )
 
 

@@ -88,11 +88,13 @@ def _known_infeasible(study: Any, recipe: dict[str, Any]) -> tuple[Any, str] | N
 
 def _rule(search: Any, baseline: dict[str, Any], recipe: dict[str, Any]):
     """The early-stopping rule for this trial's training, primed with the study's
-    completed trials (the evaluator applies it where there is training data)."""
+    completed and stopped trials (the evaluator applies it where there is training data)."""
     from optuna.trial import TrialState
 
     from autoaccel.early_stop import rule_for
+    from autoaccel.frontier import objective_of
 
-    done = search.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    done = search.study.get_trials(deepcopy=False, states=states)
     drop = search.cfg.max_accuracy_drop
-    return rule_for(done, recipe, baseline["accuracy"] - drop, drop)
+    return rule_for(done, recipe, baseline["accuracy"] - drop, drop, objective_of(baseline))

@@ -10,6 +10,8 @@ same code in the search's own process and in the isolated worker process
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +68,9 @@ class Outcome:
     seconds: dict[str, float] = field(default_factory=dict)
     quality_cached: bool = False
     curve: dict[str, dict[float, float]] = field(default_factory=dict)
+    untrained_ms: float | None = None
+    """The objective of the same build untrained, where it was timed for the early-stopping
+    rule before training (`early_stop`); None where it was not."""
 
     @property
     def objective(self) -> dict[str, Any]:
@@ -137,13 +142,16 @@ class CandidateEvaluator:
         monitor = None
         if rule is not None and wl.torch_model_available() and wl.output_kind:
             monitor = TrialMonitor(rule, torch_quality(wl))
+        before = time.perf_counter()
+        untrained_ms = self._untrained_objective(recipe, rule) if monitor else None
         t0 = time.perf_counter()
         self.on_status(build_words(recipe))
         try:
             candidate = build_candidate(recipe, wl, s.cache, monitor)
         except TrainingStopped as stop:
             stop.curve = dict(monitor.curve) if monitor else {}
-            stop.seconds = time.perf_counter() - t0
+            stop.seconds = time.perf_counter() - before
+            stop.untrained_ms = untrained_ms
             raise
         t1 = time.perf_counter()
         self.on_status("opening the runtime")
@@ -170,10 +178,55 @@ class CandidateEvaluator:
             notes=list(candidate.notes),
             build_s=t1 - t0,
             train_s=candidate.train_seconds,
-            seconds={"open": t2 - t1, "quality": t3 - t2, "latency": t4 - t3, "project": t5 - t4},
+            seconds={
+                "open": t2 - t1,
+                "quality": t3 - t2,
+                "latency": t4 - t3,
+                "project": t5 - t4,
+                **({"untrained_timing": t0 - before} if untrained_ms is not None else {}),
+            },
             quality_cached=cached,
             curve=dict(monitor.curve) if monitor else {},
+            untrained_ms=untrained_ms,
         )
+
+    def _untrained_objective(self, recipe: dict[str, Any], rule) -> float | None:
+        """Time the recipe's build untrained, in a short interleaved timing beside the
+        baseline, where that could let `rule` stop its training (`early_stop`); the
+        objective on the baseline's scale, which the rule then judges the build by.
+
+        Built in a scratch folder removed after (nothing untrained is cached); skipped for
+        torch_compile (compiling costs what it would save). A timing that fails leaves the
+        rule as it was: the real build will meet the same error and record it."""
+        from autoaccel.builder import build_candidate, trains
+        from autoaccel.early_stop import untrained
+        from autoaccel.evaluate import time_runner
+        from autoaccel.evaluate.runners import open_runner
+
+        s, wl = self.settings, self.workload
+        if recipe.get("runtime.backend") == "torch_compile" or not rule.wants_timing(recipe):
+            return None
+        if not trains(recipe, wl, s.cache):
+            return None
+        self.on_status("timing the build untrained, to see whether its training can pay")
+        s.cache.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".untrained-", dir=s.cache))
+        try:
+            candidate = build_candidate(untrained(recipe), wl, scratch)
+            run = open_runner(candidate, wl.input_names)
+            quick = s.measure.scaled(s.measure.budget_s / 3)
+            with measure_lock(s.root):
+                if s.reference is not None and rule.baseline_ms:
+                    paired = self._paired(run, quick, rounds=(3, 6))
+                    rule.objective_ms = rule.baseline_ms / paired.speedup
+                else:
+                    latency, batches = time_runner(run, wl, quick, s.batch_sizes)
+                    rule.objective_ms = scenario_of(s, batches or {1: latency})["objective_ms"]
+        except Exception:  # noqa: BLE001 - an optimisation only; the build will say why
+            return None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return rule.objective_ms
 
     def close(self) -> None:
         """Nothing to release in-process; the isolated twin stops its worker here."""
@@ -222,11 +275,12 @@ class CandidateEvaluator:
                 out[name]["paired"] = paired.as_dict()
         return out
 
-    def _paired(self, run):
-        """The candidate against the baseline, interleaved, by `evaluate.paired`'s rule."""
+    def _paired(self, run, protocol=None, rounds: tuple[int, int] | None = None):
+        """The candidate against the baseline, interleaved, by `evaluate.paired`'s rule
+        (`protocol` and `rounds`, min and max: a shorter timing than the study's)."""
         import math
 
-        from autoaccel.evaluate.paired import measure_paired
+        from autoaccel.evaluate.paired import MAX_ROUNDS, MIN_ROUNDS, measure_paired
 
         s, wl = self.settings, self.workload
         reference = self._reference_runner()
@@ -243,7 +297,11 @@ class CandidateEvaluator:
             except InfeasibleRecipe:
                 return math.nan
 
-        return measure_paired(candidate_fns, reference_fns, figure, s.measure)
+        low, high = rounds or (MIN_ROUNDS, MAX_ROUNDS)
+        quick = {} if protocol is None else {"attempts": 1}  # no waiting for a quiet machine
+        return measure_paired(
+            candidate_fns, reference_fns, figure, protocol or s.measure, low, high, **quick
+        )
 
     def _reference_runner(self):
         if self._reference is None:

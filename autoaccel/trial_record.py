@@ -117,6 +117,9 @@ class TrialRecorder:
         if out.curve:
             trial.set_user_attr("curve", out.curve)
             metrics.update(curve_metrics(out.curve))
+        if out.untrained_ms is not None:  # timed before training, for the early-stop rule
+            trial.set_user_attr("untrained_ms", out.untrained_ms)
+            metrics["untrained_objective_ms"] = out.untrained_ms
         tags = {**self.tags(), "feasible": str(feasible).lower()}
         files = {"projections.json": out.projections, "measured.json": out.measured}
         self._log(trial, recipe, metrics, tags, json_files=files)
@@ -132,6 +135,9 @@ class TrialRecorder:
         trial.set_user_attr("early_stopped", str(stop))
         trial.set_user_attr("fail_reason", str(stop))
         metrics = {"seconds.build": stop.seconds, **curve_metrics(stop.curve)}
+        if stop.untrained_ms is not None:
+            trial.set_user_attr("untrained_ms", stop.untrained_ms)
+            metrics["untrained_objective_ms"] = stop.untrained_ms
         tags = {**self.tags(), "early_stopped": "true", "fail_reason": str(stop)}
         tags["feasible"] = "false"
         self._log(trial, recipe, metrics, tags, status="KILLED")

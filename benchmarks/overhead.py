@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-WORK_KEYS = ("build", "open", "quality", "latency")
+WORK_KEYS = ("build", "open", "quality", "latency", "untrained_timing")
 """The seconds a trial records for its own work (`train` is inside `build`)."""
 
 
@@ -568,6 +568,7 @@ def split_rows(a: dict[str, Any]) -> list[tuple[str, float]]:
             m.get("build", 0.0) - m.get("train (inside build)", 0.0),
         ),
         ("train (distill / prune fine-tune)", m.get("train (inside build)", 0.0)),
+        ("untrained timing (early-stop rule)", m.get("untrained_timing", 0.0)),
         ("open session", m.get("open", 0.0)),
         ("quality (validation data)", m.get("quality", 0.0)),
         ("latency (protocol)", m.get("latency", 0.0)),

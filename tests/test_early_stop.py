@@ -18,6 +18,8 @@ from autoaccel.early_stop import (
     TrialMonitor,
     curves_from,
     rule_for,
+    training_stages,
+    untrained,
 )
 
 
@@ -98,6 +100,84 @@ def test_rule_for_times_the_build_from_a_trial_that_differs_only_in_training():
     assert sorted(rule.frontier) == [(0.80, 2.0), (0.81, 3.0)]  # feasible ones only
     other = rule_for(done, {**student, "distill.layers": 2}, 0.7, 0.01)
     assert other.objective_ms is None  # another architecture: unknown until built
+
+
+def test_rule_for_takes_an_untrained_timing_where_no_trained_build_was_timed():
+    student = {"distill.mode": "student", "distill.layers": 2, "distill.steps": 150}
+    stopped = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED,
+        user_attrs={"recipe": student, "untrained_ms": 4.0},
+    )
+    rule = rule_for([stopped, _done({"distill.mode": "none"}, 0.9, 9.0)], student, 0.7, 0.01)
+    assert rule.objective_ms == 4.0
+    trained = _done({**student, "distill.steps": 400}, 0.8, 3.0)
+    assert rule_for([stopped, trained], student, 0.7, 0.01).objective_ms == 3.0  # trained wins
+
+
+def test_an_untrained_build_is_timed_only_where_the_rule_could_use_it():
+    student = {"distill.mode": "student", "distill.steps": 150, "prune.mode": "none"}
+    rule = HeadroomRule(0.5, _curves(0.0, 0.0, 0.0), 0.01, frontier=[(0.9, 1.0)])
+    assert rule.wants_timing(student)
+    assert not rule.wants_timing({**student, "distill.steps": 0})  # nothing to train
+    assert not HeadroomRule(0.5, _curves(0.0, 0.0), 0.01, frontier=[(0.9, 1.0)]).wants_timing(
+        student
+    )  # two curves: the rule does not speak yet
+    assert not HeadroomRule(0.5, _curves(0.0, 0.0, 0.0), 0.01).wants_timing(
+        student
+    )  # none feasible
+    timed = HeadroomRule(
+        0.5, _curves(0.0, 0.0, 0.0), 0.01, frontier=[(0.9, 1.0)], objective_ms=2.0
+    )
+    assert not timed.wants_timing(student)
+    pruned = {"prune.mode": "structured", "prune.finetune_steps": 300}
+    assert not rule.wants_timing(pruned)  # no prune curves
+    assert training_stages({**student, **pruned}) == ["distill", "prune"]
+    assert untrained({**student, **pruned}) == {
+        **student,
+        **pruned,
+        "distill.steps": 0,
+        "prune.finetune_steps": 0,
+    }
+
+
+def test_a_dominated_build_is_timed_untrained_and_stops_at_a_quarter(tmp_path, seed_mlp):
+    from autoaccel.evaluate.measure import MeasureConfig
+    from autoaccel.targets import load_targets
+    from autoaccel.trial_eval import CandidateEvaluator, EvalSettings
+
+    cache = tmp_path / "cache"
+    settings = EvalSettings(
+        workload="seed-mlp",
+        model=None,
+        data=None,
+        metric=seed_mlp.metric,
+        cache=cache,
+        root=tmp_path,
+        targets=load_targets(["cpu-local"]),
+        measure=MeasureConfig().scaled(0.03),
+        batch_sizes=(1,),
+        scenario="single-stream",
+        latency_bound_ms=100.0,
+        arrival_rate=None,
+        reference={"runtime.backend": "onnxruntime"},
+    )
+    steps: list[str] = []
+    evaluator = CandidateEvaluator(settings, seed_mlp, on_status=steps.append)
+    recipe = {"runtime.backend": "onnxruntime", "distill.mode": "student", "distill.width": 0.5}
+    # a feasible candidate far faster than anything, and better than any model can score
+    rule = HeadroomRule(0.0, _curves(0.0, 0.0, 0.0), 0.0, frontier=[(2.0, 1e-9)], baseline_ms=1.0)
+    with pytest.raises(TrainingStopped, match="cannot reach the frontier") as stop:
+        evaluator.run({**recipe, "distill.steps": 40}, rule)
+    assert steps[0] == "timing the build untrained, to see whether its training can pay"
+    assert 0 < stop.value.untrained_ms == rule.objective_ms
+    assert list(stop.value.curve["distill"]) == [0.25]  # stopped at the first check
+    assert not list(cache.glob(".untrained-*"))  # the scratch build is gone
+    assert not (cache / "torch").exists() or not any((cache / "torch").iterdir())
+    # a build that could still reach the frontier trains to the end, timed as usual
+    rule = HeadroomRule(0.0, _curves(0.0, 0.0, 0.0), 0.0, frontier=[(0.0, 1e-9)], baseline_ms=1.0)
+    out = evaluator.run({**recipe, "distill.steps": 20}, rule)
+    assert out.untrained_ms is not None and "untrained_timing" in out.seconds
+    assert list(out.curve["distill"]) == list(FRACTIONS)
 
 
 def test_curves_from_reads_stored_attrs_and_skips_two_stage_runs():

@@ -51,18 +51,8 @@ def build_candidate(
         )
     _check_streams(recipe)  # before any training: the runtime would refuse it only at the end
     candidate = Candidate(backend=backend)
-    key = workload.fingerprint()
-    torch_steps = []
-    for tech in by_stage():
-        if tech.stage == Stage.TORCH and tech.is_active(recipe):
-            config = config_of(tech, recipe, workload)
-            if tech.changes_model(config):
-                # students trained with the logits loss (the old one was only right for
-                # softmax outputs): a key of their own; others keep theirs (caches stay valid)
-                salt = {"outputs": "logits"} if workload.output_kind == "logits" else {}
-                key = _chain(key, tech.name, {**config, **salt})
-                torch_steps.append((tech, config, key))
-    export_key = _chain(key, "export", EXPORT_SETTINGS)
+    torch_steps, export_key = _torch_plan(recipe, workload)
+    key = torch_steps[-1][2] if torch_steps else workload.fingerprint()
     exported = (cache_dir / "models" / export_key / "model.onnx").exists()
     if workload.torch_model_available() and (backend in TORCH_BACKENDS or not exported):
         candidate = _torch_stage(candidate, workload, torch_steps, cache_dir, monitor)
@@ -90,6 +80,33 @@ def build_candidate(
         warmup = workload.latency_inputs(1)
         candidate = replace(candidate, info={**candidate.info, "warmup_inputs": warmup})
     return candidate
+
+
+def trains(recipe: dict[str, Any], workload: Workload, cache_dir: Path) -> bool:
+    """Whether building `recipe` would run a torch step not cached yet (a training loop,
+    where the recipe asks for steps): what the early-stopping rule may save."""
+    backend = recipe.get("runtime.backend", "onnxruntime")
+    torch_steps, export_key = _torch_plan({**recipe, "runtime.backend": backend}, workload)
+    if backend in ONNX_BACKENDS and (cache_dir / "models" / export_key / "model.onnx").exists():
+        return False
+    return any(not (cache_dir / "torch" / key / "state.pt").exists() for *_, key in torch_steps)
+
+
+def _torch_plan(recipe: dict[str, Any], workload: Workload) -> tuple[list, str]:
+    """The active torch steps as (technique, config, cache key), each key chaining the ones
+    before it from the workload's fingerprint, and the key of their ONNX export."""
+    key = workload.fingerprint()
+    torch_steps = []
+    for tech in by_stage():
+        if tech.stage == Stage.TORCH and tech.is_active(recipe):
+            config = config_of(tech, recipe, workload)
+            if tech.changes_model(config):
+                # students trained with the logits loss (the old one was only right for
+                # softmax outputs): a key of their own; others keep theirs (caches stay valid)
+                salt = {"outputs": "logits"} if workload.output_kind == "logits" else {}
+                key = _chain(key, tech.name, {**config, **salt})
+                torch_steps.append((tech, config, key))
+    return torch_steps, _chain(key, "export", EXPORT_SETTINGS)
 
 
 def _check_streams(recipe: dict[str, Any]) -> None:

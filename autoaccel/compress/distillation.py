@@ -294,6 +294,7 @@ def train(
                 "inputs": list(input_names),
                 "batches": batches_digest(batches),
                 "student": weights_digest(student),
+                "frozen": sorted(n for n, p in student.named_parameters() if not p.requires_grad),
             }
         )
         resumed = checkpoints.latest(upto=schedule.stable_end)

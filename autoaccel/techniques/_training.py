@@ -65,23 +65,46 @@ def distill_into(
     batches = workload.training_batches()
     per_teacher = _TEACHER_OUTPUTS.setdefault(teacher, {})
     lent = _RESUMABLE.get()
-    stats = train(
-        model,
-        teacher,
-        batches,
-        loss,
-        steps=int(steps),
-        lr=workload.train_lr,
-        seed=SEED,
-        input_names=workload.input_names,
-        monitor=monitor,
-        monitor_at=monitor.fractions if monitor is not None else (),
-        teacher_outputs=per_teacher.setdefault(batches_digest(batches), {}),
-        checkpoints=None if lent is None else lent[0].keyed({"loss": settings}),
-    )
+    with frozen_embeddings(model):
+        stats = train(
+            model,
+            teacher,
+            batches,
+            loss,
+            steps=int(steps),
+            lr=workload.train_lr,
+            seed=SEED,
+            input_names=workload.input_names,
+            monitor=monitor,
+            monitor_at=monitor.fractions if monitor is not None else (),
+            teacher_outputs=per_teacher.setdefault(batches_digest(batches), {}),
+            checkpoints=None if lent is None else lent[0].keyed({"loss": settings}),
+        )
     if lent is not None:
         lent[1].append(stats)
     return stats.seconds
+
+
+@contextlib.contextmanager
+def frozen_embeddings(model: Any) -> Iterator[None]:
+    """Keep every embedding table's weights (token, position) as the teacher's while the
+    model trains, then restore `requires_grad`.
+
+    Why: the dense gradient and AdamW update of a 30k x 384 token table are a third of a
+    small student's step on a CPU, and the few hundred steps a search affords touch few of
+    its rows. MiniLM, 400 steps: a 2-layer student 44 -> 28 s, quality 0.6087 -> 0.6073; a
+    1-layer one 0.5213 -> 0.5228 (task_quality, search split)."""
+    import torch
+
+    tables = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    before = [w.requires_grad for w in tables]
+    for w in tables:
+        w.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for w, flag in zip(tables, before, strict=True):
+            w.requires_grad_(flag)
 
 
 def loss_settings(

@@ -262,3 +262,21 @@ def test_onnx_optimizer_hint_no_longer_claims_a_transformer(transformer_like, se
         assert "heads" not in {p.name for p in REGISTRY["prune"].params(workload)}
         assert "layers" not in {p.name for p in REGISTRY["distill"].params(workload)}
     assert search_notes(seed_mlp) == []
+
+
+def test_a_student_trains_with_the_teachers_embedding_tables_kept(one_training_thread):
+    from autoaccel.compress.distillation import default_layers, layer_student
+    from autoaccel.techniques._training import distill_into
+
+    workload = WORKLOADS["bert"]()
+    teacher = workload.torch_model()
+    student = layer_student(teacher, default_layers(4, 2))
+    before = {n: p.detach().clone() for n, p in student.named_parameters()}
+    assert distill_into(student, teacher, workload, 6, {}) > 0
+    after = dict(student.named_parameters())
+    tables = [n for n in before if "embeddings" in n and n.endswith("embeddings.weight")]
+    assert len(tables) == 3  # word, position, token type
+    assert all(torch.equal(before[n], after[n]) for n in tables)  # kept as the teacher's
+    assert all(after[n].requires_grad for n in tables)  # and trainable again after
+    changed = [n for n in before if "encoder" in n and not torch.equal(before[n], after[n])]
+    assert changed  # the layers did train
