@@ -133,7 +133,12 @@ class CandidateEvaluator:
         `HeadroomRule`, or None) watches its training; a stopped run raises `TrainingStopped`
         carrying its curve."""
         from autoaccel.builder import build_candidate
-        from autoaccel.early_stop import TrainingStopped, TrialMonitor, torch_quality
+        from autoaccel.early_stop import (
+            TrainingStopped,
+            TrialMonitor,
+            torch_quality,
+            training_stages,
+        )
         from autoaccel.evaluate import model_size_mb
         from autoaccel.evaluate.quality import judge_quality
         from autoaccel.evaluate.runners import open_runner
@@ -141,7 +146,7 @@ class CandidateEvaluator:
         s, wl = self.settings, self.workload
         monitor = None
         if rule is not None and wl.torch_model_available() and wl.output_kind:
-            monitor = TrialMonitor(rule, torch_quality(wl))
+            monitor = TrialMonitor(rule, torch_quality(wl), stages=tuple(training_stages(recipe)))
         before = time.perf_counter()
         untrained_ms = self._untrained_objective(recipe, rule) if monitor else None
         t0 = time.perf_counter()
@@ -199,7 +204,7 @@ class CandidateEvaluator:
         torch_compile (compiling costs what it would save). A timing that fails leaves the
         rule as it was: the real build will meet the same error and record it."""
         from autoaccel.builder import build_candidate, trains
-        from autoaccel.early_stop import untrained
+        from autoaccel.early_stop import UNTRAINED, untrained
         from autoaccel.evaluate import time_runner
         from autoaccel.evaluate.runners import open_runner
 
@@ -211,6 +216,7 @@ class CandidateEvaluator:
         self.on_status("timing the build untrained, to see whether its training can pay")
         s.cache.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".untrained-", dir=s.cache))
+        rule.timed_how = UNTRAINED
         try:
             candidate = build_candidate(untrained(recipe), wl, scratch)
             run = open_runner(candidate, wl.input_names)
@@ -223,6 +229,7 @@ class CandidateEvaluator:
                     latency, batches = time_runner(run, wl, quick, s.batch_sizes)
                     rule.objective_ms = scenario_of(s, batches or {1: latency})["objective_ms"]
         except Exception:  # noqa: BLE001 - an optimisation only; the build will say why
+            rule.objective_ms = None
             return None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

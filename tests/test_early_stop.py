@@ -34,23 +34,41 @@ def test_rule_never_stops_before_enough_curves():
 
 def test_rule_stops_run_that_cannot_reach_limit_even_with_best_recovery():
     rule = HeadroomRule(min_accuracy=0.9, history=_curves(0.05, 0.10, 0.20), margin=0.01)
-    assert rule.headroom("distill", 0.25) == pytest.approx(0.20)
+    assert rule.headroom("distill", 0.5) == pytest.approx(0.10)
+    rule.check("distill", 0.25, 0.5)  # hopeless, but the limit is judged at the last check
     with pytest.raises(TrainingStopped, match="below the limit 0.9000") as stop:
-        rule.check("distill", 0.25, 0.6)  # at most 0.80 + margin 0.01 < 0.90
+        rule.check("distill", 0.5, 0.7)  # at most 0.80 + margin 0.01 < 0.90
     assert stop.value.projected == pytest.approx(0.80)
 
 
 def test_rule_keeps_run_that_best_recovery_could_lift_to_limit():
     rule = HeadroomRule(min_accuracy=0.9, history=_curves(0.05, 0.10, 0.20), margin=0.01)
-    rule.check("distill", 0.25, 0.70)  # 0.90 reachable: goes on
-    rule.check("distill", 0.25, 0.695)  # 0.895 + margin 0.01 >= 0.90: still goes on
+    rule.check("distill", 0.5, 0.80)  # 0.90 reachable: goes on
+    rule.check("distill", 0.5, 0.795)  # 0.895 + margin 0.01 >= 0.90: still goes on
+
+
+def test_another_recipes_quantization_loss_never_lowers_what_a_run_can_reach():
+    rule = HeadroomRule(min_accuracy=0.6, history=_curves(-0.03, -0.02, -0.01), margin=0.0)
+    assert rule.headroom("distill", 0.5) == 0.0  # they lost quality after training
+    rule.check("distill", 0.5, 0.6)  # at the limit now: it may end there
 
 
 def test_rule_learns_only_from_the_same_stage():
     rule = HeadroomRule(min_accuracy=0.9, history=_curves(0.0, 0.0, 0.0, stage="prune"), margin=0)
-    rule.check("distill", 0.25, 0.1)  # no distill curves yet
+    rule.check("distill", 0.5, 0.1)  # no distill curves yet
     with pytest.raises(TrainingStopped):
-        rule.check("prune", 0.25, 0.1)
+        rule.check("prune", 0.5, 0.1)
+
+
+def test_a_run_that_trains_twice_is_judged_in_its_last_stage_only():
+    rule = HeadroomRule(min_accuracy=0.9, history=_curves(0.0, 0.0, 0.0), margin=0.0)
+    history = rule.history + _curves(0.0, 0.0, 0.0, stage="prune")
+    rule = HeadroomRule(min_accuracy=0.9, history=history, margin=0.0)
+    monitor = TrialMonitor(rule, lambda model: 0.1, stages=("distill", "prune"))
+    monitor("distill")(object(), 0.5)  # hopeless as a student, but a fine-tune follows
+    with pytest.raises(TrainingStopped):
+        monitor("prune")(object(), 0.5)
+    assert monitor.curve == {"distill": {0.5: 0.1}, "prune": {0.5: 0.1}}
 
 
 def _frontier_rule(other: tuple[float, float], own_ms: float | None) -> HeadroomRule:
@@ -170,6 +188,7 @@ def test_a_dominated_build_is_timed_untrained_and_stops_at_a_quarter(tmp_path, s
         evaluator.run({**recipe, "distill.steps": 40}, rule)
     assert steps[0] == "timing the build untrained, to see whether its training can pay"
     assert 0 < stop.value.untrained_ms == rule.objective_ms
+    assert "ms (timed untrained, before training), and a completed" in str(stop.value)
     assert list(stop.value.curve["distill"]) == [0.25]  # stopped at the first check
     assert not list(cache.glob(".untrained-*"))  # the scratch build is gone
     assert not (cache / "torch").exists() or not any((cache / "torch").iterdir())
