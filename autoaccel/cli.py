@@ -143,6 +143,14 @@ def search(
             "task scores; a wrong name lists what the workload offers."
         ),
     ] = None,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="More limits, NAME=DROP, repeatable (--limit task_quality=0.01 --limit "
+            "teacher_recall_at_10=0.2): a candidate is feasible only within every one; each "
+            "NAME a figure the workload reports. One on --metric replaces --max-accuracy-drop."
+        ),
+    ] = None,
     sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe, nsga2 or random.")] = "tpe",
     seed: Annotated[int, typer.Option(help="Sampler seed (reproducible searches).")] = 0,
     study: Annotated[
@@ -243,6 +251,7 @@ def search(
         time_budget=time_budget,
         max_accuracy_drop=max_accuracy_drop,
         metric=metric,
+        limits=limit or [],
         sampler=sampler,
         seed=seed,
         study=study,

@@ -33,6 +33,12 @@ class SearchConfig(BaseModel):
     time_budget: float | None = Field(None, description="seconds; see autoaccel.time_limits")
     max_accuracy_drop: float = Field(0.01, ge=0.0)  # the upper bound: check_accuracy_drop
     metric: str | None = Field(None, description="the quality figure the limit applies to")
+    limits: dict[str, float] = Field(
+        default_factory=dict,
+        description="more limits, each a figure the workload reports -> its largest allowed "
+        "drop below the baseline (--limit NAME=DROP); one on `metric` replaces "
+        "max_accuracy_drop",
+    )
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
     seed: int | None = Field(0, ge=0, le=2**31 - 1)  # numpy's seeds, with room to resume
     study: str | None = None
@@ -65,6 +71,8 @@ class SearchConfig(BaseModel):
                 values["budget"] = MAX_BUDGET
         elif values.get("budget") is None:
             values.pop("budget", None)
+        if isinstance(values.get("limits"), list | tuple):  # the CLI's NAME=DROP strings
+            values["limits"] = parse_limits(values["limits"])
         try:
             cfg = cls(**values)
         except ValidationError as exc:
@@ -72,6 +80,8 @@ class SearchConfig(BaseModel):
             field = str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
             raise UserError(f"--{field} {err.get('input')!r}: {err['msg']}") from None
         check_accuracy_drop(cfg.max_accuracy_drop)
+        for name, drop in cfg.limits.items():
+            check_accuracy_drop(drop, option=f"--limit {name}=")
         if cfg.trial_timeout is not None and not cfg.isolate:
             raise UserError(
                 "--trial-timeout needs candidates in their own process to stop them: "
@@ -81,26 +91,63 @@ class SearchConfig(BaseModel):
         check_tracking_uri(cfg.tracking_uri)
         return cfg
 
-    def check_limit(self, workload: Workload) -> None:
-        """The accuracy limit against the metric the search is judged by, once the workload
-        is loaded and before anything is written."""
-        check_accuracy_drop(self.max_accuracy_drop, workload.metric, workload.metric_range())
+    def check_limit(self, workload: Workload, figures: list[str]) -> SearchConfig:
+        """The limits against the figures the workload reports (`figures`, its primary
+        first), once it is loaded and before anything is written; returns the config with a
+        `--limit` on the judged metric as its max_accuracy_drop and the other limits left."""
+        for name in self.limits:
+            if name not in figures:
+                raise UserError(
+                    f"--limit {name}=...: workload {workload.name} reports "
+                    f"{', '.join(figures)}; use one of those"
+                )
+        main = self.limits.get(workload.metric, self.max_accuracy_drop)
+        others = {k: v for k, v in sorted(self.limits.items()) if k != workload.metric}
+        option = f"--limit {workload.metric}=" if workload.metric in self.limits else None
+        check_accuracy_drop(main, workload.metric, workload.metric_range(), option)
+        for name, drop in others.items():
+            check_accuracy_drop(drop, name, workload.metric_ranges.get(name), f"--limit {name}=")
+        return self.model_copy(update={"max_accuracy_drop": main, "limits": others})
+
+
+def parse_limits(items: list[str] | tuple[str, ...]) -> dict[str, float]:
+    """`--limit NAME=DROP` values as {name: drop}, one line naming any malformed one."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        try:
+            drop = float(value) if sep and name.strip() else None
+        except ValueError:
+            drop = None
+        if drop is None or drop != drop or drop < 0 or drop == float("inf"):
+            raise UserError(
+                f"--limit {item!r}: write NAME=DROP, a figure the workload reports and its "
+                "largest allowed drop below the baseline, e.g. --limit teacher_cosine=0.01"
+            )
+        if name.strip() in out:
+            raise UserError(f"--limit {name.strip()}: given twice; give each figure one limit")
+        out[name.strip()] = drop
+    return out
 
 
 def check_accuracy_drop(
-    drop: float, metric: str | None = None, bounds: tuple[float, float] | None = None
+    drop: float,
+    metric: str | None = None,
+    bounds: tuple[float, float] | None = None,
+    option: str | None = None,
 ) -> None:
     """Refuse a limit a person cannot mean, most often a percentage typed where the metric's
     own units belong (`1` for one point of accuracy in [0, 1] allows any model). Without the
     metric (the edge, before the workload loads): at most 1, as every quality figure here is
     a fraction. With its range: under half the range (a drop of half an accuracy scale, or
     one whole unit of Spearman, is no limit); with no known range: under 1."""
+    flag = option or "--max-accuracy-drop "  # how the user wrote it: "--limit name="
     hint = (
-        f"for {drop:g} point{'' if drop == 1 else 's'} use --max-accuracy-drop {drop / 100:g}"
+        f"for {drop:g} point{'' if drop == 1 else 's'} use {flag}{drop / 100:g}"
         if drop <= 100
-        else "give a fraction, e.g. --max-accuracy-drop 0.01 for one point"
+        else f"give a fraction, e.g. {flag}0.01 for one point"
     )
-    option = f"--max-accuracy-drop {drop:g}"
+    option = f"{flag}{drop:g}"
     if metric is None:
         if drop > 1:
             raise UserError(

@@ -239,6 +239,43 @@ def recommend(
     return rec
 
 
+def attach_limits(rec: dict[str, Any], limits: dict[str, float], baseline: dict[str, Any]):
+    """Every limited figure in `rec`: the judged metric's limit and each `--limit`'s
+    (`limits`), and the recommended and best-measured candidates' value of each, so a
+    reader sees what every limit allowed and what the pick kept."""
+    quality = baseline.get("quality", {})
+    every = {rec["metric"]: rec["accuracy_limit"]["max_drop"], **limits}
+    rec["limits"] = {
+        name: {"max_drop": d, "baseline": quality[name], "min": quality[name] - d}
+        for name, d in every.items()
+        if name in quality
+    }
+    for key in ("recommended", "best_measured"):
+        pick = rec.get(key)
+        if pick and pick.get("quality"):
+            pick["limited"] = {
+                name: {
+                    "value": pick["quality"][name],
+                    "drop": quality[name] - pick["quality"][name],
+                    "max_drop": every[name],
+                }
+                for name in rec["limits"]
+                if name in pick["quality"]
+            }
+
+
+def limited_words(pick: dict[str, Any]) -> str:
+    """'task_quality 0.6012 (drop -0.0413, limit 0.01); teacher_cosine ...' for a pick with
+    more than one limited figure, else ''."""
+    limited = pick.get("limited") or {}
+    if len(limited) < 2:
+        return ""
+    return "; ".join(
+        f"{name} {v['value']:.4f} (drop {v['drop']:+.4f}, limit {v['max_drop']:g})"
+        for name, v in limited.items()
+    )
+
+
 def _fmt(value: float, prefer: str) -> str:
     if prefer == "cost":
         return f"${value:.4g} per million"

@@ -40,7 +40,7 @@ def finish(search, name: str, status: str) -> SearchResult:
     from autoaccel.frontier import machine_baselines, pareto, points
     from autoaccel.placement import hardware_ranking, infeasible_reasons, projected_points
     from autoaccel.plots import write_study_folder
-    from autoaccel.recommend import recommend
+    from autoaccel.recommend import attach_limits, recommend
     from autoaccel.report.words import counts
     from autoaccel.study import FINISHED
     from autoaccel.tracking_views import frontier_table, log_recommended
@@ -68,6 +68,7 @@ def finish(search, name: str, status: str) -> SearchResult:
             machine_baselines(study),
             search.machine["host"],
         )
+        attach_limits(rec, cfg.limits, baseline)
         return rec, measured, front
 
     rec, measured, front = recommendation()

@@ -106,12 +106,15 @@ class Search:
         workload = load_workload(cfg.workload, paths.cache, cfg.model, cfg.data, options=options)
         primary = workload.metric
         workload.choose_metric(cfg.metric)
-        cfg.check_limit(workload)  # a limit implausible for this metric: refused, one line
+        figures = [primary, *(k for k in workload.metrics if k != primary)]
+        # a limit implausible for its figure, or on a figure the workload lacks: refused
+        self.cfg = cfg = cfg.check_limit(workload, figures)
         paths.prepare()  # only after the input is known to be good: nothing half-written
         self.workload, self.paths = workload, paths
         suffix = "" if cfg.scenario == "single-stream" else f"-{cfg.scenario}"
         if workload.metric != primary:  # another objective: never mixed with the primary's
             suffix += f"-{workload.metric}"
+        suffix += "".join(f"-{k}-{v:g}" for k, v in cfg.limits.items())  # other feasibility
         name = check_study_name(cfg.study or f"{workload.name}-{space.name}{suffix}")
         identity = {
             "workload": workload.name,
@@ -123,6 +126,8 @@ class Search:
             identity["scenario"] = cfg.scenario
         if workload.metric != primary:
             identity["metric"] = workload.metric
+        if cfg.limits:  # more limits: another feasible set, never mixed with a study's without
+            identity["limits"] = cfg.limits
         if cfg.scenario == "server":
             identity["latency_bound_ms"] = cfg.latency_bound_ms
         storage = cfg.storage or paths.storage_url()
@@ -177,7 +182,7 @@ class Search:
         self.tracker = tracker = Tracker(uri, name, paths.artifacts, note=note)
         objective = self.settings.objective_target
         self.recorder = TrialRecorder(
-            study, tracker, cfg.max_accuracy_drop, self.machine, objective
+            study, tracker, cfg.max_accuracy_drop, self.machine, objective, cfg.limits
         )
         tracker.close_dead_parents(dead_here)
         tracker.start_parent(
@@ -190,6 +195,7 @@ class Search:
                 "seed": cfg.seed,
                 "max_accuracy_drop": cfg.max_accuracy_drop,
                 "metric": workload.metric,
+                **{f"limit.{k}": v for k, v in cfg.limits.items()},
                 "storage": shown_url(storage),
                 "targets": ",".join(self.targets),
                 "scenario": cfg.scenario,

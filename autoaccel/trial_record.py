@@ -36,10 +36,20 @@ class TrialEvent:
 class TrialRecorder:
     """Writes trials' ends for one search (its study, tracker, limit and machine)."""
 
-    def __init__(self, study: optuna.Study, tracker, limit: float, machine: dict, objective: str):
+    def __init__(
+        self,
+        study: optuna.Study,
+        tracker,
+        limit: float,
+        machine: dict,
+        objective: str,
+        limits: dict[str, float] | None = None,
+    ):
         self.study = study
         self.tracker = tracker
         self.limit = limit
+        self.limits = dict(limits or {})
+        """More limits (`--limit`): figure -> largest drop, each its own Optuna constraint."""
         self.machine = machine
         self.objective = objective  # the measured target the study optimises
 
@@ -65,8 +75,7 @@ class TrialRecorder:
         else:
             objective = mine["objective_ms"]
             speedup = objective_of(baseline) / objective
-        feasible = drop <= self.limit
-        trial.set_constraint("accuracy_drop", drop - self.limit)
+        feasible = self._constrain(trial, drop, out.quality, baseline)
         hardware = {
             k: v for k, v in mine.items() if k not in ("twin", "source", "device", "paired")
         }
@@ -93,6 +102,7 @@ class TrialRecorder:
         trial.set_user_attr("projections", out.projections)
         metrics = {
             **{f"quality.{k}": v for k, v in out.quality.items()},
+            **self._drops(out.quality, baseline),
             "accuracy": accuracy,
             "accuracy_drop": drop,
             "latency_ms": mine["latency_ms"],
@@ -125,6 +135,21 @@ class TrialRecorder:
         self._log(trial, recipe, metrics, tags, json_files=files)
         self.study.tell(trial, [accuracy, objective])
         return speedup, feasible
+
+    def _constrain(self, trial, drop: float, quality: dict, baseline: dict[str, Any]) -> bool:
+        """Tell Optuna every limit as a constraint (feasible when all are <= 0): the judged
+        metric's as `accuracy_drop`, each `--limit` as `limit.<figure>`; whether all hold."""
+        trial.set_constraint("accuracy_drop", drop - self.limit)
+        feasible = drop <= self.limit
+        for name, over in self._drops(quality, baseline).items():
+            excess = over - self.limits[name.removeprefix("drop.")]
+            trial.set_constraint(f"limit.{name.removeprefix('drop.')}", excess)
+            feasible = feasible and excess <= 0
+        return feasible
+
+    def _drops(self, quality: dict, baseline: dict[str, Any]) -> dict[str, float]:
+        """Each limited figure's drop below the baseline, as `drop.<figure>`."""
+        return {f"drop.{k}": baseline["quality"][k] - quality[k] for k in self.limits}
 
     def stopped(self, trial, recipe, stop: TrainingStopped, baseline_accuracy: float) -> None:
         """A training run the early-stopping rule cut short: PRUNED, with the accuracy
@@ -159,13 +184,14 @@ class TrialRecorder:
         """The same recipe as a completed trial (samplers repeat points in small spaces): its
         outcome counts again instead of spending minutes on the same candidate."""
         drop = baseline["accuracy"] - earlier.values[0]
-        feasible = drop <= self.limit
-        trial.set_constraint("accuracy_drop", drop - self.limit)
+        quality = earlier.user_attrs["result"]["quality"]
+        feasible = self._constrain(trial, drop, quality, baseline)
         trial.set_user_attr("result", earlier.user_attrs["result"])
         trial.set_user_attr("projections", earlier.user_attrs.get("projections", {}))
         trial.set_user_attr("duplicate_of", earlier.number)
         speedup = objective_of(baseline) / earlier.values[1]
         metrics = {
+            **self._drops(quality, baseline),
             "accuracy": earlier.values[0],
             "accuracy_drop": drop,
             "latency_ms": earlier.values[1],

@@ -151,3 +151,31 @@ class _TwoFigures(SeedMLP):
 
 def two_figures() -> SeedMLP:
     return _TwoFigures(_CACHE)
+
+
+class _Agreement(SeedMLP):
+    """seed-mlp that also reports how closely a candidate's class probabilities follow the
+    fp32 teacher's (`agreement`: 1 - the largest absolute difference): a second figure to
+    hold to a limit (`--limit agreement=...`), which quantization moves and fp32 does not."""
+
+    name = "agreement-mlp"
+    metrics = {"agreement": "1 - largest absolute difference from the teacher's probabilities"}
+    metric_ranges = {"accuracy": (0.0, 1.0), "agreement": (0.0, 1.0)}
+
+    def evaluate(self, predict):
+        import numpy as np
+        import torch
+
+        if getattr(self, "_teacher_out", None) is None:
+            with torch.inference_mode():
+                self._teacher_out = self.torch_model()(torch.from_numpy(self.x_val)).numpy()
+        out = np.asarray(predict({"x": self.x_val}))
+        accuracy = float(np.mean(np.argmax(out, axis=1) == self.y_val))
+        return {
+            "accuracy": accuracy,
+            "agreement": float(1 - np.abs(out - self._teacher_out).max()),
+        }
+
+
+def agreement() -> SeedMLP:
+    return _Agreement(_CACHE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from autoaccel.frontier import NOISE, SUB_MS_NOISE, Point
+from autoaccel.recommend import limited_words
 from autoaccel.report.blocks import Block, Bullets, Document, Figure, Para, Section, Table
 from autoaccel.report.brief import brief
 from autoaccel.report.cells import (
@@ -88,6 +89,8 @@ def _recommendation(facts: Facts) -> Section:
         if not point.measured:
             rests += "; see the caveats on cost-model error"
         details.append(f"Why this one: {rec['rationale']}; it rests on {rests}.")
+        if kept := limited_words(pick):
+            details.append(f"Every limited figure: {kept}.")
         details.append(f"Policy: {rec['policy']}.")
         here = rec.get("best_measured")
         if here and here["trial"] != pick["trial"]:
@@ -130,6 +133,15 @@ def _workload(facts: Facts) -> Section:
             "accuracy limit",
             f"a drop of at most {limit:g} {wl['metric']} (absolute): at least "
             f"{base['accuracy'] - limit:.4f}",
+        ],
+        *[
+            [
+                f"limit on {name}",
+                f"a drop of at most {drop:g} (absolute): at least "
+                f"{base['quality'][name] - drop:.4f} (baseline {base['quality'][name]:.4f}); "
+                "a candidate is feasible only within every limit",
+            ]
+            for name, drop in facts.limits.items()
         ],
         ["baseline", str(base.get("description", ""))],
         ["baseline quality", f"{base['accuracy']:.4f}"],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import optuna
 from autoaccel.confirmation import attach_confirmation
 from autoaccel.errors import UserError
 from autoaccel.frontier import OBJECTIVES, Point, figure, machine_baselines, pareto, points
-from autoaccel.recommend import choose, recommend
+from autoaccel.recommend import attach_limits, choose, recommend
 from autoaccel.report.fidelity import FIDELITY_FILE, Fidelity, read_fidelity
 from autoaccel.report.words import counts, outcome
 
@@ -86,6 +86,8 @@ class Facts:
     fidelity: Fidelity | None
     states: dict[str, int]
     """How the trials ended, in `words.OUTCOMES` (complete, failed, infeasible, ...)."""
+    limits: dict[str, float] = field(default_factory=dict)
+    """The study's other limits (`--limit`): figure -> largest drop below the baseline."""
 
 
 def gather(
@@ -117,11 +119,17 @@ def gather(
     measured = [p for p in found if p.measured]
     # estimated: each build projected on each target (and estimated trials of older studies)
     projected = projected_points(study, baseline) + [p for p in found if not p.measured]
+    limits = dict(identity.get("limits", {}))
     if recorded is None or not math.isclose(limit, recorded):
-        # judged against another limit than the one the search ran with
+        # judged against another limit than the one the search ran with (and its others)
+        def within(p: Point) -> bool:
+            drops = [baseline["quality"][k] - p.quality.get(k, -math.inf) for k in limits]
+            return p.accuracy_drop <= limit + 1e-12 and all(
+                d <= v for d, v in zip(drops, limits.values(), strict=True)
+            )
+
         measured, projected = (
-            [replace(p, feasible=p.accuracy_drop <= limit + 1e-12) for p in pts]
-            for pts in (measured, projected)
+            [replace(p, feasible=within(p)) for p in pts] for pts in (measured, projected)
         )
     all_points = measured + projected
     frontier = pareto(study, measured)
@@ -138,6 +146,7 @@ def gather(
     reasons = infeasible_reasons(study)
     rec["hardware"] = hardware_ranking(measured, projected, reasons)
     attach_confirmation(rec, study.user_attrs.get("confirmed"))
+    attach_limits(rec, limits, baseline)
     rec["warnings"] = list(study.user_attrs.get("warnings", []))
     rec["notes"] = list(study.user_attrs.get("notes", []))
     trials = study.get_trials(deepcopy=False)
@@ -157,6 +166,7 @@ def gather(
         troubles=_troubles(trials, measured, workload["metric"], limit),
         fidelity=read_fidelity(FIDELITY_FILE if fidelity is None else fidelity, workload, trials),
         states=counts(trials),
+        limits=limits,
     )
 
 
