@@ -16,9 +16,10 @@ accuracy limit:
 judged at the last check only (0.5: a small student can gain more after a quarter than the
 larger ones whose curves came first), and in a recipe that trains twice (a student, then a
 pruned student's fine-tune) only in its last stage, as the later stage trains toward the
-teacher too. Such a trial would be infeasible, and under Optuna's constrained domination every feasible
-point dominates every infeasible one: it is *clearly dominated*. Nothing is stopped until
-`n_startup` completed curves of that stage exist.
+teacher too (its first stage is not checked at all). Such a trial would be infeasible, and
+under Optuna's constrained domination every feasible point dominates every infeasible one:
+it is *clearly dominated*. Nothing is stopped until `n_startup` completed curves of that
+stage exist.
 
 The same bound also stops a run that could stay within the limit but never reach the
 frontier (multi-fidelity: full training only for students that can end on it). Training
@@ -204,13 +205,19 @@ class _StageMonitor:
     stage: str
 
     @property
+    def judged(self) -> bool:
+        return not self.trial.stages or self.stage == self.trial.stages[-1]
+
+    @property
     def fractions(self) -> tuple[float, ...]:
-        return self.trial.fractions
+        """Where the training loop calls back: none in a stage that is not judged (its
+        curve would teach nothing either: a two-stage final belongs to neither stage)."""
+        return self.trial.fractions if self.judged else ()
 
     def __call__(self, model: Any, fraction: float) -> None:
         quality = self.trial.evaluate(model)
         self.trial.curve.setdefault(self.stage, {})[fraction] = quality
-        if not self.trial.stages or self.stage == self.trial.stages[-1]:
+        if self.judged:
             self.trial.rule.check(self.stage, fraction, quality)
 
 

@@ -38,7 +38,7 @@ from typing import Any
 from _common import write  # benchmarks/ is run as a folder of scripts
 from search_efficiency import Scorer
 
-from autoaccel.early_stop import FRACTIONS, TrainingStopped, rule_for
+from autoaccel.early_stop import FRACTIONS, TrainingStopped, rule_for, training_stages
 
 STEPS = {"distill": "distill.steps", "prune": "prune.finetune_steps"}
 
@@ -68,9 +68,13 @@ def timing_cost(runs_dir: Path | None, name: str | None, default: float) -> tupl
     return statistics.median(seen), f"median of {len(seen)} timings in {runs_dir}"
 
 
-def stop_point(rule, curve: dict[str, dict[str, float]]) -> tuple[str, float, str] | None:
-    """Where the rule stops this recorded run: (stage, fraction, reason), or None."""
+def stop_point(rule, recipe: dict, curve: dict) -> tuple[str, float, str] | None:
+    """Where the rule stops this recorded run: (stage, fraction, reason), or None. As in a
+    search, only the last stage the recipe trains is judged (`TrialMonitor.stages`)."""
+    last = training_stages(recipe)[-1:]
     for stage, points in curve.items():
+        if stage not in last:
+            continue
         for fraction in FRACTIONS:
             quality = points.get(str(fraction), points.get(fraction))
             if quality is None:
@@ -120,7 +124,7 @@ def replay(study, cost: float) -> dict[str, Any]:
             rule.objective_ms, extra = float(t.values[1]), cost
             timed += 1
         curve = t.user_attrs["curve"]
-        where = stop_point(rule, curve)
+        where = stop_point(rule, recipe, curve)
         seconds = t.user_attrs["result"]["seconds"]
         if where is None:
             saved -= extra

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-WORK_KEYS = ("build", "open", "quality", "latency", "untrained_timing")
+WORK_KEYS = ("build", "open", "quality", "latency", "project", "untrained_timing")
 """The seconds a trial records for its own work (`train` is inside `build`)."""
 
 
@@ -572,6 +572,7 @@ def split_rows(a: dict[str, Any]) -> list[tuple[str, float]]:
         ("open session", m.get("open", 0.0)),
         ("quality (validation data)", m.get("quality", 0.0)),
         ("latency (protocol)", m.get("latency", 0.0)),
+        ("projection on the estimated targets", m.get("project", 0.0)),
         ("bookkeeping inside trials", m.get("bookkeeping inside trial", 0.0)),
         ("bookkeeping between trials", m.get("bookkeeping between trials", 0.0)),
         (

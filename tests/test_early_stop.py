@@ -65,6 +65,7 @@ def test_a_run_that_trains_twice_is_judged_in_its_last_stage_only():
     history = rule.history + _curves(0.0, 0.0, 0.0, stage="prune")
     rule = HeadroomRule(min_accuracy=0.9, history=history, margin=0.0)
     monitor = TrialMonitor(rule, lambda model: 0.1, stages=("distill", "prune"))
+    assert monitor("distill").fractions == () and monitor("prune").fractions == FRACTIONS
     monitor("distill")(object(), 0.5)  # hopeless as a student, but a fine-tune follows
     with pytest.raises(TrainingStopped):
         monitor("prune")(object(), 0.5)
