@@ -31,7 +31,8 @@ Queueing model (what `simulate` assumes):
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_right
+import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -128,28 +129,45 @@ def service_time(latencies: dict[int, Latency]) -> Callable[[int], float]:
 
 
 def _run(
-    arrivals_ms: np.ndarray, service_ms: Callable[[int], float], policy: ServerPolicy, servers: int
-) -> tuple[np.ndarray, float]:
+    arrivals_ms: np.ndarray,
+    service_ms: Callable[[int], float],
+    policy: ServerPolicy,
+    servers: int,
+    give_up: tuple[float, int] | None = None,
+) -> tuple[np.ndarray, float] | None:
     """Each request's latency, and the total busy time of all servers.
 
     One step per batch: the head request i is dispatched at max(earliest free server, trigger),
     trigger = min(arrival[i] + window, arrival of the max_batch-th waiting request). Dispatch
-    times never decrease, so batches can be formed one after another: O(n log servers)."""
+    times never decrease, so batches can be formed one after another: O(n log servers).
+
+    `give_up` = (bound_ms, most): return None as soon as more than `most` requests have a
+    latency above `bound_ms` (the tail cannot meet the bound any more: a rate past saturation
+    is known to fail after a fraction of its trace)."""
     arr = arrivals_ms.tolist()
     n, size, window = len(arr), policy.max_batch, policy.window_ms
     cost = [0.0] + [float(service_ms(b)) for b in range(1, size + 1)]
     free = [float("-inf")] * servers  # heap of the times servers become free
     ends: list[float] = []
     sizes: list[int] = []
-    busy, i = 0.0, 0
+    busy, i, late = 0.0, 0, 0
+    bound, most = give_up if give_up is not None else (float("inf"), n)
     while i < n:
         trigger = arr[i] + window
         if i + size - 1 < n and arr[i + size - 1] < trigger:
             trigger = arr[i + size - 1]
-        start = max(free[0], trigger)
+        first = free[0]
+        start = first if first > trigger else trigger
         j = bisect_right(arr, start, i, min(i + size, n))  # waiting at start, at most max_batch
         end = start + cost[j - i]
-        heapq.heapreplace(free, end)
+        if servers == 1:
+            free[0] = end
+        else:
+            heapq.heapreplace(free, end)
+        if end - arr[i] > bound:  # the batch's late requests: those that arrived early enough
+            late += bisect_left(arr, end - bound, i, j) - i
+            if late > most:
+                return None
         ends.append(end)
         sizes.append(j - i)
         busy += cost[j - i]
@@ -226,8 +244,14 @@ def server(
         arrivals = unit * (1000.0 / rate_qps)
         return (arrivals, *_run(arrivals, service, policy, 1))
 
+    # np.percentile's linear rule puts the tail at sorted index k (and k + 1): with more
+    # than n - k - 1 latencies above the bound, the tail is above it whatever the rest is
+    most_late = n_requests - int(np.floor(percentile / 100 * (n_requests - 1))) - 1
+
     def tail(policy: ServerPolicy, rate_qps: float) -> float:
-        return float(np.percentile(run_at(policy, rate_qps)[1], percentile))
+        """The tail latency at this rate, or inf once the trace shows it misses the bound."""
+        ran = _run(unit * (1000.0 / rate_qps), service, policy, 1, (latency_bound_ms, most_late))
+        return math.inf if ran is None else float(np.percentile(ran[0], percentile))
 
     sizes = sorted(latencies)
     best, best_rate, best_tail = ServerPolicy(sizes[0], 0.0), 0.0, service(1)

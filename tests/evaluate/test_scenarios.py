@@ -151,6 +151,34 @@ def test_server_at_rate_reports_whether_bound_holds():
     assert not high["meets_bound"] and high["p99_ms"] > 50.0  # above offline throughput
 
 
+def test_giving_up_on_a_missed_bound_never_changes_a_verdict(monkeypatch):
+    import math
+
+    from autoaccel.evaluate import scenarios
+
+    n, bound = 4000, 30.0
+    unit = np.cumsum(np.random.default_rng(3).exponential(1.0, n))
+    most = n - int(np.floor(0.99 * (n - 1))) - 1
+    service = service_time(EXAMPLE)
+    verdicts = set()
+    for policy in (ServerPolicy(1, 0.0), ServerPolicy(8, 2.0), ServerPolicy(32, 10.0)):
+        for rate in (50.0, 150.0, 190.0, 250.0, 600.0, 900.0):
+            arrivals = unit * (1000.0 / rate)
+            full, busy = scenarios._run(arrivals, service, policy, 1)
+            early = scenarios._run(arrivals, service, policy, 1, (bound, most))
+            meets = np.percentile(full, 99) <= bound
+            verdicts.add(meets)
+            assert (early is not None) == meets, (policy, rate)
+            if early is not None:
+                np.testing.assert_array_equal(early[0], full)
+                assert math.isclose(early[1], busy)
+    assert verdicts == {True, False}  # both kinds of rate were tried
+    fast = server(EXAMPLE, bound, arrival_rate_qps=150.0, n_requests=n)
+    full_run = scenarios._run
+    monkeypatch.setattr(scenarios, "_run", lambda a, s, p, k, give_up=None: full_run(a, s, p, k))
+    assert server(EXAMPLE, bound, arrival_rate_qps=150.0, n_requests=n) == fast
+
+
 def _cost_grows_with(b: int):
     return lambda: sum(range(2000 * b))
 
