@@ -83,13 +83,16 @@ def build_candidate(
 
 
 def trains(recipe: dict[str, Any], workload: Workload, cache_dir: Path) -> bool:
-    """Whether building `recipe` would run a torch step not cached yet (a training loop,
-    where the recipe asks for steps): what the early-stopping rule may save."""
+    """Whether building `recipe` would run a training loop: a torch step that trains
+    (`TorchTechnique.trains`) and is not cached yet. What the early-stopping rule may save."""
     backend = recipe.get("runtime.backend", "onnxruntime")
     torch_steps, export_key = _torch_plan({**recipe, "runtime.backend": backend}, workload)
     if backend in ONNX_BACKENDS and (cache_dir / "models" / export_key / "model.onnx").exists():
         return False
-    return any(not (cache_dir / "torch" / key / "state.pt").exists() for *_, key in torch_steps)
+    return any(
+        tech.trains(config) and not (cache_dir / "torch" / key / "state.pt").exists()
+        for tech, config, key in torch_steps
+    )
 
 
 def _torch_plan(recipe: dict[str, Any], workload: Workload) -> tuple[list, str]:

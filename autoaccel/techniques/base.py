@@ -144,6 +144,11 @@ class TorchTechnique(Technique):
     def structure(self, model: Any, config: dict[str, Any], workload: Workload) -> Any:
         """A new module of the target shape, derived from `model` without training it."""
 
+    def trains(self, config: dict[str, Any]) -> bool:
+        """Whether `train` runs a training loop for this configuration (a step count above
+        0): what a cached result saves, and what the early-stopping rule can watch."""
+        return True
+
     @abstractmethod
     def train(
         self,

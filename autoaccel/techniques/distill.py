@@ -109,6 +109,9 @@ class Distill(TorchTechnique):
             student = structured(student, 1 - config["width"], example_args(workload))
         return student
 
+    def trains(self, config: dict[str, Any]) -> bool:
+        return self.changes_model(config) and int(config.get("steps", 0)) > 0
+
     def train(self, model, teacher, config: dict[str, Any], workload, monitor=None) -> float:
         return distill_into(model, teacher, workload, int(config["steps"]), config, monitor)
 

@@ -112,6 +112,9 @@ class Prune(TorchTechnique):
         pruning.make_permanent(model)
         return model
 
+    def trains(self, config: dict[str, Any]) -> bool:
+        return int(config.get("finetune_steps", 0)) > 0
+
     def train(self, model, teacher, config: dict[str, Any], workload, monitor=None) -> float:
         from autoaccel.compress import pruning
 

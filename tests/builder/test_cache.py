@@ -196,3 +196,17 @@ def test_more_openvino_streams_than_threads_is_infeasible_before_any_training(
         build_candidate({**recipe, "runtime.intra_op_threads": 1}, seed_mlp, tmp_path)
     assert refused.value.kind == "openvino_streams" and "1 thread" in str(refused.value)
     assert not (tmp_path / "models").exists()
+
+
+def test_trains_says_whether_a_build_would_run_a_training_loop(seed_mlp, tmp_path):
+    """What the early-stopping rule's untrained timing is spent on: only builds that train."""
+    from autoaccel.builder import trains
+
+    student = _student(20)
+    assert trains(student, seed_mlp, tmp_path)
+    build_candidate(student, seed_mlp, tmp_path)
+    assert not trains(student, seed_mlp, tmp_path)  # cached
+    pruned = {**student, "prune.mode": "unstructured", "prune.amount": 0.5}
+    assert not trains({**pruned, "prune.finetune_steps": 0}, seed_mlp, tmp_path)  # no loop
+    assert trains({**pruned, "prune.finetune_steps": 5}, seed_mlp, tmp_path)
+    assert not trains({**student, "distill.steps": 0}, seed_mlp, tmp_path)
