@@ -88,7 +88,7 @@ def pareto_png(view: StudyView, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8.5, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(8.5, 4.5), dpi=120, layout="constrained")
     ok = [p for p in points if p.feasible]
     bad = [p for p in points if not p.feasible]
     floor = baseline["accuracy"] - limit
@@ -140,7 +140,7 @@ def pareto_png(view: StudyView, out: Path) -> None:
     ax.set_title(title.replace("$", r"\$"), fontsize=10)
     # outside the data: a legend inside covered the baseline's star
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.savefig(out, bbox_inches="tight")
+    fig.savefig(out)  # constrained layout makes room for the legend: one draw, not two
     plt.close(fig)
 
 
