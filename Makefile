@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint clean
+.PHONY: demo test test-chaos install lint clean
 
 install: $(STAMP)
 
@@ -27,7 +27,13 @@ demo: $(STAMP)
 # finished search, the PostgreSQL services) are built once; the longest modules are handed
 # out first (tests/conftest.py orders them; xdist's reordering would put them last)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=15
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=15 \
+		-m "not chaos"
+
+# the faults benchmarks/chaos.py injects on every run (kill -9, a database or tracking server
+# going away, a store killed while it is created), each as one test: before a release
+test-chaos: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m chaos
 
 lint: $(STAMP)
 	$(BIN)/ruff check autoaccel tests benchmarks

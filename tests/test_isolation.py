@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 
 import autoaccel
 
@@ -175,6 +176,7 @@ def test_ctrl_c_marks_the_trial_writes_the_frontier_and_ends_the_run_killed(tmp_
     assert not any(_alive(p) for p in workers)
 
 
+@pytest.mark.chaos  # benchmarks/chaos.py injects this fault on every run
 def test_kill_9_of_the_search_ends_its_candidate_worker(tmp_path):
     proc, _ = _hanging_search(tmp_path)
     workers = _worker_pids(proc.pid)

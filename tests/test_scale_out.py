@@ -165,6 +165,7 @@ def test_a_worker_killed_mid_trial_is_recovered_by_another(services, tmp_path, c
     assert sorted(int(c.data.tags["trial"]) for c in children) == [0, 1]
 
 
+@pytest.mark.chaos  # benchmarks/chaos.py injects this fault on every run
 def test_the_database_going_away_mid_search_is_retried(services, tmp_path, cache_teacher):
     """PostgreSQL stopped for a few seconds while a search runs (MLflow on local SQLite
     here, so only the study store goes away): the worker retries and finishes the budget."""

@@ -99,6 +99,7 @@ def test_a_new_store_appears_whole_under_its_name_and_is_left_alone_after(tmp_pa
     assert not _work_files(tmp_path)
 
 
+@pytest.mark.chaos  # benchmarks/chaos.py injects this fault on every run
 def test_store_creation_killed_at_several_points_then_a_search_in_the_folder_continues(
     tmp_path, monkeypatch, cache_teacher
 ):

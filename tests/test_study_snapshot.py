@@ -34,6 +34,7 @@ def _database_down_after(monkeypatch, trials: int) -> dict[str, bool]:
     return state
 
 
+@pytest.mark.chaos  # benchmarks/chaos.py injects this fault on every run
 def test_a_store_that_stays_down_ends_with_the_frontier_so_far_and_the_same_command_continues(
     tmp_path, monkeypatch
 ):

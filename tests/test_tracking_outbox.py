@@ -305,6 +305,7 @@ def server(tmp_path):
         srv.stop()
 
 
+@pytest.mark.chaos  # benchmarks/chaos.py injects this fault on every run
 def test_a_tracking_server_killed_and_restarted_mid_search_costs_no_trial_record(server, tmp_path):
     runs, space = tmp_path / "runs", tmp_path / "space.yaml"
     space.write_text(FAST_SPACE)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 
 TESTS = Path(__file__).parent
 SLOW_SPACE = """version: 1
@@ -80,6 +81,7 @@ def _wait_for_running_trial(runs: Path, proc: subprocess.Popen, timeout: float =
     raise AssertionError("no trial started")
 
 
+@pytest.mark.chaos  # benchmarks/chaos.py injects this fault on every run
 def test_kill_9_mid_trial_then_same_command_finishes_budget_exactly(tmp_path, cache_teacher):
     runs, space = cache_teacher(tmp_path / "runs"), tmp_path / "slow.yaml"
     space.write_text(SLOW_SPACE)
