@@ -5,14 +5,19 @@ Rows: PyTorch eager fp32; PyTorch dynamic int8 (`torch.ao` quantize_dynamic); ON
 fp32 (all graph optimizations); ONNX Runtime int8 dynamic per-channel (`quantize_dynamic`);
 OpenVINO fp32 (the ONNX file); Intel Neural Compressor's accuracy-aware autotune; Olive's CLI
 quantization; and autoaccel's recommendation from a finished study (by default the
-`minilm-search` study of `autoaccel search --workload minilm-search --budget 100 --targets
-cpu-local`).
+`minilm-search-default` study of `autoaccel search --workload minilm-search --budget 100
+--time-budget 45m`).
 
 Quality: the minilm workload's `task_quality` on three judging sets: the `search` half (what
 autoaccel's search and INC's autotune select on), the `holdout` half (texts neither ever
 embedded: the selection-bias check) and `all` (the `minilm` workload). Limit: no more than
 0.01 below PyTorch eager fp32 on the same set. Teacher agreement (cosine, recall@10 on 200
 polarity texts) for every row.
+
+Compatibility table (`vs_peers_compat.py`, `vs_peers-compat.{json,md}`): the same rows when the
+vectors must stay compatible with the fp32 model's (teacher cosine at most 0.01 below 1 on the
+polarity texts and on the held-out texts), with INC tuned against that limit and autoaccel's
+row from the `--metric teacher_cosine` study (`--compat-study`, '' to leave the table out).
 
     bash benchmarks/peers/setup_inc.sh && bash benchmarks/peers/setup_olive.sh   # once
     .venv/bin/python benchmarks/vs_peers.py --runs-dir /tmp/vsp-runs [--study NAME]
@@ -33,7 +38,7 @@ import warnings
 from importlib.metadata import version
 from pathlib import Path
 
-from _common import RESULTS, write  # benchmarks/ is run as a folder of scripts
+from vs_peers_report import BATCHES, SPLITS, report, result_name
 
 from autoaccel.builder import build_candidate
 from autoaccel.evaluate.measure import MeasureConfig, measure_interleaved
@@ -43,8 +48,6 @@ from autoaccel.workloads.minilm import MiniLMWorkload
 
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
-SPLITS = ("search", "holdout", "all")
-BATCHES = (1, 8)
 ORT_ALL = {"graph_level": "all"}  # ONNX Runtime: all graph optimizations, every core
 
 
@@ -84,14 +87,15 @@ def run_peer(name: str, args: list[str], out: Path, reuse: bool, source: Path) -
             print(f"{name}: reusing {out} (tuned earlier from the same export)")
             return {**earlier, "reused": True}
         print(f"{name}: {out} was made from another model; tuning again")
-    print(f"{name}: tuning ... (output in {out.parent / (name + '.log')})", flush=True)
+    log_path = out.parent / f"{out.name}.log"
+    print(f"{name}: tuning ... (output in {log_path})", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / f"{name}.log", "w") as log:
+    with open(log_path, "w") as log:
         done = subprocess.run(
             [str(peer_python(name)), *args], stdout=log, stderr=subprocess.STDOUT
         )
     if done.returncode != 0 or not report.exists():
-        sys.exit(f"{name} failed (exit {done.returncode}); see {out.parent / f'{name}.log'}")
+        sys.exit(f"{name} failed (exit {done.returncode}); see {log_path}")
     return {**json.loads(report.read_text()), "reused": False}
 
 
@@ -203,8 +207,9 @@ def _trial_counts(runs_dir: Path, study: str) -> dict:
         return {"error": str(exc).splitlines()[0][:200]}
 
 
-def build_rows(args, cache: Path, teacher_w: MiniLMWorkload) -> tuple[dict, dict, dict]:
-    """name -> (candidate, how it was made); plus the peers' reports and the study's info."""
+def build_rows(args, cache: Path, teacher_w: MiniLMWorkload) -> tuple[dict, dict, dict, dict]:
+    """name -> (candidate, how it was made); plus the peers' reports and the studies' info
+    (the task-quality study, and the compatibility study when there is one)."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -257,27 +262,14 @@ def build_rows(args, cache: Path, teacher_w: MiniLMWorkload) -> tuple[dict, dict
     batches = teacher_w.calibration_inputs()
     np.savez(calib, **{f"{n}_{k}": b[n] for k, b in enumerate(batches) for n in b})
     peers = {}
-    peers["inc"] = run_peer(
-        "inc",
-        [
-            str(PEERS / "inc_autotune.py"),
-            "--model",
-            str(fp32),
-            "--calib",
-            str(calib),
-            "--out",
-            str(work / "inc"),
-            "--scorer-python",
-            sys.executable,
-            "--split",
-            "search",
-            "--max-drop",
-            str(args.max_drop),
-        ],
-        work / "inc",
-        args.reuse_peers,
-        fp32.resolve(),
-    )
+
+    def inc(metric: str, max_drop: float, out: Path) -> dict:
+        script = [str(PEERS / "inc_autotune.py"), "--model", str(fp32), "--calib", str(calib)]
+        script += ["--out", str(out), "--scorer-python", sys.executable, "--split", "search"]
+        script += ["--max-drop", str(max_drop), "--metric", metric]
+        return run_peer("inc", script, out, args.reuse_peers, fp32.resolve())
+
+    peers["inc"] = inc("task_quality", args.max_drop, work / "inc")
     rows["Intel Neural Compressor autotune"] = (
         Candidate(backend="onnxruntime", onnx_path=work / "inc" / "model.onnx", session=ort_all),
         f"onnx-neural-compressor {peers['inc']['versions']['onnx-neural-compressor']}: "
@@ -303,7 +295,30 @@ def build_rows(args, cache: Path, teacher_w: MiniLMWorkload) -> tuple[dict, dict
         cand,
         f"study {args.study}, trial {study['trial']}: {study['description']}",
     )
-    return rows, peers, study
+    compat: dict = {}
+    if args.compat_study:
+        from vs_peers_compat import INC, OURS
+
+        peers["inc_teacher_cosine"] = inc(
+            "teacher_cosine", args.compat_max_drop, work / "inc-teacher_cosine"
+        )
+        p = peers["inc_teacher_cosine"]
+        rows[INC] = (
+            Candidate(
+                backend="onnxruntime",
+                onnx_path=work / "inc-teacher_cosine" / "model.onnx",
+                session=ort_all,
+            ),
+            f"onnx-neural-compressor: accuracy-aware autotune on teacher_cosine, limit "
+            f"{args.compat_max_drop} ({p['n_quantized_trials']} trials, "
+            f"{p['tuning_wall_seconds']:.0f} s); ORT_ENABLE_ALL",
+        )
+        compat, cand, _ = autoaccel_row(args.runs_dir.resolve(), args.compat_study)
+        rows[OURS] = (
+            cand,
+            f"study {args.compat_study}, trial {compat['trial']}: {compat['description']}",
+        )
+    return rows, peers, study, compat
 
 
 def judge(rows: dict, workloads: dict[str, MiniLMWorkload]) -> dict[str, dict[str, dict]]:
@@ -351,6 +366,14 @@ def main() -> None:
     parser.add_argument("--study", default="minilm-search-default", help="the finished study")
     parser.add_argument("--max-drop", type=float, default=0.01, help="task_quality limit")
     parser.add_argument(
+        "--compat-study",
+        default="minilm-search-default-teacher_cosine",
+        help="the study with --metric teacher_cosine for the compatibility table ('' for none)",
+    )
+    parser.add_argument(
+        "--compat-max-drop", type=float, default=0.01, help="teacher cosine limit (below 1)"
+    )
+    parser.add_argument(
         "--seconds", type=float, default=10.0, help="timed seconds per row per batch size"
     )
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds")
@@ -383,9 +406,20 @@ def main() -> None:
     workloads = {s: MiniLMWorkload(cache, split=s) for s in SPLITS}
 
     print("building rows ...", flush=True)
-    rows, peers, study = build_rows(args, cache, workloads["all"])
+    rows, peers, study, compat = build_rows(args, cache, workloads["all"])
     print("quality on the search half, the held-out half and all pairs ...", flush=True)
     quality = judge(rows, workloads)
+    tables = {"task_quality": [n for n in rows if "(teacher cosine)" not in n]}
+    held = {}
+    if compat:
+        from vs_peers_compat import INC as INC_COMPAT
+        from vs_peers_compat import held_out_agreement
+
+        print("agreement with fp32 on the held-out texts ...", flush=True)
+        held = held_out_agreement(rows, workloads["all"], next(iter(rows)))
+        swap = {"Intel Neural Compressor autotune": INC_COMPAT}
+        swap["autoaccel recommendation"] = "autoaccel recommendation (teacher cosine)"
+        tables["teacher_cosine"] = [swap.get(n, n) for n in tables["task_quality"]]
     print("timing, interleaved ...", flush=True)
     timing = time_rows(rows, workloads["all"], args.seconds, args.rounds)
     raw = {
@@ -395,6 +429,9 @@ def main() -> None:
         "timing": timing,
         "peers": peers,
         "autoaccel": study,
+        "autoaccel_compat": compat,
+        "tables": tables,
+        "held_out_agreement": held,
         "versions": {
             "torch": version("torch"),
             "onnxruntime": version("onnxruntime"),
@@ -410,204 +447,6 @@ def main() -> None:
     raw_path.write_text(json.dumps(raw, indent=2, default=str))
     report(raw)
     print(f"wall time {raw['wall_seconds']:.0f} s (raw figures: {raw_path})")
-
-
-def result_name(peer_threads: int | None) -> str:
-    return "vs_peers" if peer_threads is None else f"vs_peers-peers-{peer_threads}-thread"
-
-
-def report(raw: dict) -> None:
-    """Limits, speedups and the acceptance check from the measured figures; the tables."""
-    out_name = result_name(raw["args"].get("peer_threads"))
-    max_drop = float(raw["args"]["max_drop"])
-    quality, timing, study, peers = raw["quality"], raw["timing"], raw["autoaccel"], raw["peers"]
-    names = list(raw["rows"])
-    base, ours = names[0], "autoaccel recommendation"
-    results, table = {}, []
-    for name in names:
-        q = quality[name]
-        drop = {s: quality[base][s]["task_quality"] - q[s]["task_quality"] for s in SPLITS}
-        meets = {s: drop[s] <= max_drop + 1e-12 for s in SPLITS}
-        lat = {b: timing[str(b)]["latency"][name] for b in BATCHES}
-        speed = {
-            b: timing[str(b)]["latency"][base]["median_ms"] / lat[b]["median_ms"] for b in BATCHES
-        }
-        results[name] = {
-            **raw["rows"][name],
-            "quality": q,
-            "task_quality_drop": drop,
-            "meets_limit": {**meets, "headline": meets["holdout"] and meets["all"]},
-            "latency_ms": {str(b): lat[b] for b in BATCHES},
-            "speedup_vs_pytorch_fp32": {str(b): speed[b] for b in BATCHES},
-        }
-        cell = " / ".join(f"{q[s]['task_quality']:.4f} ({0.0 - drop[s]:+.4f})" for s in SPLITS)
-        table.append(
-            [
-                name,
-                cell,
-                f"{q['all']['teacher_cosine']:.4f} / {q['all']['teacher_recall_at_10']:.2f}",
-                "yes"
-                if results[name]["meets_limit"]["headline"]
-                else "no (" + ", ".join(s for s in SPLITS if not meets[s]) + ")",
-                *[f"{lat[b]['median_ms']:.2f} / {lat[b]['p90_ms']:.2f}" for b in BATCHES],
-                *[f"{speed[b]:.2f}x" for b in BATCHES],
-            ]
-        )
-
-    peers_ok = [n for n in names if n != ours and results[n]["meets_limit"]["headline"]]
-    mine_ok = results[ours]["meets_limit"]["headline"]
-    acceptance: dict = {
-        "rule": "autoaccel's row meets the limit and its p50 is at most that of the "
-        "fastest peer row meeting the same limit (goal: 2x faster than it, 6x faster "
-        "than PyTorch eager fp32); meeting = within the limit on the held-out half "
-        "and on all pairs"
-    }
-    for b in BATCHES:
-        key = str(b)
-        fastest = min(
-            peers_ok, key=lambda n: results[n]["latency_ms"][key]["median_ms"], default=None
-        )
-        mine = results[ours]["latency_ms"][key]["median_ms"]
-        vs_torch = results[ours]["speedup_vs_pytorch_fp32"][key]
-        entry = {
-            "autoaccel_p50_ms": mine,
-            "autoaccel_meets_limit": mine_ok,
-            "speedup_vs_pytorch_fp32": vs_torch,
-            "goal_6x_vs_pytorch": mine_ok and vs_torch >= 6,
-        }
-        if fastest:
-            theirs = results[fastest]["latency_ms"][key]["median_ms"]
-            entry.update(
-                fastest_peer_meeting_limit=fastest,
-                fastest_peer_p50_ms=theirs,
-                speedup_vs_fastest_peer=theirs / mine,
-                at_least_as_fast=mine_ok and mine <= theirs,
-                goal_2x_vs_peer=mine_ok and theirs / mine >= 2,
-            )
-        acceptance[f"batch_{b}"] = entry
-
-    args = raw["args"]
-    load_avg = raw["load_average"]
-    payload = {
-        "protocol": (
-            f"MiniLM (all-MiniLM-L6-v2, mean pooling + L2 norm), 128 real tokens per sequence, "
-            f"batch 1 and 8; every row timed interleaved with the others by "
-            f"autoaccel.evaluate.measure.measure_interleaved ({args['rounds']} rounds, "
-            f"{args['seconds']:g} s timed per row per batch size after warm-up), p50 / p90 of "
-            f"single calls; quality by MiniLMWorkload.evaluate on each judging set, really run"
-        ),
-        "quality_limit": {
-            "metric": "task_quality",
-            "max_drop": max_drop,
-            "against": "PyTorch eager fp32 on the same judging set",
-            "headline": "within the limit on the held-out half and on all pairs",
-        },
-        "splits": {
-            "search": "even-numbered Lee documents (300 pairs among them) and one of two "
-            "word-disjoint halves of each word task's pairs: what autoaccel's search and "
-            "INC's autotune selected on",
-            "holdout": "the other half: texts neither the search nor INC ever embedded",
-            "all": "every pair (the `minilm` workload): 1225 Lee pairs, 353 wordsim, 999 simlex",
-        },
-        "peer_threads": raw["args"].get("peer_threads") or "framework default (all cores)",
-        "load_average": {
-            **load_avg,
-            "during_timing": {b: t["load_after"] for b, t in timing.items()},
-            "note": "1/5/15-minute load averages; this 2-core machine is shared, latencies "
-            "taken at a load above the core count are inflated (all rows alike, since they "
-            "are interleaved, but not exactly alike: 2-thread runs suffer most)",
-        },
-        "versions": raw["versions"],
-        "peers": peers,
-        "autoaccel": study,
-        "timing": {b: {k: v for k, v in t.items() if k != "latency"} for b, t in timing.items()},
-        "rows": results,
-        "acceptance": acceptance,
-        "measured_at": raw.get("measured_at"),
-        "wall_seconds": raw["wall_seconds"],
-    }
-    header = [
-        "row",
-        "task_quality search / held-out / all (vs fp32)",
-        "teacher cos / R@10",
-        "meets limit",
-        "b1 p50 / p90 ms",
-        "b8 p50 / p90 ms",
-        "b1 speedup",
-        "b8 speedup",
-    ]
-    write(out_name, payload, table, header)
-    cores = load_avg["cores"]
-    v = raw["versions"]
-    threads = raw["args"].get("peer_threads")
-    notes = [
-        "",
-        "Peer rows ran with "
-        + (
-            "each framework's default threads (all cores)"
-            if threads is None
-            else f"{threads} intra-op thread(s) (--peer-threads)"
-        )
-        + "; autoaccel's row with its recipe's "
-        + f"({study['recipe'].get('runtime.intra_op_threads')}).",
-    ]
-    notes.append(
-        f"Measured {raw['measured_at']} (end of the run)."
-        if raw.get("measured_at")
-        else "Measurement time not recorded in the raw figures (the Machine date above is "
-        "when these tables were written)."
-    )
-    if study.get("interim"):
-        t = study.get("trials", {})
-        notes.append(
-            f"INTERIM: study {study['study']} was still running ({t.get('complete', '?')} "
-            f"complete, {t.get('pruned', 0)} pruned, {t.get('fail', 0)} failed trials); the "
-            "autoaccel row is its best measured feasible trial so far, not its final "
-            "recommendation."
-        )
-    notes += [
-        f"Load average (1/5/15 min) at start {load_avg['start']}, after batch 1 "
-        f"{timing['1']['load_after']}, after batch 8 {timing['8']['load_after']}, on {cores} "
-        f"cores: figures taken above a load of {cores} are inflated (the machine is shared).",
-        f"Limit: task_quality at most {max_drop} below PyTorch eager fp32 on the same set; "
-        "'meets' = on the held-out half and on all pairs. The held-out half is texts that "
-        "neither autoaccel's search nor INC's autotune ever embedded.",
-        f"autoaccel row: study {study['study']} (trials {study.get('trials')}), trial "
-        f"{study['trial']}: {study['description']}; search-half task_quality recorded by the "
-        f"search {study['recorded']['accuracy']:.4f}, rebuilt here "
-        f"{quality[ours]['search']['task_quality']:.4f}.",
-        "Selection-bias check, task_quality minus fp32's on the half each tool selected on "
-        "vs on the held-out half: "
-        + "; ".join(
-            f"{n} {0.0 - results[n]['task_quality_drop']['search']:+.4f} (search) vs "
-            f"{0.0 - results[n]['task_quality_drop']['holdout']:+.4f} (held-out)"
-            for n in (ours, "Intel Neural Compressor autotune")
-        )
-        + ".",
-        f"Versions: onnx-neural-compressor {v['onnx-neural-compressor']} (autotune "
-        f"{peers['inc']['tuning_wall_seconds']:.0f} s, {peers['inc']['n_quantized_trials']} "
-        f"trials), olive-ai {v['olive-ai']} ({peers['olive']['tuning_wall_seconds']:.0f} s), "
-        f"openvino {v['openvino']}, onnxruntime {v['onnxruntime']}, torch {v['torch']}.",
-    ]
-    for b in BATCHES:
-        a = acceptance[f"batch_{b}"]
-        line = (
-            f"Batch {b}: autoaccel {a['autoaccel_p50_ms']:.2f} ms, "
-            f"{a['speedup_vs_pytorch_fp32']:.2f}x PyTorch eager fp32"
-        )
-        if "fastest_peer_meeting_limit" in a:
-            line += (
-                f"; fastest peer within the limit: {a['fastest_peer_meeting_limit']} "
-                f"{a['fastest_peer_p50_ms']:.2f} ms, autoaccel {a['speedup_vs_fastest_peer']:.2f}x"
-                f" it; at least as fast: {'yes' if a['at_least_as_fast'] else 'no'}"
-            )
-        notes.append(line + ".")
-    notes += ["", "How each row was made:"]
-    notes += [f"- {n}: {results[n]['how']}" for n in names]
-    text = "\n".join(notes) + "\n"
-    with open(RESULTS / f"{out_name}.md", "a") as f:
-        f.write(text)
-    print(text)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Intel Neural Compressor's accuracy-aware autotune (`onnx-neural-compressor`) on the
-MiniLM ONNX export, judged by autoaccel's own `task_quality` on the search half.
+MiniLM ONNX export, judged by autoaccel's own `task_quality` on the search half (or another of
+the workload's figures, `--metric teacher_cosine` for the compatibility table).
 
 Runs in benchmarks/peers/.venv-inc (numpy < 2, made by setup_inc.sh), never imports autoaccel.
 What it needs from autoaccel's side comes through files and one subprocess:
@@ -8,8 +9,8 @@ What it needs from autoaccel's side comes through files and one subprocess:
   64 lee_background sentences, 8 a batch, 128 tokens), keys `input_ids_<k>`,
   `attention_mask_<k>`;
 - the evaluation function runs `score_onnx.py MODEL --split search` with `--scorer-python`
-  (autoaccel's interpreter) and reads `task_quality` from its JSON line: the figure autoaccel's
-  own search is limited by.
+  (autoaccel's interpreter) and reads `--metric` (default `task_quality`) from its JSON line:
+  the figure autoaccel's own search is limited by.
 
 INC's limit is relative, (baseline - q) / baseline <= tolerable_loss. The limit here is
 absolute (q >= baseline - max_drop), so the first evaluation (INC's fp32 baseline) sets
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--scorer-python", required=True, help="autoaccel's python")
     parser.add_argument("--split", default="search")
     parser.add_argument("--max-drop", type=float, default=0.01)
+    parser.add_argument("--metric", default="task_quality", help="the figure the limit is on")
     parser.add_argument("--max-trials", type=int, default=100)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -89,18 +91,19 @@ def main() -> None:
             text=True,
         )
         quality = json.loads(done.stdout.strip().splitlines()[-1])["quality"]
-        q = float(quality["task_quality"])
+        q = float(quality[args.metric])
         if not trials:  # INC evaluates its fp32 baseline first
             tune_config.tolerable_loss = args.max_drop / q
         trials.append(
             {
                 "role": "baseline" if not trials else "trial",
-                "task_quality": q,
+                "task_quality": quality["task_quality"],
                 "teacher_cosine": quality["teacher_cosine"],
+                args.metric: q,
                 "eval_seconds": time.perf_counter() - t0,
             }
         )
-        print(f"INC eval {len(trials) - 1}: task_quality {q:.4f}", flush=True)
+        print(f"INC eval {len(trials) - 1}: {args.metric} {q:.4f}", flush=True)
         return q
 
     start = time.perf_counter()
@@ -125,9 +128,11 @@ def main() -> None:
         },
         "tuning_wall_seconds": wall,
         "split": args.split,
+        "metric": args.metric,
         "max_drop": args.max_drop,
         "tolerable_loss_relative": tune_config.tolerable_loss,
         "baseline_task_quality": trials[0]["task_quality"],
+        "baseline_value": trials[0][args.metric],
         "trials": trials,
         "n_quantized_trials": len(trials) - 1,
         "chosen": trials[-1],
@@ -139,8 +144,8 @@ def main() -> None:
     (args.out / "inc.json").write_text(json.dumps(report, indent=2))
     print(
         f"INC autotune: {len(trials) - 1} quantized trial(s), {wall:.0f} s; "
-        f"chosen task_quality {trials[-1]['task_quality']:.4f} "
-        f"(baseline {trials[0]['task_quality']:.4f})"
+        f"chosen {args.metric} {trials[-1][args.metric]:.4f} "
+        f"(baseline {trials[0][args.metric]:.4f})"
     )
 
 
