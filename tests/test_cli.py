@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -120,67 +117,6 @@ def test_bad_search_space_file_names_file_and_key(tmp_path):
     out = run("search", "--space", str(space), "--runs-dir", str(tmp_path / "r"))
     assert out.returncode == 2
     assert str(space) in out.stderr and "techniques.quantize.mode" in out.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_ui_serves_mlflow_on_loopback(tmp_path, cache_teacher):
-    runs = cache_teacher(tmp_path / "runs")
-    assert (
-        run(
-            "search",
-            "--workload",
-            "seed-mlp",
-            "--budget",
-            "1",
-            "--space",
-            "quick",
-            "--runs-dir",
-            str(runs),
-            "--measure-seconds",
-            "0.03",
-        ).returncode
-        == 0
-    )
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "autoaccel.cli",
-            "ui",
-            "--runs-dir",
-            str(runs),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 90
-        status = None
-        while time.time() < deadline and status is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    status = r.status
-            except OSError:
-                time.sleep(0.5)
-        assert status == 200
-        url = (
-            f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
-            "?experiment_name=seed-mlp-quick"
-        )
-        with urllib.request.urlopen(url, timeout=5) as r:
-            assert json.load(r)["experiment"]["name"] == "seed-mlp-quick"
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=20)
 
 
 def test_ui_without_a_store_says_how_to_make_one(tmp_path):

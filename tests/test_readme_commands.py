@@ -9,6 +9,7 @@ the trained teacher in its cache (the file a first search writes), so no command
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -75,7 +76,9 @@ def quick_started(tmp_path_factory, cache_teacher) -> Path:
 
 
 def _ui(args: list[str], cwd: Path) -> None:
-    """`autoaccel ui` serves until stopped: it must answer, then stop cleanly on SIGTERM."""
+    """`autoaccel ui` serves until stopped: it must answer on the loopback address with the
+    study's experiment, then stop cleanly on SIGTERM. (The only test that starts the UI's
+    MLflow server, ~16 s of start-up.)"""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -97,6 +100,12 @@ def _ui(args: list[str], cwd: Path) -> None:
             except OSError:
                 time.sleep(0.5)
         assert status == 200, proc.stdout.read() if proc.poll() is not None else "no answer"
+        url = (
+            f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
+            "?experiment_name=minilm-quick"
+        )
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert json.load(r)["experiment"]["name"] == "minilm-quick"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

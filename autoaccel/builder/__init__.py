@@ -161,9 +161,12 @@ def _torch_stage(
                 spent = tech.train(student, workload.torch_model(), config, workload, watch)
             resumed = [(r.resumed_from, r.steps_run) for r in runs if r.resumed_from]
             seconds += spent
+            bf16 = any(r.precision == "bf16" for r in runs)
             meta = {"seconds": spent, "config": config, "resumed": resumed}
+            meta["precision"] = "bf16 autocast" if bf16 else "fp32"
             _save_state(folder, student.state_dict(), meta)
-            notes.append(f"{tech.describe(config)} (trained {spent:.0f} s{_continued(resumed)})")
+            how = f"trained {spent:.0f} s" + (", bf16 autocast" if bf16 else "")
+            notes.append(f"{tech.describe(config)} ({how}{_continued(resumed)})")
         model = student.eval()
     return replace(candidate, torch_model=model, train_seconds=seconds, notes=tuple(notes))
 

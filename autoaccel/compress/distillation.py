@@ -177,13 +177,14 @@ class WSD:
 @dataclass(frozen=True)
 class TrainStats:
     """What one distillation run did: its length, the step it started from (a checkpoint's,
-    0 when fresh), wall time, loss of the first and the last step it ran."""
+    0 when fresh), wall time, loss of the first and the last step it ran, its precision."""
 
     steps: int
     seconds: float
     first_loss: float
     last_loss: float
     resumed_from: int = 0
+    precision: str = "fp32"
 
     @property
     def steps_run(self) -> int:
@@ -192,6 +193,15 @@ class TrainStats:
     @property
     def steps_per_second(self) -> float:
         return self.steps_run / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _fp32(out: Any) -> Any:
+    """A bf16 autocast output as fp32, so the loss (and its reductions) run in full precision."""
+    import torch
+
+    if isinstance(out, torch.Tensor) and out.is_floating_point():
+        return out.float()
+    return out
 
 
 def batches_digest(batches: Sequence[Batch]) -> str:
@@ -241,6 +251,7 @@ def train(
     teacher_outputs: dict[int, Any] | None = None,
     threads: int | None = None,
     checkpoints: CheckpointStore | None = None,
+    precision: str = "fp32",
 ) -> TrainStats:
     """Distil `teacher` into `student` in place for `steps` AdamW steps; return the stats.
 
@@ -263,6 +274,10 @@ def train(
     training early (the search's early-stopping rule does), and never shifts the training's
     RNG. Checks are outside the timed loop's arithmetic but inside its wall time.
 
+    `precision="bf16"` runs the student's forward pass under CPU autocast to bfloat16 (its
+    backward follows); weights, optimizer state and the loss stay fp32. It is part of the
+    checkpoint key (fp32 runs keep their old keys).
+
     `seed` drives all randomness inside the loop (dropout) on a forked torch RNG. Torch runs
     on `threads` (default: every usable core other work leaves free, `training_threads`):
     results differ in the last bits across thread counts, which is not worth training at
@@ -271,6 +286,8 @@ def train(
     """
     import torch
 
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision {precision!r}: use fp32 or bf16")
     if steps < 1 or not batches:
         raise ValueError(f"need steps >= 1 and at least one batch (got {steps}, {len(batches)})")
     params = [p for p in student.parameters() if p.requires_grad]
@@ -295,6 +312,7 @@ def train(
                 "batches": batches_digest(batches),
                 "student": weights_digest(student),
                 "frozen": sorted(n for n, p in student.named_parameters() if not p.requires_grad),
+                **({"precision": precision} if precision != "fp32" else {}),
             }
         )
         resumed = checkpoints.latest(upto=schedule.stable_end)
@@ -326,7 +344,9 @@ def train(
                     with torch.no_grad():
                         teacher_cache[index] = teacher(*args)
                 target = None if labels is None else torch.from_numpy(np.asarray(labels))
-                loss = loss_fn(student(*args), teacher_cache[index], target)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    out = student(*args)
+                loss = loss_fn(_fp32(out), teacher_cache[index], target)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"distillation loss became {loss.item()} at {step}")
                 optimizer.zero_grad(set_to_none=True)
@@ -349,4 +369,6 @@ def train(
     finally:
         torch.set_num_threads(previous_threads)
         student.eval()
-    return TrainStats(steps, seconds, losses[0], losses[-1], resumed_from=start)
+    return TrainStats(
+        steps, seconds, losses[0], losses[-1], resumed_from=start, precision=precision
+    )

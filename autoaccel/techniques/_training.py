@@ -57,6 +57,7 @@ def distill_into(
     run continues the checkpoint of a shorter one with the same everything-but-steps.
     """
     from autoaccel.compress.distillation import batches_digest, train
+    from autoaccel.machine import training_precision
 
     if steps <= 0:
         return 0.0
@@ -66,6 +67,7 @@ def distill_into(
     per_teacher = _TEACHER_OUTPUTS.setdefault(teacher, {})
     lent = _RESUMABLE.get()
     with frozen_embeddings(model):
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         stats = train(
             model,
             teacher,
@@ -79,6 +81,7 @@ def distill_into(
             monitor_at=monitor.fractions if monitor is not None else (),
             teacher_outputs=per_teacher.setdefault(batches_digest(batches), {}),
             checkpoints=None if lent is None else lent[0].keyed({"loss": settings}),
+            precision=training_precision(trainable),
         )
     if lent is not None:
         lent[1].append(stats)

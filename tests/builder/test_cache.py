@@ -210,3 +210,15 @@ def test_trains_says_whether_a_build_would_run_a_training_loop(seed_mlp, tmp_pat
     assert not trains({**pruned, "prune.finetune_steps": 0}, seed_mlp, tmp_path)  # no loop
     assert trains({**pruned, "prune.finetune_steps": 5}, seed_mlp, tmp_path)
     assert not trains({**student, "distill.steps": 0}, seed_mlp, tmp_path)
+
+
+def test_a_build_trained_in_bf16_says_so_in_its_note_and_meta(seed_mlp, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOACCEL_TRAIN_PRECISION", "bf16")  # seed-mlp is below the threshold
+    student = {**ORT, "distill.mode": "student", "distill.width": 0.5, "distill.steps": 20}
+    built = build_candidate(student, seed_mlp, tmp_path)
+    assert any("bf16 autocast" in note for note in built.notes), built.notes
+    metas = [json.loads(m.read_text()) for m in (tmp_path / "torch").glob("*/meta.json")]
+    assert [m["precision"] for m in metas] == ["bf16 autocast"]
+    monkeypatch.setenv("AUTOACCEL_TRAIN_PRECISION", "fp32")
+    again = build_candidate({**student, "distill.steps": 30}, seed_mlp, tmp_path)
+    assert not any("bf16" in note for note in again.notes), again.notes

@@ -308,3 +308,47 @@ def test_distill_into_shares_teacher_outputs_per_teacher_and_data(digits_cnn):
     n_batches = len(digits_cnn.training_batches())
     assert teacher.calls == min(5, n_batches)  # the second student paid no teacher pass
     assert len(_training._TEACHER_OUTPUTS[teacher]) == 1  # one entry: same data both times
+
+
+# --- bf16 autocast --------------------------------------------------------------------------
+
+
+def test_bf16_autocast_training_learns_keeps_fp32_weights_and_differs_from_fp32(digits_cnn):
+    batches = digits_training_batches(digits_cnn)
+    teacher = digits_cnn.torch_model()
+
+    def trained(precision: str) -> tuple[nn.Module, object]:
+        student = _narrow_cnn()
+        stats = train(
+            student, teacher, batches, _digits_kd, 150, 1e-2, 0, ("x",), precision=precision
+        )
+        return student, stats
+
+    bf16, stats = trained("bf16")
+    fp32, _ = trained("fp32")
+    assert stats.last_loss < stats.first_loss
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())  # master weights stay fp32
+
+    def predict(inputs):
+        return _run(bf16, inputs, ("x",)).numpy()
+
+    assert digits_cnn.evaluate(predict)["accuracy"] > 0.85
+    assert not all(
+        torch.equal(a, b) for a, b in zip(bf16.parameters(), fp32.parameters(), strict=True)
+    )  # bf16 products round differently: the precision really changed the arithmetic
+
+
+def test_train_refuses_an_unknown_precision(digits_cnn):
+    batches = digits_training_batches(digits_cnn)[:2]
+    with pytest.raises(ValueError, match="fp16"):
+        train(
+            _narrow_cnn(),
+            digits_cnn.torch_model(),
+            batches,
+            _digits_kd,
+            2,
+            1e-2,
+            0,
+            ("x",),
+            precision="fp16",
+        )
