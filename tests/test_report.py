@@ -426,6 +426,7 @@ def real_report(tmp_path_factory) -> Path:
         runs_dir=runs,
         space="quick",
         measure_seconds=0.03,
+        isolate=False,  # in-process: isolation has its own tests
         targets=["cpu-local", "nvidia-t4"],
     )
     study = optuna.load_study(study_name=result.study, storage=f"sqlite:///{runs / 'optuna.db'}")

@@ -11,7 +11,8 @@ import pytest
 import autoaccel
 from autoaccel.errors import UserError
 
-FAST = {"measure_seconds": 0.03, "space": "quick"}
+# in-process (isolation has its own tests): a search's worker start-up is seconds
+FAST = {"measure_seconds": 0.03, "space": "quick", "isolate": False}
 
 
 def _study(runs, name):

@@ -64,6 +64,7 @@ def test_every_limit_is_a_constraint_and_the_pick_keeps_them_all(tmp_path):
         runs_dir=runs,
         space=str(space),
         measure_seconds=0.03,
+        isolate=False,  # in-process: isolation has its own tests
         targets=["cpu-local"],
         limits={"agreement": 1e-4},
     )

@@ -25,6 +25,7 @@ def _run(tmp_path, teacher=None, **options):
         runs_dir=runs,
         space=str(space),
         measure_seconds=0.02,
+        isolate=False,  # in-process: isolation has its own tests
         targets=["cpu-local"],
         **options,
     )

@@ -13,7 +13,8 @@ import autoaccel
 from autoaccel import study as study_module
 from autoaccel.study import RetryingRDBStorage, StoreLost
 
-FAST = {"measure_seconds": 0.03, "space": "quick"}
+# in-process (isolation has its own tests): a search's worker start-up is seconds
+FAST = {"measure_seconds": 0.03, "space": "quick", "isolate": False}
 
 
 def _database_down_after(monkeypatch, trials: int) -> dict[str, bool]:

@@ -25,7 +25,8 @@ from autoaccel.time_limits import (
     trial_limit,
 )
 
-FAST = {"measure_seconds": 0.03, "space": "quick"}
+# in-process (isolation has its own tests): a search's worker start-up is seconds
+FAST = {"measure_seconds": 0.03, "space": "quick", "isolate": False}
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ from autoaccel.tracking import Tracker
 from autoaccel.tracking_views import log_recommended, run_name
 from autoaccel.workloads import load_workload
 
-FAST = {"measure_seconds": 0.03, "space": "quick"}
+# in-process (isolation has its own tests): a search's worker start-up is seconds
+FAST = {"measure_seconds": 0.03, "space": "quick", "isolate": False}
 STUDY = "seed-mlp-quick"
 
 
