@@ -164,6 +164,14 @@ def compat_notes(raw: dict, results: dict, acceptance: dict, max_drop: float) ->
         f"INC row: accuracy-aware autotune with --metric teacher_cosine, limit {max_drop} "
         f"({inc['n_quantized_trials']} trials, {inc['tuning_wall_seconds']:.0f} s).",
     ]
+    lines += verdict_lines(acceptance)
+    return lines
+
+
+def verdict_lines(acceptance: dict, as_fast: bool = False) -> list[str]:
+    """One line per batch size (speedup against eager and the fastest peer within the limit),
+    then the verdict; `as_fast` adds whether autoaccel is at least as fast as that peer."""
+    lines = []
     for b in BATCHES:
         a = acceptance[f"batch_{b}"]
         line = (
@@ -176,7 +184,8 @@ def compat_notes(raw: dict, results: dict, acceptance: dict, max_drop: float) ->
                 f"{a['fastest_peer_p50_ms']:.2f} ms, "
                 f"autoaccel {a['speedup_vs_fastest_peer']:.2f}x it"
             )
+            if as_fast:
+                line += f"; at least as fast: {'yes' if a['at_least_as_fast'] else 'no'}"
         lines.append(line + ".")
     verdict = "met" if acceptance["met"] else "NOT met"
-    lines.append(f"Acceptance ({acceptance['rule']}): {verdict}.")
-    return lines
+    return [*lines, f"Acceptance ({acceptance['rule']}): {verdict}."]

@@ -190,21 +190,9 @@ def report(raw: dict) -> None:
         f"trials), olive-ai {v['olive-ai']} ({peers['olive']['tuning_wall_seconds']:.0f} s), "
         f"openvino {v['openvino']}, onnxruntime {v['onnxruntime']}, torch {v['torch']}.",
     ]
-    for b in BATCHES:
-        a = acceptance[f"batch_{b}"]
-        line = (
-            f"Batch {b}: autoaccel {a['autoaccel_p50_ms']:.2f} ms, "
-            f"{a['speedup_vs_pytorch_fp32']:.2f}x PyTorch eager fp32"
-        )
-        if "fastest_peer_meeting_limit" in a:
-            line += (
-                f"; fastest peer within the limit: {a['fastest_peer_meeting_limit']} "
-                f"{a['fastest_peer_p50_ms']:.2f} ms, autoaccel {a['speedup_vs_fastest_peer']:.2f}x"
-                f" it; at least as fast: {'yes' if a['at_least_as_fast'] else 'no'}"
-            )
-        notes.append(line + ".")
-    verdict = "met" if acceptance["met"] else "NOT met"
-    notes.append(f"Acceptance ({acceptance['rule']}): {verdict}.")
+    from vs_peers_compat import verdict_lines
+
+    notes += verdict_lines(acceptance, as_fast=True)
     notes += ["", "How each row was made:"]
     notes += [f"- {n}: {results[n]['how']}" for n in names]
     text = "\n".join(notes) + "\n"
