@@ -10,6 +10,12 @@ both picks run side by side on the same CPU.
         --study minilm-default --earlier benchmarks/results/vs_peers.json --name acc100
 
 The earlier recipe is the `autoaccel recommendation` row's recipe in a vs_peers result JSON.
+`--recipe NAME=FILE.json` (repeatable) adds any recipe (a JSON object of search parameters),
+built with the study's cache, e.g. the study's own trained student on another runtime:
+
+    .venv/bin/python benchmarks/recipes_side_by_side.py --runs-dir /tmp/vsp-runs \
+        --study minilm-search-default --recipe "student on OpenVINO bf16=r.json" --name x
+
 Writes benchmarks/results/recipes-<name>.{json,md}.
 """
 
@@ -24,7 +30,7 @@ from _common import write  # benchmarks/ is run as a folder of scripts
 from vs_peers import SPLITS, autoaccel_row, judge, load, time_rows
 
 from autoaccel.builder import build_candidate
-from autoaccel.techniques import Candidate
+from autoaccel.techniques import Candidate, describe_recipe
 from autoaccel.workloads.minilm import MiniLMWorkload
 
 
@@ -32,16 +38,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", type=Path, required=True)
     parser.add_argument("--study", default="minilm-default")
-    parser.add_argument("--earlier", type=Path, required=True, help="a vs_peers result JSON")
+    parser.add_argument("--earlier", type=Path, help="a vs_peers result JSON")
+    parser.add_argument(
+        "--recipe",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.json",
+        help="another recipe to put beside them (repeatable)",
+    )
     parser.add_argument("--name", required=True)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     t0 = time.perf_counter()
     runs = args.runs_dir.resolve()
-    study, pick, _ = autoaccel_row(runs, args.study)
-    earlier = json.loads(args.earlier.read_text())
-    old = earlier["autoaccel"]
+    study, pick, study_workload = autoaccel_row(runs, args.study)
     cache = runs / "cache"
     workloads = {
         "search": MiniLMWorkload(cache, split="search"),
@@ -52,11 +63,20 @@ def main() -> None:
     rows: dict[str, tuple[Candidate, str]] = {
         "PyTorch eager fp32": (Candidate(backend="torch", torch_model=teacher), "all cores"),
         f"{args.study} (this study), trial {study['trial']}": (pick, study["description"]),
-        f"{old['study']} (earlier), trial {old['trial']}": (
+    }
+    old = None
+    if args.earlier is not None:
+        old = json.loads(args.earlier.read_text())["autoaccel"]
+        rows[f"{old['study']} (earlier), trial {old['trial']}"] = (
             build_candidate(old["recipe"], workloads["all"], cache),
             old["description"],
-        ),
-    }
+        )
+    extra = {}
+    for item in args.recipe:
+        name, _, path = item.partition("=")
+        extra[name] = json.loads(Path(path).read_text())
+        built = build_candidate(extra[name], study_workload, cache)  # the study's students
+        rows[name] = (built, describe_recipe(extra[name]))
     print(f"load before: {load()}", flush=True)
     quality = judge(rows, workloads)
     timing = time_rows(rows, workloads["all"], args.seconds, args.rounds)
@@ -79,7 +99,8 @@ def main() -> None:
         )
     payload = {
         "this_study": study,
-        "earlier": {k: old[k] for k in ("study", "trial", "recipe", "description")},
+        "earlier": old and {k: old[k] for k in ("study", "trial", "recipe", "description")},
+        "recipes": extra,
         "quality": quality,
         "timing": timing,
         "load_after": load(),
