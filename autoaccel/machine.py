@@ -66,33 +66,39 @@ def runs_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); True where the flags
     cannot be read, so the measurement decides (OpenVINO then refuses, with the reason)."""
     flags = cpu_flags()
-    return flags is None or bool({"avx512_bf16", "amx_bf16"} & flags)
+    return flags is None or _bf16_units(flags)
+
+
+def _bf16_units(flags: frozenset[str]) -> bool:
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
 TRAIN_PRECISIONS = ("fp32", "bf16")
 BF16_MIN_PARAMS = 1_000_000
 """Trainable parameters from which bf16 autocast pays (benchmarks/results/bf16-training.md:
-MiniLM students train up to 1.5x faster; the digits CNN and seed MLP, ~10^4 parameters,
-train 15-20 % slower, their products too small to outweigh the casts)."""
+MiniLM students of 1.9-4.9M train 1.39-1.65x faster; the digits CNN and seed MLP, ~10^4
+parameters, train 17-24 % slower, their products too small to outweigh the casts)."""
 
 
 def training_precision(trainable_params: int) -> str:
     """What a student or recovery fine-tune computes in: `bf16` autocast where the CPU has
     bf16 arithmetic units (AMX or AVX512-BF16 flags present) and the model has at least
     `BF16_MIN_PARAMS` trainable parameters, else `fp32`. Weights, optimizer and loss stay
-    fp32 either way, and quality held to 1e-4 on every student measured.
-    `AUTOACCEL_TRAIN_PRECISION=fp32` (or `bf16`) overrides, e.g. to reproduce an fp32 run."""
-    import os
+    fp32 either way, and task quality held within 4e-4 on every student measured.
+    `AUTOACCEL_TRAIN_PRECISION=fp32` (or `bf16`) overrides, e.g. to reproduce an fp32 run;
+    another value is a UserError (a search checks it before it writes anything)."""
+    from autoaccel.errors import UserError
 
     wanted = os.environ.get("AUTOACCEL_TRAIN_PRECISION", "").strip().lower()
     if wanted:
         if wanted not in TRAIN_PRECISIONS:
-            raise ValueError(
+            raise UserError(
                 f"AUTOACCEL_TRAIN_PRECISION={wanted!r}: use one of {', '.join(TRAIN_PRECISIONS)}"
+                " (or unset it: bf16 where the CPU has bf16 units)"
             )
         return wanted
     flags = cpu_flags()
-    units = flags is not None and bool({"avx512_bf16", "amx_bf16"} & flags)
+    units = flags is not None and _bf16_units(flags)
     return "bf16" if units and trainable_params >= BF16_MIN_PARAMS else "fp32"
 
 

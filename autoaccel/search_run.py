@@ -85,6 +85,7 @@ class Search:
         import optuna
 
         from autoaccel.evaluate import MeasureConfig
+        from autoaccel.machine import training_precision
         from autoaccel.projection.plans import PlanGrid
         from autoaccel.space import load_space
         from autoaccel.study import check_study_name, finished_count, make_sampler, open_study
@@ -96,6 +97,7 @@ class Search:
         cfg = self.cfg
         if cfg.study is not None:
             check_study_name(cfg.study)
+        training_precision(0)  # a bad AUTOACCEL_TRAIN_PRECISION: one line, before any file
         space = load_space(cfg.space)
         paths = RunPaths(cfg.runs_dir)
         block = space.targets or {}

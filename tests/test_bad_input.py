@@ -572,6 +572,13 @@ CASES = [
         ),
         ("--tracking-uri sqlite:///", "notes.txt is a file, not a folder", "choose a path"),
     ),
+    # AUTOACCEL_TRAIN_PRECISION with a value it does not know: refused before any trial trains.
+    Case(
+        "train-precision-env-unknown",
+        lambda d: d.search("--workload", "seed-mlp"),
+        ("AUTOACCEL_TRAIN_PRECISION='fp8'", "use one of fp32, bf16"),
+        env=(("AUTOACCEL_TRAIN_PRECISION", "fp8"),),
+    ),
     # --study with a space in it.
     Case(
         "study-name-with-space",

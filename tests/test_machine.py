@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autoaccel import machine
+from autoaccel.errors import UserError
 
 
 @pytest.mark.parametrize(
@@ -32,5 +33,5 @@ def test_training_precision_override_and_its_error(monkeypatch):
     monkeypatch.setenv("AUTOACCEL_TRAIN_PRECISION", "FP32")
     assert machine.training_precision(10**8) == "fp32"
     monkeypatch.setenv("AUTOACCEL_TRAIN_PRECISION", "fp8")
-    with pytest.raises(ValueError, match="AUTOACCEL_TRAIN_PRECISION='fp8': use one of fp32, bf16"):
+    with pytest.raises(UserError, match="AUTOACCEL_TRAIN_PRECISION='fp8': use one of fp32, bf16"):
         machine.training_precision(10)
