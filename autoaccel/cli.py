@@ -219,6 +219,14 @@ def search(
             "least 10 min (30 min until 5 trials have finished)."
         ),
     ] = None,
+    recombine: Annotated[
+        int | None,
+        typer.Option(
+            help="Trials kept at the end of the budget to re-pair the fastest trained models "
+            "with the builds that ran fastest here (no training: the models are cached). Default: "
+            "a tenth of a budget of 20 or more, at most 9; 0 turns it off."
+        ),
+    ] = None,
     isolate: Annotated[
         bool,
         typer.Option(
@@ -265,6 +273,7 @@ def search(
         latency_bound_ms=latency_bound_ms,
         arrival_rate=arrival_rate,
         trial_timeout=trial_timeout,
+        recombine=recombine,
         isolate=isolate,
     )
     if not 1 <= n_jobs <= 64:

@@ -57,6 +57,18 @@ class SearchConfig(BaseModel):
     )
     isolate: bool = Field(True, description="judge candidates in a worker process of their own")
     trial_timeout: float | None = Field(None, gt=0.0, le=7 * 24 * 3600.0)
+    recombine: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_BUDGET,
+        description="trials kept at the end for re-pairing the fastest models with the most "
+        "efficient builds (autoaccel.recombine); None: a tenth of the budget, at most 9; 0: off",
+    )
+
+    def recombine_count(self) -> int:
+        from autoaccel.recombine import auto_count
+
+        return auto_count(self.budget) if self.recombine is None else self.recombine
 
     @classmethod
     def build(cls, **values) -> SearchConfig:

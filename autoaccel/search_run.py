@@ -19,6 +19,7 @@ from autoaccel.errors import UserError
 from autoaccel.evaluate.scenarios import BATCH_SIZES
 from autoaccel.isolation import IsolatedEvaluator
 from autoaccel.machine import machine_info
+from autoaccel.recombine import Recombination
 from autoaccel.search_finish import SearchResult, finish
 from autoaccel.search_trial import run_trial
 from autoaccel.study import StoreLost, StoreUnavailable, shown_url
@@ -218,10 +219,13 @@ class Search:
             self._recover()
             self.snapshot.take(study)
             self.emit("resumed", (start := finished_count(study)))
+            repair = Recombination(cfg.recombine_count())
             while (done := finished_count(study)) < cfg.budget:
                 if self.deadline.spent():
                     self._out_of_time(done - start, done)
                     break
+                if repair.due(done, cfg.budget, self.deadline.elapsed(), cfg.time_budget):
+                    self._recombine(repair, baseline)
                 trial = self._ask()
                 if trial is None:
                     break  # the budget was reached by other workers
@@ -310,6 +314,24 @@ class Search:
         if first is None or first.get("machine", {}).get("host", host) == host:
             self.study.set_user_attr("baseline", baseline)
         return baseline
+
+    def _recombine(self, repair: Recombination, baseline: dict[str, Any]) -> None:
+        """Enqueue the crosses of the fastest models and the fastest builds (once)."""
+        from autoaccel.recombine import enqueue
+
+        repair.done = True
+        self.emit("status", "re-pairing the fastest models with the fastest builds")
+        chosen = enqueue(self.study, baseline, repair.count)
+        if chosen:
+            models = sorted({c["model_trial"] for c in chosen})
+            builds = sorted({c["build_trial"] for c in chosen})
+            self.emit(
+                "note",
+                f"{len(chosen)} trial{'s' if len(chosen) != 1 else ''} re-pair the models of "
+                f"trials {', '.join(map(str, models))} (fastest within the limit) with the "
+                f"builds of trials {', '.join(map(str, builds))} (fastest here, each model's "
+                "own cost divided out); their models are cached, so they build without training",
+            )
 
     def _ask(self):
         """A new trial, or None when other workers hold the rest of the budget (surplus)."""

@@ -1,0 +1,201 @@
+"""Near a study's end, re-pair its fastest trained models with the build settings that ran
+fastest here.
+
+A recipe has two halves that a sampler learns about separately: the model (the torch-stage
+techniques: distillation, pruning; trained, and cached once trained) and how it is built and
+run (graph passes, quantization, runtime settings; cheap). TPE rarely lands on the best of
+both at once: on MiniLM a 100-trial study trained a 2-layer student and measured OpenVINO bf16
+as the most efficient runtime, but never put the two together (`benchmarks/results/
+recipes-minilm-search-students-on-openvino-bf16.md`: 10.6x eager against the study's 6.9x).
+So the last trials of a budget are enqueued as crosses of the two: each costs a build and a
+measurement, not a training run.
+
+How each half is ranked, from the study's own completed trials:
+- models: the feasible trials' fastest measured objective per distinct model half;
+- builds: their effect on measured latency with each model's own cost divided out
+  (`build_effects`), so a build that ran a large model 2x faster than another build did
+  ranks above one that only ever ran a small model. (The cost model's estimate of each graph
+  is no such yardstick: it rates fp16-weight graphs cheaper than OpenVINO runs them, and
+  would rank the slower of two builds of one model first.) Only builds that ran a feasible
+  trial count: a quantization that broke quality is not re-paired.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+
+from autoaccel.frontier import points
+from autoaccel.techniques import REGISTRY, Stage
+
+MODELS = 3  # distinct model halves re-paired
+BUILDS = 3  # distinct build halves each is re-paired with
+MIN_BUDGET = 20  # below this a study has too few trials to rank either half
+TIME_SHARE = 0.15  # with --time-budget: re-pair once this share of it is left
+USER_ATTR = "recombined"  # on an enqueued trial: the two trials whose halves it joins
+
+
+def auto_count(budget: int) -> int:
+    """Trials reserved for re-pairing by default: a tenth of the budget, at most every cross."""
+    return 0 if budget < MIN_BUDGET else min(MODELS * BUILDS, budget // 10)
+
+
+def is_model_key(key: str) -> bool:
+    """Whether a recipe key belongs to the model half (a torch-stage technique's)."""
+    tech = REGISTRY.get(key.split(".", 1)[0])
+    return tech is not None and tech.stage == Stage.TORCH
+
+
+@dataclass(frozen=True)
+class Half:
+    trial: int
+    params: dict[str, Any]  # the Optuna params of this half (what is enqueued)
+    recipe: dict[str, Any]  # the recipe keys of this half (what the trial will build)
+    score: float  # models: objective ms; builds: effect on log latency (lower first)
+
+
+def _halves(trial: optuna.trial.FrozenTrial, model: bool) -> tuple[dict, dict]:
+    recipe = trial.user_attrs.get("recipe", trial.params)
+    pick = {k: v for k, v in recipe.items() if is_model_key(k) == model}
+    params = {k: v for k, v in trial.params.items() if is_model_key(k) == model}
+    return params, pick
+
+
+RIDGE = {"model": 0.01, "build": 1.0, "setting": 0.3}
+"""How far each kind of effect is shrunk toward "no effect" (log-latency units): a model's
+own cost is well determined by its trials; a build seen once is mostly explained by its
+settings, each shared by many trials."""
+
+
+def _key(recipe: dict[str, Any]) -> tuple:
+    return tuple(sorted(recipe.items(), key=lambda kv: kv[0]))
+
+
+def build_effects(trials: list[optuna.trial.FrozenTrial]) -> dict[tuple, float]:
+    """Each build half's effect on log latency with the model's own cost divided out.
+
+    A ridge fit over every completed trial: log objective = model term + the build's own term
+    + one term per build setting (backend=openvino, quantize.mode=fp16, ...). A build's effect
+    is its own term plus its settings' terms, so a build measured once, on one model, is
+    judged also by what its settings did on every other model; lower is faster.
+    """
+    rows = []
+    for t in trials:
+        result = t.user_attrs.get("result") or {}
+        if not result.get("objective_ms") or "duplicate_of" in t.user_attrs:
+            continue
+        recipe = t.user_attrs.get("recipe", t.params)
+        model = {k: v for k, v in recipe.items() if is_model_key(k)}
+        build = {k: v for k, v in recipe.items() if not is_model_key(k)}
+        features = [("model", _key(model)), ("build", _key(build))]
+        features += [("setting", item) for item in build.items()]
+        rows.append((features, math.log(result["objective_ms"]), _key(build)))
+    if not rows:
+        return {}
+    columns = {f: n for n, f in enumerate(dict.fromkeys(f for r in rows for f in r[0]))}
+    x = np.zeros((len(rows), len(columns)))
+    for n, (features, _, _) in enumerate(rows):
+        x[n, [columns[f] for f in features]] = 1.0
+    y = np.array([r[1] for r in rows])
+    penalty = np.diag([RIDGE[f[0]] for f in columns])
+    w = np.linalg.solve(x.T @ x + penalty, x.T @ (y - y.mean()))
+    out = {}
+    for features, _, build in rows:
+        out[build] = float(sum(w[columns[f]] for f in features if f[0] != "model"))
+    return out
+
+
+def ranked_halves(study: optuna.Study, baseline: dict[str, Any]) -> tuple[list, list]:
+    """(model halves fastest first, build halves fastest first), distinct: models from the
+    study's feasible measured trials, builds by `build_effects` among those that ran a
+    feasible trial (a quantization that broke quality is not re-paired)."""
+    feasible = {p.trial: p for p in points(study, baseline) if p.feasible and p.measured}
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    effects = build_effects(complete)
+    models: dict[tuple, Half] = {}
+    builds: dict[tuple, Half] = {}
+    for t in complete:
+        if t.number not in feasible:
+            continue
+        params, recipe = _halves(t, model=True)
+        score = feasible[t.number].objective_ms
+        if (key := _key(recipe)) not in models or score < models[key].score:
+            models[key] = Half(t.number, params, recipe, score)
+        params, recipe = _halves(t, model=False)
+        if (key := _key(recipe)) in effects and key not in builds:
+            builds[key] = Half(t.number, params, recipe, effects[key])
+    by_speed = sorted(models.values(), key=lambda h: (h.score, h.trial))
+    by_effect = sorted(builds.values(), key=lambda h: (h.score, h.trial))
+    return by_speed, by_effect
+
+
+def proposals(study: optuna.Study, baseline: dict[str, Any], count: int) -> list[dict]:
+    """Up to `count` crosses not tried yet (nor known to be infeasible), the best-ranked pairs
+    first: each {"params", "recipe", "model_trial", "build_trial"}."""
+    from autoaccel.infeasible_memo import known_infeasible
+
+    models, builds = ranked_halves(study, baseline)
+    states = (optuna.trial.TrialState.PRUNED,)
+    pruned = study.get_trials(deepcopy=False, states=states)
+    tried = [t.user_attrs.get("recipe") for t in study.get_trials(deepcopy=False)]
+    waiting = [  # an enqueued trial's params are its fixed params until it is asked
+        t.system_attrs.get("fixed_params", t.params)
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    ]
+    pairs = [
+        (i, j) for i in range(min(MODELS, len(models))) for j in range(min(BUILDS, len(builds)))
+    ]
+    out: list[dict] = []
+    for i, j in sorted(pairs, key=lambda ij: (ij[0] + ij[1], ij)):
+        model, build = models[i], builds[j]
+        if model.trial == build.trial:
+            continue  # that trial itself
+        recipe = {**model.recipe, **build.recipe}
+        params = {**model.params, **build.params}
+        if recipe in tried or params in waiting or known_infeasible(pruned, recipe):
+            continue
+        out.append(
+            {
+                "params": params,
+                "recipe": recipe,
+                "model_trial": model.trial,
+                "build_trial": build.trial,
+            }
+        )
+        if len(out) == count:
+            break
+    return out
+
+
+def enqueue(study: optuna.Study, baseline: dict[str, Any], count: int) -> list[dict]:
+    """Enqueue the crosses (the next `study.ask()` of any worker takes them first); returns
+    what was enqueued."""
+    chosen = proposals(study, baseline, count)
+    for p in chosen:
+        study.enqueue_trial(
+            p["params"],
+            user_attrs={USER_ATTR: {"model": p["model_trial"], "build": p["build_trial"]}},
+            skip_if_exists=True,
+        )
+    return chosen
+
+
+class Recombination:
+    """When to re-pair, once per invocation: when the trials left are no more than those
+    reserved, or (with a time budget) when its last `TIME_SHARE` begins."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.done = count <= 0
+
+    def due(
+        self, finished: int, budget: int, elapsed_s: float, time_budget_s: float | None
+    ) -> bool:
+        if self.done:
+            return False
+        late = time_budget_s is not None and elapsed_s >= (1 - TIME_SHARE) * time_budget_s
+        return budget - finished <= self.count or late

@@ -1,0 +1,171 @@
+"""Re-pairing the fastest models with the most efficient builds, on a hand-made study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from autoaccel.recombine import (
+    USER_ATTR,
+    Recombination,
+    auto_count,
+    build_effects,
+    enqueue,
+    is_model_key,
+    proposals,
+    ranked_halves,
+)
+from autoaccel.space import SearchSpace, suggest_recipe
+
+BASELINE = {"accuracy": 0.90, "latency_ms": 20.0}
+CHOICES = {
+    "runtime.backend": ["onnxruntime", "openvino"],
+    "runtime.ov_precision": ["f32", "bf16"],
+    "distill.mode": ["none", "student"],
+    "distill.layers": [1, 2, 3],
+    "distill.width": [1.0],
+    "distill.steps": [150],
+    "quantize.mode": ["none", "int8_dynamic"],
+}
+ORT = {"runtime.backend": "onnxruntime", "quantize.mode": "none"}
+OV_BF16 = {"runtime.backend": "openvino", "runtime.ov_precision": "bf16", "quantize.mode": "none"}
+OV_F32 = {"runtime.backend": "openvino", "runtime.ov_precision": "f32", "quantize.mode": "none"}
+TEACHER = {"distill.mode": "none"}
+
+
+def _student(layers: int) -> dict:
+    return {
+        "distill.mode": "student",
+        "distill.layers": layers,
+        "distill.width": 1.0,
+        "distill.steps": 150,
+    }
+
+
+def _trial(model: dict, build: dict, ms: float, drop: float = 0.0):
+    params = {**model, **build}
+    dists = {k: optuna.distributions.CategoricalDistribution(CHOICES[k]) for k in params}
+    result = {
+        "target": "cpu-local",
+        "latency_ms": ms,
+        "objective_ms": ms,
+        "latency_p90_ms": ms * 1.1,
+        "latency_source": "measured",
+        "size_mb": 1.0,
+        "quality": {"accuracy": 0.9 - drop},
+    }
+    return optuna.trial.create_trial(
+        values=[0.9 - drop, ms],
+        params=params,
+        distributions=dists,
+        user_attrs={"recipe": params, "result": result},
+        constraints={"accuracy_drop": drop - 0.01},
+    )
+
+
+@pytest.fixture
+def study():
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    s.add_trial(_trial(TEACHER, ORT, 20.0))  # 0: the slow build
+    s.add_trial(_trial(_student(2), ORT, 5.0))  # 1: fastest feasible model
+    s.add_trial(_trial(TEACHER, OV_BF16, 8.0))  # 2: the fast build, 2.5x on one model
+    s.add_trial(_trial(_student(1), OV_F32, 2.0, drop=0.05))  # 3: out of the limit
+    s.add_trial(_trial(_student(3), OV_F32, 6.0))  # 4
+    return s
+
+
+def test_model_half_is_the_torch_stage_techniques():
+    assert is_model_key("distill.layers") and is_model_key("prune.amount")
+    assert not is_model_key("runtime.backend") and not is_model_key("quantize.mode")
+    assert not is_model_key("compile.fusion") and not is_model_key("nonsense.key")
+
+
+def test_halves_are_ranked_from_feasible_trials_only(study):
+    models, builds = ranked_halves(study, BASELINE)
+    # trial 3's model is the fastest but out of the limit: never re-paired
+    assert [h.recipe for h in models] == [_student(2), _student(3), TEACHER]
+    assert [h.score for h in models] == [5.0, 6.0, 8.0]  # the teacher's best time, not 20
+    assert [h.recipe for h in builds] == [OV_BF16, OV_F32, ORT]
+    assert builds[0].score < builds[1].score < builds[2].score
+
+
+def test_a_build_is_judged_on_the_same_model_not_by_how_small_its_model_was():
+    # builds A and B ran the same large model (B 2x faster); C ran only a tiny model
+    trials = [
+        _trial(TEACHER, ORT, 40.0),
+        _trial(TEACHER, OV_BF16, 20.0),
+        _trial(_student(1), OV_F32, 2.0),
+    ]
+    effects = build_effects(trials)
+    ort, bf16, f32 = (effects[tuple(sorted(b.items()))] for b in (ORT, OV_BF16, OV_F32))
+    assert bf16 < f32 < ort  # C is not credited with its model's speed
+    assert ort - bf16 > 0.5  # most of log(2) is the build's
+
+
+def test_proposals_skip_what_was_tried_and_put_the_best_pairs_first(study):
+    crosses = [(p["model_trial"], p["build_trial"]) for p in proposals(study, BASELINE, 9)]
+    # (1, 0) is trial 1's own recipe again, (4, 4) and (2, 2) are trials themselves,
+    # teacher + ORT is trial 0's recipe
+    assert crosses == [(1, 2), (1, 4), (4, 2), (4, 0), (2, 4)]
+    first = proposals(study, BASELINE, 2)
+    assert [p["recipe"] for p in first] == [{**_student(2), **OV_BF16}, {**_student(2), **OV_F32}]
+
+
+def test_nothing_to_re_pair_without_two_halves_to_cross():
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    assert proposals(s, BASELINE, 9) == []
+    s.add_trial(_trial(_student(2), ORT, 5.0))
+    assert proposals(s, BASELINE, 9) == []  # one trial: its own halves only
+
+
+def test_enqueued_crosses_are_asked_first_and_build_the_joined_recipe(study):
+    chosen = enqueue(study, BASELINE, 2)
+    assert len(chosen) == 2
+    assert enqueue(study, BASELINE, 2)[0]["recipe"] == {**_student(3), **OV_BF16}  # not again
+    blocks: dict = {}
+    for key, values in CHOICES.items():
+        tech, name = key.split(".")
+        blocks.setdefault(tech, {})[name] = values
+    space = SearchSpace("t", Path("t.yaml"), blocks)
+    trial = study.ask()
+    recipe = suggest_recipe(trial, space, None)
+    assert {k: recipe[k] for k in chosen[0]["recipe"]} == chosen[0]["recipe"]
+    assert trial.user_attrs[USER_ATTR] == {"model": 1, "build": 2}
+
+
+def test_recombination_is_due_once_near_the_end_of_trials_or_time():
+    assert auto_count(10) == 0 and auto_count(20) == 2 and auto_count(100) == 9
+    assert auto_count(1000) == 9
+    late = Recombination(3)
+    assert not late.due(96, 100, 0.0, None)
+    assert late.due(97, 100, 0.0, None)
+    timed = Recombination(3)
+    assert not timed.due(10, 10_000, 80.0, 100.0)
+    assert timed.due(10, 10_000, 86.0, 100.0)
+    timed.done = True
+    assert not timed.due(10, 10_000, 99.0, 100.0)
+    assert not Recombination(0).due(99, 100, 0.0, None)
+
+
+def test_a_search_ends_with_crosses_of_its_own_trials(tmp_path, cache_teacher):
+    import autoaccel
+    from autoaccel.recombine import is_model_key
+
+    runs = cache_teacher(tmp_path / "runs")
+    fast = {"measure_seconds": 0.03, "space": "quick", "isolate": False}
+    result = autoaccel.search("seed-mlp", budget=8, recombine=3, runs_dir=runs, **fast)
+    study = optuna.load_study(study_name="seed-mlp-quick", storage=f"sqlite:///{runs}/optuna.db")
+    crossed = [t for t in study.trials if USER_ATTR in t.user_attrs]
+    assert 1 <= len(crossed) <= 3 and all(t.number >= 5 for t in crossed)
+    for t in crossed:
+        model = study.trials[t.user_attrs[USER_ATTR]["model"]].user_attrs["recipe"]
+        build = study.trials[t.user_attrs[USER_ATTR]["build"]].user_attrs["recipe"]
+        joined = {
+            **{k: v for k, v in model.items() if is_model_key(k)},
+            **{k: v for k, v in build.items() if not is_model_key(k)},
+        }
+        assert t.user_attrs["recipe"] == joined and t.state.name == "COMPLETE"
+    assert any("re-pair the models of trials" in n for n in result.recommendation["notes"])
+    assert len(study.trials) == 8
