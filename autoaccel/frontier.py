@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 
+from autoaccel.confirmation import stored_confirmations
 from autoaccel.errors import UserError
 from autoaccel.techniques import describe_recipe
 
@@ -102,7 +103,7 @@ def points(study: optuna.Study, baseline: dict[str, Any]) -> list[Point]:
     quality drop are against its own machine's baseline; with measured points from several
     machines, their target names the machine (`cpu-local@host`)."""
     baselines = machine_baselines(study)
-    confirmed = study.user_attrs.get("confirmed") or {}
+    confirmations = stored_confirmations(study.user_attrs)
     out = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         result = t.user_attrs.get("result")
@@ -114,7 +115,8 @@ def points(study: optuna.Study, baseline: dict[str, Any]) -> list[Point]:
         host = (result.get("machine") or {}).get("host")
         own = baselines.get(host, baseline) if host else baseline
         paired = result.get("paired")
-        if confirmed.get("trial") == t.number and "ci_low" in confirmed:
+        confirmed = confirmations.get(t.number)
+        if confirmed:
             paired = confirmed  # the later, longer timing by the same rule is the one quoted
         speedup = paired["speedup"] if paired else objective_of(own) / t.values[1]
         out.append(
@@ -143,7 +145,7 @@ def points(study: optuna.Study, baseline: dict[str, Any]) -> list[Point]:
                 speedup_ci=(paired["ci_low"], paired["ci_high"]) if paired else None,
                 rounds=paired["rounds"] if paired else None,
                 contended=bool(paired and paired["contention"]["busy"]),
-                confirmed=paired is confirmed,
+                confirmed=confirmed is not None,
                 paired_ms=(paired["candidate_ms"], paired["reference_ms"]) if paired else None,
             )
         )

@@ -36,7 +36,12 @@ class SearchResult:
 def finish(search, name: str, status: str) -> SearchResult:
     """Frontier, recommendation, plots: written atomically under runs/<study>/ and logged to
     the parent run. `search` is the running `autoaccel.search_run.Search`."""
-    from autoaccel.confirmation import attach_confirmation
+    from autoaccel.confirmation import (
+        CONFIRMATIONS,
+        CONFIRMED,
+        attach_confirmations,
+        retime_until_stable,
+    )
     from autoaccel.frontier import machine_baselines, pareto, points
     from autoaccel.placement import hardware_ranking, infeasible_reasons, projected_points
     from autoaccel.plots import write_study_folder
@@ -71,14 +76,26 @@ def finish(search, name: str, status: str) -> SearchResult:
         attach_limits(rec, cfg.limits, baseline)
         return rec, measured, front
 
-    rec, measured, front = recommendation()
-    pick = _to_confirm(rec, search.machine["host"])
-    if pick and status == "FINISHED":
-        search.emit("status", "re-timing the best measured recipe side by side with the baseline")
-        confirmed = _confirm(search, pick)
-        study.set_user_attr("confirmed", confirmed)
-        rec, measured, front = recommendation()  # the confirmation is that trial's figure now
-        attach_confirmation(rec, confirmed)
+    latest = [recommendation()]
+    if status == "FINISHED":  # a re-timing is that trial's figure from then on
+        retimed: dict[int, dict[str, Any]] = {}
+
+        def choose() -> dict[str, Any]:
+            latest.append(recommendation())
+            return latest[-1][0]
+
+        def retime(pick: dict[str, Any]) -> dict[str, Any]:
+            search.emit(
+                "status", f"re-timing trial {pick['trial']} side by side with the baseline"
+            )
+            retimed[pick["trial"]] = confirmed = _confirm(search, pick)
+            study.set_user_attr(CONFIRMATIONS, {str(k): v for k, v in retimed.items()})
+            study.set_user_attr(CONFIRMED, confirmed)
+            return confirmed
+
+        retime_until_stable(choose, lambda r: _to_confirm(r, search.machine["host"]), retime)
+        attach_confirmations(latest[-1][0], retimed)
+    rec, measured, front = latest[-1]
     projected = projected_points(study, baseline)
     rec["hardware"] = hardware_ranking(measured, projected, infeasible_reasons(study))
     trials = study.get_trials(deepcopy=False, states=FINISHED)

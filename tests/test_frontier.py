@@ -361,3 +361,61 @@ def optuna_study_with(trials, attrs):
         study.set_user_attr(k, v)
     study.add_trials(trials)
     return study
+
+
+def _timed(trial: int, accuracy: float, speedup: float, low: float, high: float) -> Point:
+    """A measured point against a 20 ms baseline, with its paired interval."""
+    point = replace(_point(trial, accuracy, 20 / speedup), speedup=speedup)
+    return _paired(point, low, high)
+
+
+def test_a_pick_that_changes_on_re_timing_is_re_timed_too():
+    """The search's case: the fastest (95) re-timed slower; another (94) then tied with it only
+    inside its own wide interval and was quoted on that figure. Now it is re-timed as well,
+    and the faster one, both tightly timed, is quoted."""
+    from autoaccel.confirmation import retime_until_stable
+
+    timed = {95: _timed(95, 0.8835, 17.0, 16.7, 17.6), 94: _timed(94, 0.8917, 11.6, 7.5, 14.6)}
+    later = {95: (14.8, 13.9, 15.1), 94: (12.0, 11.6, 12.4)}
+    quoted = []
+
+    def choose():
+        pts = list(timed.values())
+        rec = recommend("s", WORKLOAD, {**BASELINE, "latency_ms": 20.0}, 0.02, pts, pts)
+        quoted.append(rec["recommended"]["trial"])
+        return rec
+
+    def retime(pick):
+        trial = pick["trial"]
+        timed[trial] = _timed(trial, timed[trial].accuracy, *later[trial])
+        return _confirmed(trial, *later[trial])
+
+    rec, done = retime_until_stable(choose, lambda r: r["recommended"], retime)
+    assert quoted == [95, 94, 95]  # one re-timing alone would have quoted 94 at 11.6x
+    assert list(done) == [95, 94]
+    assert rec["recommended"]["trial"] == 95 and rec["recommended"]["speedup"] == 14.8
+
+
+def test_re_timing_stops_after_its_limit_and_when_nothing_is_quoted():
+    from autoaccel.confirmation import MAX_RETIMINGS, retime_until_stable
+
+    picks = iter(range(100))
+    calls = []
+    rec, done = retime_until_stable(
+        lambda: {"recommended": {"trial": next(picks)}},  # a new pick every time
+        lambda r: r["recommended"],
+        lambda p: calls.append(p["trial"]) or {"trial": p["trial"]},
+    )
+    assert len(done) == len(calls) == MAX_RETIMINGS
+    rec, done = retime_until_stable(lambda: {}, lambda r: None, lambda p: 1 / 0)
+    assert done == {}
+
+
+def test_stored_confirmations_read_every_re_timing_and_older_studies_single_one():
+    from autoaccel.confirmation import stored_confirmations
+
+    one = _confirmed(3, 4.5, 4.3, 4.7)
+    assert stored_confirmations({"confirmed": one}) == {3: one}
+    both = {"confirmations": {"3": one, "5": _confirmed(5, 2.0, 1.9, 2.1)}, "confirmed": one}
+    assert sorted(stored_confirmations(both)) == [3, 5]
+    assert stored_confirmations({"confirmed": {"trial": 1}}) == {}  # no interval: not one

@@ -12,7 +12,7 @@ from typing import Any
 
 import optuna
 
-from autoaccel.confirmation import attach_confirmation
+from autoaccel.confirmation import attach_confirmations, stored_confirmations
 from autoaccel.errors import UserError
 from autoaccel.frontier import OBJECTIVES, Point, figure, machine_baselines, pareto, points
 from autoaccel.recommend import attach_limits, choose, recommend
@@ -145,7 +145,7 @@ def gather(
     )
     reasons = infeasible_reasons(study)
     rec["hardware"] = hardware_ranking(measured, projected, reasons)
-    attach_confirmation(rec, study.user_attrs.get("confirmed"))
+    attach_confirmations(rec, stored_confirmations(study.user_attrs))
     attach_limits(rec, limits, baseline)
     rec["warnings"] = list(study.user_attrs.get("warnings", []))
     rec["notes"] = list(study.user_attrs.get("notes", []))
