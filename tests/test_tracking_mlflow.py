@@ -54,8 +54,9 @@ def test_trial_runs_span_the_trial_and_are_named_after_its_recipe(searched):
         ended = t.datetime_complete.timestamp() * 1000  # told to Optuna just after logging
         assert abs(run.info.start_time - began) < 50
         assert ended - 2000 < run.info.end_time <= ended + 50
-        if "duplicate_of" not in t.user_attrs:  # built, judged and timed: not 20 ms
-            assert run.info.end_time - run.info.start_time > 100
+        if "duplicate_of" not in t.user_attrs:  # the run spans the trial, however short it
+            # was (a cached seed-mlp build timed for 0.03 s can take under 100 ms)
+            assert run.info.end_time - run.info.start_time >= 0.5 * (ended - began)
 
 
 def test_run_name_says_the_recipe_in_a_few_words():
