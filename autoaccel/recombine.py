@@ -76,7 +76,14 @@ def _key(recipe: dict[str, Any]) -> tuple:
 
 
 def build_effects(trials: list[optuna.trial.FrozenTrial]) -> dict[tuple, float]:
-    """Each build half's effect on log latency with the model's own cost divided out.
+    """Each build half's effect on log latency with the model's own cost divided out
+    (`fit_effects`, builds only)."""
+    return fit_effects(trials)[0]
+
+
+def fit_effects(trials: list[optuna.trial.FrozenTrial]) -> tuple[dict[tuple, float], dict]:
+    """(each build half's effect, each build setting's effect) on log latency, with the
+    model's own cost divided out.
 
     A ridge fit over every completed trial: log objective = model term + the build's own term
     + one term per build setting (backend=openvino, quantize.mode=fp16, ...). A build's effect
@@ -95,7 +102,7 @@ def build_effects(trials: list[optuna.trial.FrozenTrial]) -> dict[tuple, float]:
         features += [("setting", item) for item in build.items()]
         rows.append((features, math.log(result["objective_ms"]), _key(build)))
     if not rows:
-        return {}
+        return {}, {}
     columns = {f: n for n, f in enumerate(dict.fromkeys(f for r in rows for f in r[0]))}
     x = np.zeros((len(rows), len(columns)))
     for n, (features, _, _) in enumerate(rows):
@@ -106,7 +113,8 @@ def build_effects(trials: list[optuna.trial.FrozenTrial]) -> dict[tuple, float]:
     out = {}
     for features, _, build in rows:
         out[build] = float(sum(w[columns[f]] for f in features if f[0] != "model"))
-    return out
+    settings = {f[1]: float(w[n]) for f, n in columns.items() if f[0] == "setting"}
+    return out, settings
 
 
 def ranked_halves(study: optuna.Study, baseline: dict[str, Any]) -> tuple[list, list]:
@@ -171,16 +179,68 @@ def proposals(study: optuna.Study, baseline: dict[str, Any], count: int) -> list
     return out
 
 
+def variants(study: optuna.Study, baseline: dict[str, Any], count: int) -> list[dict]:
+    """Up to `count` one-setting changes of the fastest feasible trial's build, the ones the
+    fit expects fastest first: what re-pairing adds when there is little to cross (one
+    feasible model half, as when the limit keeps the outputs close to the original's)."""
+    from autoaccel.infeasible_memo import known_infeasible
+
+    feasible = [p for p in points(study, baseline) if p.feasible and p.measured]
+    if not feasible:
+        return []
+    everything = study.get_trials(deepcopy=False)
+    number = min(feasible, key=lambda p: (p.objective_ms, p.trial)).trial
+    best = next(t for t in everything if t.number == number)
+    complete = [t for t in everything if t.state == optuna.trial.TrialState.COMPLETE]
+    settings = fit_effects(complete)[1]
+    tried = [t.params for t in everything] + [
+        t.system_attrs.get("fixed_params", t.params)
+        for t in everything
+        if t.state == optuna.trial.TrialState.WAITING
+    ]
+    recipes = [t.user_attrs.get("recipe") for t in everything]
+    pruned = [t for t in everything if t.state == optuna.trial.TrialState.PRUNED]
+    recipe = best.user_attrs.get("recipe", best.params)
+    out = []
+    for key, value in best.params.items():
+        dist = best.distributions.get(key)
+        if is_model_key(key) or not isinstance(dist, optuna.distributions.CategoricalDistribution):
+            continue
+        for other in dist.choices:
+            if other == value:
+                continue
+            gain = settings.get((key, other), 0.0) - settings.get((key, value), 0.0)
+            params = {**best.params, key: other}
+            changed = {**recipe, key: other}
+            if params in tried or changed in recipes or known_infeasible(pruned, changed):
+                continue
+            out.append(
+                {
+                    "params": params,
+                    "recipe": changed,
+                    "variant_of": best.number,
+                    "changed": key,
+                    "gain": gain,
+                }
+            )
+    return sorted(out, key=lambda v: (v["gain"], v["changed"], str(v["recipe"][v["changed"]])))[
+        :count
+    ]
+
+
 def enqueue(study: optuna.Study, baseline: dict[str, Any], count: int) -> list[dict]:
-    """Enqueue the crosses (the next `study.ask()` of any worker takes them first); returns
-    what was enqueued."""
+    """Enqueue the crosses, then one-setting variants where the crosses are fewer than
+    `count` (the next `study.ask()` of any worker takes them first); returns what was
+    enqueued."""
     chosen = proposals(study, baseline, count)
+    if len(chosen) < count:  # little to cross: one-setting changes of the best build
+        chosen += variants(study, baseline, count - len(chosen))
     for p in chosen:
-        study.enqueue_trial(
-            p["params"],
-            user_attrs={USER_ATTR: {"model": p["model_trial"], "build": p["build_trial"]}},
-            skip_if_exists=True,
-        )
+        if "variant_of" in p:
+            attrs = {"variant_of": p["variant_of"], "changed": p["changed"]}
+        else:
+            attrs = {"model": p["model_trial"], "build": p["build_trial"]}
+        study.enqueue_trial(p["params"], user_attrs={USER_ATTR: attrs}, skip_if_exists=True)
     return chosen
 
 

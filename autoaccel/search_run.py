@@ -322,15 +322,24 @@ class Search:
         repair.done = True
         self.emit("status", "re-pairing the fastest models with the fastest builds")
         chosen = enqueue(self.study, baseline, repair.count)
-        if chosen:
-            models = sorted({c["model_trial"] for c in chosen})
-            builds = sorted({c["build_trial"] for c in chosen})
+        crosses = [c for c in chosen if "model_trial" in c]
+        if crosses:
+            models = sorted({c["model_trial"] for c in crosses})
+            builds = sorted({c["build_trial"] for c in crosses})
             self.emit(
                 "note",
-                f"{len(chosen)} trial{'s' if len(chosen) != 1 else ''} re-pair the models of "
+                f"{len(crosses)} trial{'s' if len(crosses) != 1 else ''} re-pair the models of "
                 f"trials {', '.join(map(str, models))} (fastest within the limit) with the "
                 f"builds of trials {', '.join(map(str, builds))} (fastest here, each model's "
                 "own cost divided out); their models are cached, so they build without training",
+            )
+        if changes := [c for c in chosen if "variant_of" in c]:
+            self.emit(
+                "note",
+                f"{len(changes)} trial{'s' if len(changes) != 1 else ''} change one build "
+                f"setting of trial {changes[0]['variant_of']}, the fastest within the limit "
+                f"({', '.join(sorted({c['changed'] for c in changes}))}), the changes the "
+                "study's timings expect fastest first",
             )
 
     def _ask(self):

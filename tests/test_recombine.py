@@ -160,6 +160,12 @@ def test_a_search_ends_with_crosses_of_its_own_trials(tmp_path, cache_teacher):
     crossed = [t for t in study.trials if USER_ATTR in t.user_attrs]
     assert 1 <= len(crossed) <= 3 and all(t.number >= 5 for t in crossed)
     for t in crossed:
+        assert t.state.name == "COMPLETE"
+        if "variant_of" in t.user_attrs[USER_ATTR]:  # fewer crosses than reserved
+            source = study.trials[t.user_attrs[USER_ATTR]["variant_of"]].params
+            changed = t.user_attrs[USER_ATTR]["changed"]
+            assert t.params[changed] != source[changed]
+            continue
         model = study.trials[t.user_attrs[USER_ATTR]["model"]].user_attrs["recipe"]
         build = study.trials[t.user_attrs[USER_ATTR]["build"]].user_attrs["recipe"]
         joined = {
@@ -167,5 +173,31 @@ def test_a_search_ends_with_crosses_of_its_own_trials(tmp_path, cache_teacher):
             **{k: v for k, v in build.items() if not is_model_key(k)},
         }
         assert t.user_attrs["recipe"] == joined and t.state.name == "COMPLETE"
-    assert any("re-pair the models of trials" in n for n in result.recommendation["notes"])
+    notes = result.recommendation["notes"]
+    assert any("re-pair the models" in n or "change one build setting" in n for n in notes)
     assert len(study.trials) == 8
+
+
+def test_with_one_model_the_reserved_trials_change_one_setting_of_the_best_build():
+    from autoaccel.recombine import variants
+
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    s.add_trial(_trial(TEACHER, ORT, 20.0))
+    s.add_trial(_trial(TEACHER, OV_F32, 12.0))
+    s.add_trial(_trial(TEACHER, {**OV_F32, "quantize.mode": "int8_dynamic"}, 9.0))  # best
+    s.add_trial(_trial(_student(1), OV_BF16, 2.0, drop=0.05))  # bf16 fast, out of the limit
+    assert proposals(s, BASELINE, 9) == []  # one feasible model half: nothing to cross
+    changes = variants(s, BASELINE, 9)
+    assert {c["variant_of"] for c in changes} == {2}
+    # bf16 ran fast (on the infeasible student too: latency does not depend on quality);
+    # onnxruntime ran slow; the other quantize mode was tried already
+    assert [(c["changed"], c["recipe"][c["changed"]]) for c in changes] == [
+        ("runtime.ov_precision", "bf16"),
+        ("runtime.backend", "onnxruntime"),
+    ]
+    assert changes[0]["params"] == {**TEACHER, **OV_BF16, "quantize.mode": "int8_dynamic"}
+    assert len(variants(s, BASELINE, 1)) == 1
+    chosen = enqueue(s, BASELINE, 2)
+    assert [c["changed"] for c in chosen] == ["runtime.ov_precision", "runtime.backend"]
+    asked = s.ask()
+    assert asked.user_attrs[USER_ATTR] == {"variant_of": 2, "changed": "runtime.ov_precision"}
