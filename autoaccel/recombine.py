@@ -141,19 +141,35 @@ def ranked_halves(study: optuna.Study, baseline: dict[str, Any]) -> tuple[list, 
     return by_speed, by_effect
 
 
+class _Tried:
+    """What the study has already run, waits to run, or knows is infeasible: never proposed."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        everything = study.get_trials(deepcopy=False)
+        waiting = optuna.trial.TrialState.WAITING
+        self.recipes = [t.user_attrs.get("recipe") for t in everything]
+        # an enqueued trial's params are its fixed params until it is asked
+        self.params = [
+            t.system_attrs.get("fixed_params", t.params) if t.state == waiting else t.params
+            for t in everything
+        ]
+        self.pruned = [t for t in everything if t.state == optuna.trial.TrialState.PRUNED]
+
+    def new(self, params: dict[str, Any], recipe: dict[str, Any]) -> bool:
+        from autoaccel.infeasible_memo import known_infeasible
+
+        return not (
+            recipe in self.recipes
+            or params in self.params
+            or known_infeasible(self.pruned, recipe)
+        )
+
+
 def proposals(study: optuna.Study, baseline: dict[str, Any], count: int) -> list[dict]:
     """Up to `count` crosses not tried yet (nor known to be infeasible), the best-ranked pairs
     first: each {"params", "recipe", "model_trial", "build_trial"}."""
-    from autoaccel.infeasible_memo import known_infeasible
-
     models, builds = ranked_halves(study, baseline)
-    states = (optuna.trial.TrialState.PRUNED,)
-    pruned = study.get_trials(deepcopy=False, states=states)
-    tried = [t.user_attrs.get("recipe") for t in study.get_trials(deepcopy=False)]
-    waiting = [  # an enqueued trial's params are its fixed params until it is asked
-        t.system_attrs.get("fixed_params", t.params)
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    ]
+    tried = _Tried(study)
     pairs = [
         (i, j) for i in range(min(MODELS, len(models))) for j in range(min(BUILDS, len(builds)))
     ]
@@ -164,16 +180,12 @@ def proposals(study: optuna.Study, baseline: dict[str, Any], count: int) -> list
             continue  # that trial itself
         recipe = {**model.recipe, **build.recipe}
         params = {**model.params, **build.params}
-        if recipe in tried or params in waiting or known_infeasible(pruned, recipe):
-            continue
-        out.append(
-            {
-                "params": params,
-                "recipe": recipe,
-                "model_trial": model.trial,
-                "build_trial": build.trial,
-            }
-        )
+        if tried.new(params, recipe):
+            out.append(
+                dict(
+                    params=params, recipe=recipe, model_trial=model.trial, build_trial=build.trial
+                )
+            )
         if len(out) == count:
             break
     return out
@@ -183,8 +195,6 @@ def variants(study: optuna.Study, baseline: dict[str, Any], count: int) -> list[
     """Up to `count` one-setting changes of the fastest feasible trial's build, the ones the
     fit expects fastest first: what re-pairing adds when there is little to cross (one
     feasible model half, as when the limit keeps the outputs close to the original's)."""
-    from autoaccel.infeasible_memo import known_infeasible
-
     feasible = [p for p in points(study, baseline) if p.feasible and p.measured]
     if not feasible:
         return []
@@ -193,13 +203,7 @@ def variants(study: optuna.Study, baseline: dict[str, Any], count: int) -> list[
     best = next(t for t in everything if t.number == number)
     complete = [t for t in everything if t.state == optuna.trial.TrialState.COMPLETE]
     settings = fit_effects(complete)[1]
-    tried = [t.params for t in everything] + [
-        t.system_attrs.get("fixed_params", t.params)
-        for t in everything
-        if t.state == optuna.trial.TrialState.WAITING
-    ]
-    recipes = [t.user_attrs.get("recipe") for t in everything]
-    pruned = [t for t in everything if t.state == optuna.trial.TrialState.PRUNED]
+    tried = _Tried(study)
     recipe = best.user_attrs.get("recipe", best.params)
     out = []
     for key, value in best.params.items():
@@ -210,19 +214,17 @@ def variants(study: optuna.Study, baseline: dict[str, Any], count: int) -> list[
             if other == value:
                 continue
             gain = settings.get((key, other), 0.0) - settings.get((key, value), 0.0)
-            params = {**best.params, key: other}
-            changed = {**recipe, key: other}
-            if params in tried or changed in recipes or known_infeasible(pruned, changed):
-                continue
-            out.append(
-                {
-                    "params": params,
-                    "recipe": changed,
-                    "variant_of": best.number,
-                    "changed": key,
-                    "gain": gain,
-                }
-            )
+            params, changed = {**best.params, key: other}, {**recipe, key: other}
+            if tried.new(params, changed):
+                out.append(
+                    dict(
+                        params=params,
+                        recipe=changed,
+                        variant_of=best.number,
+                        changed=key,
+                        gain=gain,
+                    )
+                )
     return sorted(out, key=lambda v: (v["gain"], v["changed"], str(v["recipe"][v["changed"]])))[
         :count
     ]
