@@ -222,9 +222,8 @@ def search(
     recombine: Annotated[
         int | None,
         typer.Option(
-            help="Trials kept at the end of the budget to re-pair the fastest trained models "
-            "with the builds that ran fastest here (no training: the models are cached). Default: "
-            "a tenth of a budget of 20 or more, at most 9; 0 turns it off."
+            help="Trials kept at the end to re-pair the fastest trained models with the "
+            "fastest builds (no training); default: budget/10 for 20+, at most 9; 0: off."
         ),
     ] = None,
     isolate: Annotated[
