@@ -76,13 +76,16 @@ def finish(search, name: str, status: str) -> SearchResult:
         attach_limits(rec, cfg.limits, baseline)
         return rec, measured, front
 
-    latest = [recommendation()]
-    if status == "FINISHED":  # a re-timing is that trial's figure from then on
-        retimed: dict[int, dict[str, Any]] = {}
+    latest: list = []
 
-        def choose() -> dict[str, Any]:
-            latest.append(recommendation())
-            return latest[-1][0]
+    def choose() -> dict[str, Any]:
+        latest.append(recommendation())
+        return latest[-1][0]
+
+    if status != "FINISHED":
+        choose()
+    else:  # a re-timing is that trial's figure from then on
+        retimed: dict[int, dict[str, Any]] = {}
 
         def retime(pick: dict[str, Any]) -> dict[str, Any]:
             search.emit(
