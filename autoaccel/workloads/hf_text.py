@@ -313,12 +313,14 @@ class SentenceEmbedding(TextWorkload):
         """The texts a candidate's vectors are held to the fp32 model's on."""
         return self.texts
 
-    def teacher_embeddings(self) -> np.ndarray:
-        """The fp32 teacher's embeddings of the agreement texts, cached per fingerprint."""
-        path = self.cache_dir / "workloads" / f"{self.name}-{self.fingerprint()}-teacher.npy"
+    def teacher_embeddings(self, texts: list[str] | None = None, tag: str = "") -> np.ndarray:
+        """The fp32 teacher's embeddings of `texts` (the agreement texts by default), cached
+        per fingerprint under `tag`."""
+        name = f"{self.name}-{self.fingerprint()}-teacher{'-' + tag if tag else ''}.npy"
+        path = self.cache_dir / "workloads" / name
         if path.exists():
             return np.load(path)
-        emb = self.embed(self.teacher_predict, self._agreement_texts())
+        emb = self.embed(self.teacher_predict, self._agreement_texts() if texts is None else texts)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
         np.save(tmp, emb)

@@ -33,6 +33,7 @@ RECIPES = {
         "quantize.per_channel": False,
         "quantize.calibration": "minmax",
     },
+    "nncf": {"quantize.mode": "int8_nncf"},
     "int4-default": {"quantize.mode": "int4_weight"},
     "int4-b128-asym-int8": {
         "quantize.mode": "int4_weight",
@@ -100,7 +101,7 @@ def test_int8_dynamic_graph_has_integer_ops_with_int8_weights(built, name):
 
 
 @pytest.mark.parametrize(
-    "name", ["static-minmax", "static-entropy", "static-percentile", "static-per-tensor"]
+    "name", ["static-minmax", "static-entropy", "static-percentile", "static-per-tensor", "nncf"]
 )
 def test_int8_static_graph_has_qdq_nodes_with_int8_weights(built, name):
     _, model = built[name]
@@ -113,7 +114,7 @@ def test_int8_static_graph_has_qdq_nodes_with_int8_weights(built, name):
 
 
 @pytest.mark.parametrize(
-    "name", ["dynamic-per-channel", "static-minmax", "static-entropy", "static-percentile"]
+    "name", ["dynamic-per-channel", "static-minmax", "static-entropy", "static-percentile", "nncf"]
 )
 def test_per_channel_gives_a_weight_more_than_one_scale(built, name):
     assert max(_weight_scale_sizes(built[name][1])) > 1
@@ -155,7 +156,7 @@ def test_quantized_candidate_runs_in_ort_within_005_of_fp32(
 
 def test_int8_candidates_are_smaller_files_than_fp32(built):
     fp32 = built["fp32"][0].onnx_path.stat().st_size
-    for name in ("dynamic-per-tensor", "static-minmax"):
+    for name in ("dynamic-per-tensor", "static-minmax", "nncf"):
         assert built[name][0].onnx_path.stat().st_size < fp32 / 2
 
 

@@ -28,9 +28,13 @@ def test_teacher_scores_are_plausible_and_agree_with_itself(workload, teacher_sc
     assert s["task_quality"] == pytest.approx(mean)
     assert s[workload.metric] == s["task_quality"]
     assert s["teacher_cosine"] > 0.999
+    assert s["teacher_cosine"] == min(s["teacher_cosine_reviews"], s["teacher_cosine_words"])
     assert s["teacher_recall_at_10"] == 1.0
-    cached = list((workload.cache_dir / "workloads").glob(f"minilm-{workload.fingerprint()}*.npy"))
-    assert len(cached) == 1 and np.load(cached[0]).shape == (200, 384)
+    folder = workload.cache_dir / "workloads"
+    reviews = folder / f"minilm-{workload.fingerprint()}-teacher.npy"
+    assert np.load(reviews).shape == (200, 384)
+    words = np.load(folder / f"minilm-{workload.fingerprint()}-teacher-words.npy")
+    assert words.shape[1] == 384 and words.shape[0] > 1000  # WordSim-353 + SimLex-999 words
 
 
 def test_random_embeddings_score_far_below_the_teacher(workload, teacher_scores):

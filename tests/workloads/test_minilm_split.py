@@ -68,7 +68,9 @@ def test_search_workload_embeds_only_its_own_half(tmp_path):
         return rng.standard_normal((len(texts), 4)).astype(np.float32)
 
     workload.embed = record_embed
-    workload.teacher_embeddings = lambda: rng.standard_normal((200, 4)).astype(np.float32)
+    workload.teacher_embeddings = lambda texts=None, tag="": rng.standard_normal(
+        (200 if texts is None else len(texts), 4)
+    ).astype(np.float32)
     scores = workload.evaluate(lambda inputs: None)
     assert set(scores) >= {"task_quality", "lee_spearman", "teacher_cosine"}
     held = split_data("holdout")
