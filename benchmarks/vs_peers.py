@@ -3,10 +3,11 @@ on this CPU, every row timed interleaved with the others and judged on the same 
 
 Rows: PyTorch eager fp32; PyTorch dynamic int8 (`torch.ao` quantize_dynamic); ONNX Runtime
 fp32 (all graph optimizations); ONNX Runtime int8 dynamic per-channel (`quantize_dynamic`);
-OpenVINO fp32 (the ONNX file); Intel Neural Compressor's accuracy-aware autotune; Olive's CLI
-quantization; and autoaccel's recommendation from a finished study (by default the
-`minilm-search-default` study of `autoaccel search --workload minilm-search --budget 100
---time-budget 45m`).
+OpenVINO fp32 (the ONNX file); OpenVINO at its own default precision on this CPU (bf16 on AMX);
+OpenVINO + NNCF int8 (`nncf.quantize`, transformer model type); Intel Neural Compressor's
+accuracy-aware autotune; Olive's CLI quantization; and autoaccel's recommendation from a
+finished study (by default the `minilm-search-default` study of `autoaccel search --workload
+minilm-search --budget 100 --time-budget 45m`).
 
 Quality: the minilm workload's `task_quality` on three judging sets: the `search` half (what
 autoaccel's search and INC's autotune select on), the `holdout` half (texts neither ever
@@ -255,11 +256,17 @@ def build_rows(args, cache: Path, teacher_w: MiniLMWorkload) -> tuple[dict, dict
         "core.read_model(onnx) on CPU: INFERENCE_PRECISION_HINT f32, PERFORMANCE_HINT "
         f"latency, 1 stream, {thr}",
     )
+    rows["OpenVINO bf16 (its default here)"] = (
+        Candidate(backend="openvino", onnx_path=fp32, session={"ov_precision": "bf16", **threads}),
+        "core.read_model(onnx) on CPU with OpenVINO's default precision on this CPU (bf16 on "
+        f"AMX / AVX512-BF16), PERFORMANCE_HINT latency, 1 stream, {thr}",
+    )
+    batches = teacher_w.calibration_inputs()
+    rows["OpenVINO + NNCF int8"] = nncf_row(fp32, batches, work, threads, thr)
 
     calib = work / "calib.npz"
     import numpy as np
 
-    batches = teacher_w.calibration_inputs()
     np.savez(calib, **{f"{n}_{k}": b[n] for k, b in enumerate(batches) for n in b})
     peers = {}
 
@@ -319,6 +326,28 @@ def build_rows(args, cache: Path, teacher_w: MiniLMWorkload) -> tuple[dict, dict
             f"study {args.compat_study}, trial {compat['trial']}: {compat['description']}",
         )
     return rows, peers, study, compat
+
+
+def nncf_row(fp32: Path, batches: list, work: Path, threads: dict, thr: str) -> tuple:
+    """OpenVINO's own post-training int8 as its documentation shows it: `nncf.quantize` of
+    the fp32 ONNX file with the transformer model type on the calibration texts, run by
+    OpenVINO at its default precision on this CPU for what stays float."""
+    import nncf
+    import onnx
+
+    out = work / "nncf-int8" / "model.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    model = onnx.load(str(fp32))
+    names = {i.name for i in model.graph.input}
+    dataset = nncf.Dataset(batches, lambda b: {k: v for k, v in b.items() if k in names})
+    onnx.save(nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER), str(out))
+    return (
+        Candidate(backend="openvino", onnx_path=out, session={"ov_precision": "bf16", **threads}),
+        f"nncf {version('nncf')}: nncf.quantize(onnx model, calibration texts, "
+        f"model_type=TRANSFORMER) ({time.perf_counter() - t0:.1f} s); OpenVINO default "
+        f"precision (bf16) elsewhere, latency hint, {thr}",
+    )
 
 
 def judge(rows: dict, workloads: dict[str, MiniLMWorkload]) -> dict[str, dict[str, dict]]:
@@ -436,6 +465,7 @@ def main() -> None:
             "torch": version("torch"),
             "onnxruntime": version("onnxruntime"),
             "openvino": version("openvino"),
+            "nncf": version("nncf"),
             "onnx-neural-compressor": peers["inc"]["versions"]["onnx-neural-compressor"],
             "olive-ai": peers["olive"]["versions"]["olive-ai"],
         },
