@@ -192,42 +192,100 @@ def proposals(study: optuna.Study, baseline: dict[str, Any], count: int) -> list
 
 
 def variants(study: optuna.Study, baseline: dict[str, Any], count: int) -> list[dict]:
-    """Up to `count` one-setting changes of the fastest feasible trial's build, the ones the
-    fit expects fastest first: what re-pairing adds when there is little to cross (one
-    feasible model half, as when the limit keeps the outputs close to the original's)."""
-    feasible = [p for p in points(study, baseline) if p.feasible and p.measured]
+    """Up to `count` one-setting changes of the study's feasible recipes, those the fit expects
+    fastest first: what re-pairing adds when there is little to cross (one feasible model
+    half, as when the limit keeps the outputs close to the original's).
+
+    Every feasible recipe is a base, not only the fastest: a slower one may hold the setting
+    that makes the difference next to one that holds it back (int8 with two streams), and
+    one change fixes it. A variant's expected latency is its base's times the fit's change for
+    the new setting; a setting value that broke the limit on every trial of the same model is
+    not proposed."""
+    found = points(study, baseline)
+    feasible = {p.trial: p for p in found if p.feasible and p.measured}
     if not feasible:
         return []
     everything = study.get_trials(deepcopy=False)
-    number = min(feasible, key=lambda p: (p.objective_ms, p.trial)).trial
-    best = next(t for t in everything if t.number == number)
     complete = [t for t in everything if t.state == optuna.trial.TrialState.COMPLETE]
     settings = fit_effects(complete)[1]
+    breaks = _breaks_limit(complete, {p.trial for p in found if p.feasible})
     tried = _Tried(study)
-    recipe = best.user_attrs.get("recipe", best.params)
-    out = []
-    for key, value in best.params.items():
-        dist = best.distributions.get(key)
-        if is_model_key(key) or not isinstance(dist, optuna.distributions.CategoricalDistribution):
-            continue
-        for other in dist.choices:
-            if other == value:
+    space = {k for t in complete for k in t.distributions}
+    bases: dict[tuple, optuna.trial.FrozenTrial] = {}
+    for t in sorted(complete, key=lambda t: t.number):
+        if t.number in feasible:
+            key = _key(t.user_attrs.get("recipe", t.params))
+            if (
+                key not in bases
+                or feasible[t.number].objective_ms < feasible[bases[key].number].objective_ms
+            ):
+                bases[key] = t
+    out: dict[tuple, dict] = {}
+    for base in bases.values():
+        recipe = base.user_attrs.get("recipe", base.params)
+        model = _key(_halves(base, model=True)[1])
+        for key, value in base.params.items():
+            dist = base.distributions.get(key)
+            if is_model_key(key) or not isinstance(
+                dist, optuna.distributions.CategoricalDistribution
+            ):
                 continue
-            gain = settings.get((key, other), 0.0) - settings.get((key, value), 0.0)
-            params, changed = {**best.params, key: other}, {**recipe, key: other}
-            if tried.new(params, changed):
-                out.append(
-                    dict(
+            for other in dist.choices:
+                if other == value or (model, key, other) in breaks:
+                    continue
+                gain = settings.get((key, other), 0.0) - settings.get((key, value), 0.0)
+                params = _active({**base.params, key: other}, space)
+                changed = _active({**recipe, key: other}, space)
+                expected = feasible[base.number].objective_ms * math.exp(gain)
+                seen = out.get(_key(changed))
+                if tried.new(params, changed) and (seen is None or expected < seen["expected_ms"]):
+                    out[_key(changed)] = dict(
                         params=params,
                         recipe=changed,
-                        variant_of=best.number,
+                        variant_of=base.number,
                         changed=key,
-                        gain=gain,
+                        expected_ms=expected,
                     )
-                )
-    return sorted(out, key=lambda v: (v["gain"], v["changed"], str(v["recipe"][v["changed"]])))[
-        :count
-    ]
+    order = sorted(
+        out.values(),
+        key=lambda v: (
+            v["expected_ms"],
+            v["variant_of"],
+            v["changed"],
+            str(v["recipe"][v["changed"]]),
+        ),
+    )
+    return order[:count]
+
+
+def _active(recipe: dict[str, Any], space: set[str]) -> dict[str, Any]:
+    """`recipe` after one setting changed: without the parameters that change switched off
+    (ov_precision once the backend is onnxruntime) and with the study's parameters it
+    switched on at their defaults, so it compares equal to a trial that ran the same build."""
+    out = dict(recipe)
+    for tech in REGISTRY.values():
+        for param in tech.params(None):
+            key = f"{tech.name}.{param.name}"
+            active = tech.is_active(out) and param.is_active(out)
+            if key in out and not active:
+                del out[key]
+            elif key not in out and active and key in space:
+                out[key] = param.default
+    return out
+
+
+def _breaks_limit(trials: list[optuna.trial.FrozenTrial], feasible: set[int]) -> set[tuple]:
+    """(model half, build key, value) where every completed trial of that model with that
+    build setting fell outside the limit: changing to it would break quality again."""
+    outcome: dict[tuple, bool] = {}
+    for t in trials:
+        if "duplicate_of" in t.user_attrs or not t.user_attrs.get("result"):
+            continue
+        model = _key(_halves(t, model=True)[1])
+        for key, value in _halves(t, model=False)[1].items():
+            k = (model, key, value)
+            outcome[k] = outcome.get(k, False) or t.number in feasible
+    return {k for k, ok in outcome.items() if not ok}
 
 
 def enqueue(study: optuna.Study, baseline: dict[str, Any], count: int) -> list[dict]:

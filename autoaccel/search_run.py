@@ -334,11 +334,12 @@ class Search:
                 "own cost divided out); their models are cached, so they build without training",
             )
         if changes := [c for c in chosen if "variant_of" in c]:
+            bases = ", ".join(map(str, sorted({c["variant_of"] for c in changes})))
             self.emit(
                 "note",
                 f"{len(changes)} trial{'s' if len(changes) != 1 else ''} change one build "
-                f"setting of trial {changes[0]['variant_of']}, the fastest within the limit "
-                f"({', '.join(sorted({c['changed'] for c in changes}))}), the changes the "
+                f"setting of trials within the limit ({bases}: "
+                f"{', '.join(sorted({c['changed'] for c in changes}))}), the changes the "
                 "study's timings expect fastest first",
             )
 

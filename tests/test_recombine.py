@@ -44,9 +44,10 @@ def _student(layers: int) -> dict:
     }
 
 
-def _trial(model: dict, build: dict, ms: float, drop: float = 0.0):
+def _trial(model: dict, build: dict, ms: float, drop: float = 0.0, choices: dict | None = None):
     params = {**model, **build}
-    dists = {k: optuna.distributions.CategoricalDistribution(CHOICES[k]) for k in params}
+    choices = {**CHOICES, **(choices or {})}
+    dists = {k: optuna.distributions.CategoricalDistribution(choices[k]) for k in params}
     result = {
         "target": "cpu-local",
         "latency_ms": ms,
@@ -188,16 +189,47 @@ def test_with_one_model_the_reserved_trials_change_one_setting_of_the_best_build
     s.add_trial(_trial(_student(1), OV_BF16, 2.0, drop=0.05))  # bf16 fast, out of the limit
     assert proposals(s, BASELINE, 9) == []  # one feasible model half: nothing to cross
     changes = variants(s, BASELINE, 9)
-    assert {c["variant_of"] for c in changes} == {2}
     # bf16 ran fast (on the infeasible student too: latency does not depend on quality);
-    # onnxruntime ran slow; the other quantize mode was tried already
-    assert [(c["changed"], c["recipe"][c["changed"]]) for c in changes] == [
-        ("runtime.ov_precision", "bf16"),
-        ("runtime.backend", "onnxruntime"),
+    # onnxruntime ran slow; the other quantize mode was tried already; a change that gives
+    # back a recipe already run (trial 1 on onnxruntime is trial 0) is no variant
+    assert [(c["variant_of"], c["changed"], c["recipe"][c["changed"]]) for c in changes] == [
+        (2, "runtime.ov_precision", "bf16"),
+        (2, "runtime.backend", "onnxruntime"),
+        (1, "runtime.ov_precision", "bf16"),
     ]
+    assert "runtime.ov_precision" not in changes[1]["recipe"]  # off with onnxruntime
     assert changes[0]["params"] == {**TEACHER, **OV_BF16, "quantize.mode": "int8_dynamic"}
     assert len(variants(s, BASELINE, 1)) == 1
     chosen = enqueue(s, BASELINE, 2)
     assert [c["changed"] for c in chosen] == ["runtime.ov_precision", "runtime.backend"]
     asked = s.ask()
     assert asked.user_attrs[USER_ATTR] == {"variant_of": 2, "changed": "runtime.ov_precision"}
+
+
+def test_a_slower_recipe_one_setting_from_the_fastest_is_a_base_too():
+    """The fastest recipe within the limit is f32 without int8; a slower one has int8 and bf16
+    but two streams, which every timing says is slow: its one-setting fix comes first, and
+    a setting that broke the limit on every trial of this model (fp16) is never proposed."""
+    from autoaccel.recombine import variants
+
+    more = {"runtime.ov_streams": [1, 2], "quantize.mode": ["none", "int8_dynamic", "fp16"]}
+    f32, bf16 = ({**OV_F32, "runtime.ov_streams": 1}, {**OV_BF16, "runtime.ov_streams": 2})
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    s.add_trial(_trial(TEACHER, f32, 5.0, choices=more))  # 0: fastest within the limit
+    s.add_trial(_trial(TEACHER, {**f32, "runtime.ov_streams": 2}, 9.0, choices=more))  # 1
+    s.add_trial(_trial(TEACHER, {**bf16, "quantize.mode": "int8_dynamic"}, 6.0, choices=more))
+    s.add_trial(_trial(TEACHER, {**f32, "quantize.mode": "fp16"}, 3.0, 0.05, more))
+    changes = variants(s, BASELINE, 20)
+    first = changes[0]
+    assert (first["variant_of"], first["changed"]) == (2, "runtime.ov_streams")
+    assert first["recipe"] == {
+        **TEACHER,
+        **bf16,
+        "quantize.mode": "int8_dynamic",
+        "runtime.ov_streams": 1,
+    }
+    assert first["expected_ms"] < 5.0
+    expected = [c["expected_ms"] for c in changes]
+    assert expected == sorted(expected)
+    assert {c["variant_of"] for c in changes} >= {0, 2}
+    assert all(c["recipe"]["quantize.mode"] != "fp16" for c in changes)
