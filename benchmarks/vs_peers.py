@@ -332,6 +332,7 @@ def nncf_row(fp32: Path, batches: list, work: Path, threads: dict, thr: str) -> 
     """OpenVINO's own post-training int8 as its documentation shows it: `nncf.quantize` of
     the fp32 ONNX file with the transformer model type on the calibration texts, run by
     OpenVINO at its default precision on this CPU for what stays float."""
+    os.environ.setdefault("NNCF_CI", "1")  # no usage reports (see autoaccel's quantize.py)
     import nncf
     import onnx
 

@@ -209,7 +209,11 @@ def _int8_static(src, out, config: dict[str, Any], batches: list[dict]) -> None:
 def _int8_nncf(src, out, batches: list[dict], transformer: str | None) -> str:
     """NNCF's int8 PTQ of the graph at `src`; returns the build note (what it quantized)."""
     import logging
+    import os
 
+    # NNCF reports usage to Google Analytics unless told not to; NNCF_CI is the switch it
+    # reads at import (it changes nothing else). A user's search sends nothing anywhere.
+    os.environ.setdefault("NNCF_CI", "1")
     import nncf
     import onnx
 
