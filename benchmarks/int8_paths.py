@@ -38,8 +38,15 @@ OV = {
 }
 RECIPES = {
     "float (bf16)": {"quantize.mode": "none"},
-    "int8 dynamic per-channel (ORT)": {"quantize.mode": "int8_dynamic"},
-    "int8 static QDQ minmax per-channel (ORT)": {"quantize.mode": "int8_static"},
+    "int8 dynamic per-channel (ORT)": {
+        "quantize.mode": "int8_dynamic",
+        "quantize.per_channel": True,
+    },
+    "int8 static QDQ minmax per-channel (ORT)": {
+        "quantize.mode": "int8_static",
+        "quantize.per_channel": True,
+        "quantize.calibration": "minmax",
+    },
     "int8 NNCF": {"quantize.mode": "int8_nncf"},
     "int8 NNCF on the fused graph": {"quantize.mode": "int8_nncf", "compile.fusion": True},
 }
