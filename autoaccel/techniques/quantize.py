@@ -236,16 +236,24 @@ def _int8_nncf(src, out, batches: list[dict], transformer: str | None) -> str:
             subset_size=len(batches),
             model_type=nncf.ModelType.TRANSFORMER if transformer else None,
         )
-    count = sum(node.op_type == "QuantizeLinear" for node in quantized.graph.node)
-    if count == 0:
-        raise InfeasibleRecipe(
-            "int8_nncf found nothing to quantize in this graph (no MatMul, Gemm or Conv NNCF "
-            "places int8 on)",
-            "quantize_nothing",
-        )
+    count = _written(
+        quantized.graph,
+        "QuantizeLinear",
+        "int8_nncf found nothing to quantize in this graph (no MatMul, Gemm or Conv NNCF "
+        "places int8 on)",
+    )
     onnx.save(quantized, str(out))
     kind = "transformer" if transformer else "generic"
     return f"quantized int8_nncf ({kind} model type): {count} activations quantized"
+
+
+def _written(graph, op_type: str, nothing: str) -> int:
+    """How many `op_type` nodes a quantizer wrote; none makes the recipe infeasible (a mode
+    that changes nothing would be timed as if it had), `nothing` saying why."""
+    count = sum(node.op_type == op_type for node in graph.node)
+    if count == 0:
+        raise InfeasibleRecipe(nothing, "quantize_nothing")
+    return count
 
 
 def _no_progress_bars():
@@ -273,13 +281,12 @@ def _int4_weight(src, out, config: dict[str, Any]) -> str:
     )
     quantizer.process()
     quantized = quantizer.model.model
-    count = sum(n.op_type == "MatMulNBits" for n in quantized.graph.node)
-    if count == 0:
-        raise InfeasibleRecipe(
-            "int4_weight found no MatMul (or Gemm) with a constant 2-D weight to quantize "
-            "in this graph",
-            "quantize_nothing",
-        )
+    count = _written(
+        quantized.graph,
+        "MatMulNBits",
+        "int4_weight found no MatMul (or Gemm) with a constant 2-D weight to quantize in this "
+        "graph",
+    )
     quantizer.model.save_model_to_file(str(out))
     kept = _float_weight_users(quantized.graph)
     left = ", ".join(f"{op} x{n}" for op, n in sorted(kept.items())) or "none"

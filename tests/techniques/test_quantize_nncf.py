@@ -6,10 +6,13 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto
 
 from autoaccel.builder import build_candidate
+from autoaccel.errors import InfeasibleRecipe
 from autoaccel.evaluate.runners import open_runner
-from autoaccel.techniques import describe_recipe
+from autoaccel.techniques import BuildContext, Candidate, describe_recipe
+from autoaccel.techniques.quantize import Quantize
 
 OV = {"runtime.backend": "openvino", "runtime.ov_precision": "f32", "runtime.intra_op_threads": 1}
 
@@ -50,3 +53,26 @@ def test_int8_nncf_minilm_runs_in_openvino_close_to_fp32(tmp_path_factory, fusio
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
     cosine = np.sum(unit(got) * unit(reference), axis=1)
     assert cosine.mean() > 0.99, cosine
+
+
+def test_int8_nncf_graph_with_nothing_to_quantize_is_infeasible(tmp_path, seed_mlp):
+    from onnx import helper
+
+    name = seed_mlp.input_names[0]
+    width = seed_mlp.calibration_inputs()[0][name].shape[1]
+    graph = helper.make_graph(
+        [helper.make_node("Relu", [name], ["y"])],
+        "nothing-to-quantize",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", width])],
+    )
+    src = tmp_path / "src.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    with pytest.raises(InfeasibleRecipe, match="int8_nncf found nothing to quantize") as err:
+        Quantize().apply(
+            Candidate(backend="openvino", onnx_path=src),
+            {"mode": "int8_nncf"},
+            BuildContext(seed_mlp, tmp_path),
+        )
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "model.onnx").exists()
