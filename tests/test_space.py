@@ -141,7 +141,7 @@ def test_scalar_choice_is_accepted_as_one_value_list(tmp_path):
 
 def test_calibration_is_suggested_only_when_mode_is_int8_static(tmp_path, seed_mlp):
     space = load_space("default")
-    recipes = _recipes(space, seed_mlp, 40)
+    recipes = _recipes(space, seed_mlp, 120)  # enough random draws to reach every int8 mode
     modes = set()
     for recipe in recipes:
         mode = recipe.get("quantize.mode")
