@@ -222,8 +222,9 @@ def search(
     recombine: Annotated[
         int | None,
         typer.Option(
-            help="Trials kept at the end to re-pair the fastest trained models with the "
-            "fastest builds (no training); default: budget/10 for 20+, at most 9; 0: off."
+            help="Trials kept at the end to re-pair the cheapest trained models with the "
+            "fastest builds and train a few smaller ones; default: budget/8 for 20+, at most "
+            "12; 0: off."
         ),
     ] = None,
     isolate: Annotated[

@@ -61,8 +61,9 @@ class SearchConfig(BaseModel):
         None,
         ge=0,
         le=MAX_BUDGET,
-        description="trials kept at the end for re-pairing the fastest models with the most "
-        "efficient builds (autoaccel.recombine); None: a tenth of the budget, at most 9; 0: off",
+        description="trials kept at the end for re-pairing the cheapest models with the most "
+        "efficient builds, and for smaller models next to them (autoaccel.recombine); None: an "
+        "eighth of the budget, at most 12; 0: off",
     )
 
     def recombine_count(self) -> int:

@@ -19,7 +19,7 @@ from autoaccel.errors import UserError
 from autoaccel.evaluate.scenarios import BATCH_SIZES
 from autoaccel.isolation import IsolatedEvaluator
 from autoaccel.machine import machine_info
-from autoaccel.recombine import Recombination
+from autoaccel.recombine import Recombination, recombine_notes
 from autoaccel.search_finish import SearchResult, finish
 from autoaccel.search_trial import run_trial
 from autoaccel.study import StoreLost, StoreUnavailable, shown_url
@@ -316,32 +316,21 @@ class Search:
         return baseline
 
     def _recombine(self, repair: Recombination, baseline: dict[str, Any]) -> None:
-        """Enqueue the crosses of the fastest models and the fastest builds (once)."""
+        """Enqueue the crosses of the cheapest models and the fastest builds, and the smaller
+        models next to the cheapest (once)."""
         from autoaccel.recombine import enqueue
 
         repair.done = True
-        self.emit("status", "re-pairing the fastest models with the fastest builds")
-        chosen = enqueue(self.study, baseline, repair.count)
-        crosses = [c for c in chosen if "model_trial" in c]
-        if crosses:
-            models = sorted({c["model_trial"] for c in crosses})
-            builds = sorted({c["build_trial"] for c in crosses})
-            self.emit(
-                "note",
-                f"{len(crosses)} trial{'s' if len(crosses) != 1 else ''} re-pair the models of "
-                f"trials {', '.join(map(str, models))} (fastest within the limit) with the "
-                f"builds of trials {', '.join(map(str, builds))} (fastest here, each model's "
-                "own cost divided out); their models are cached, so they build without training",
-            )
-        if changes := [c for c in chosen if "variant_of" in c]:
-            bases = ", ".join(map(str, sorted({c["variant_of"] for c in changes})))
-            self.emit(
-                "note",
-                f"{len(changes)} trial{'s' if len(changes) != 1 else ''} change one build "
-                f"setting of trials within the limit ({bases}: "
-                f"{', '.join(sorted({c['changed'] for c in changes}))}), the changes the "
-                "study's timings expect fastest first",
-            )
+        self.emit("status", "re-pairing the cheapest models with the fastest builds")
+        warn = partial(self.emit, "warning")
+        chosen = enqueue(self.study, baseline, repair.count, cost=self._model_cost, warn=warn)
+        for line in recombine_notes(chosen):
+            self.emit("note", line)
+
+    def _model_cost(self, recipe: dict[str, Any]) -> float:
+        from autoaccel.builder.model_cost import forward_flops
+
+        return forward_flops(recipe, self.workload)
 
     def _ask(self):
         """A new trial, or None when other workers hold the rest of the budget (surplus)."""

@@ -1,4 +1,4 @@
-"""Re-pairing the fastest models with the most efficient builds, on a hand-made study."""
+"""Re-pairing the cheapest models with the most efficient builds, on a hand-made study."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from recombine_study import BASELINE, CHOICES, ORT, OV_BF16, OV_F32, TEACHER, _student, _trial
 
 from autoaccel.recombine import (
     USER_ATTR,
@@ -13,57 +14,12 @@ from autoaccel.recombine import (
     auto_count,
     build_effects,
     enqueue,
+    fit,
     is_model_key,
     proposals,
     ranked_halves,
 )
 from autoaccel.space import SearchSpace, suggest_recipe
-
-BASELINE = {"accuracy": 0.90, "latency_ms": 20.0}
-CHOICES = {
-    "runtime.backend": ["onnxruntime", "openvino"],
-    "runtime.ov_precision": ["f32", "bf16"],
-    "distill.mode": ["none", "student"],
-    "distill.layers": [1, 2, 3],
-    "distill.width": [1.0],
-    "distill.steps": [150],
-    "quantize.mode": ["none", "int8_dynamic"],
-}
-ORT = {"runtime.backend": "onnxruntime", "quantize.mode": "none"}
-OV_BF16 = {"runtime.backend": "openvino", "runtime.ov_precision": "bf16", "quantize.mode": "none"}
-OV_F32 = {"runtime.backend": "openvino", "runtime.ov_precision": "f32", "quantize.mode": "none"}
-TEACHER = {"distill.mode": "none"}
-
-
-def _student(layers: int) -> dict:
-    return {
-        "distill.mode": "student",
-        "distill.layers": layers,
-        "distill.width": 1.0,
-        "distill.steps": 150,
-    }
-
-
-def _trial(model: dict, build: dict, ms: float, drop: float = 0.0, choices: dict | None = None):
-    params = {**model, **build}
-    choices = {**CHOICES, **(choices or {})}
-    dists = {k: optuna.distributions.CategoricalDistribution(choices[k]) for k in params}
-    result = {
-        "target": "cpu-local",
-        "latency_ms": ms,
-        "objective_ms": ms,
-        "latency_p90_ms": ms * 1.1,
-        "latency_source": "measured",
-        "size_mb": 1.0,
-        "quality": {"accuracy": 0.9 - drop},
-    }
-    return optuna.trial.create_trial(
-        values=[0.9 - drop, ms],
-        params=params,
-        distributions=dists,
-        user_attrs={"recipe": params, "result": result},
-        constraints={"accuracy_drop": drop - 0.01},
-    )
 
 
 @pytest.fixture
@@ -87,7 +43,7 @@ def test_halves_are_ranked_from_feasible_trials_only(study):
     models, builds = ranked_halves(study, BASELINE)
     # trial 3's model is the fastest but out of the limit: never re-paired
     assert [h.recipe for h in models] == [_student(2), _student(3), TEACHER]
-    assert [h.score for h in models] == [5.0, 6.0, 8.0]  # the teacher's best time, not 20
+    assert models[0].score < models[1].score < models[2].score
     assert [h.recipe for h in builds] == [OV_BF16, OV_F32, ORT]
     assert builds[0].score < builds[1].score < builds[2].score
 
@@ -105,11 +61,33 @@ def test_a_build_is_judged_on_the_same_model_not_by_how_small_its_model_was():
     assert ort - bf16 > 0.5  # most of log(2) is the build's
 
 
+def test_a_model_is_ranked_by_its_own_cost_not_by_the_build_it_ran_on():
+    # the 2-layer student only ever ran on the build that is 5x slower on the teacher
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    s.add_trial(_trial(TEACHER, ORT, 40.0))
+    s.add_trial(_trial(TEACHER, OV_BF16, 8.0))
+    s.add_trial(_trial(_student(2), ORT, 10.0))
+    s.add_trial(_trial(_student(3), OV_BF16, 3.0))
+    models, _ = ranked_halves(s, BASELINE)
+    assert [h.recipe for h in models] == [_student(2), _student(3), TEACHER]
+
+
+def test_students_that_differ_only_in_training_are_one_architecture():
+    long = {**_student(2), "distill.steps": 400}
+    trials = [
+        _trial(_student(2), ORT, 10.0),
+        _trial(long, OV_BF16, 2.0, choices={"distill.steps": [150, 400]}),
+        _trial(TEACHER, ORT, 40.0),
+    ]
+    effects = fit(trials)
+    assert len(effects.models) == 2  # the two students share one cost
+
+
 def test_proposals_skip_what_was_tried_and_put_the_best_pairs_first(study):
     crosses = [(p["model_trial"], p["build_trial"]) for p in proposals(study, BASELINE, 9)]
-    # (1, 0) is trial 1's own recipe again, (4, 4) and (2, 2) are trials themselves,
-    # teacher + ORT is trial 0's recipe
-    assert crosses == [(1, 2), (1, 4), (4, 2), (4, 0), (2, 4)]
+    # each half by its fastest trial: ORT by trial 1 (5 ms); (1, 1), (4, 4) and (2, 2) are
+    # trials themselves, teacher + ORT is trial 0's recipe
+    assert crosses == [(1, 2), (1, 4), (4, 2), (4, 1), (2, 4)]
     first = proposals(study, BASELINE, 2)
     assert [p["recipe"] for p in first] == [{**_student(2), **OV_BF16}, {**_student(2), **OV_F32}]
 
@@ -137,8 +115,8 @@ def test_enqueued_crosses_are_asked_first_and_build_the_joined_recipe(study):
 
 
 def test_recombination_is_due_once_near_the_end_of_trials_or_time():
-    assert auto_count(10) == 0 and auto_count(20) == 2 and auto_count(100) == 9
-    assert auto_count(1000) == 9
+    assert auto_count(10) == 0 and auto_count(20) == 2 and auto_count(100) == 12
+    assert auto_count(1000) == 12
     late = Recombination(3)
     assert not late.due(96, 100, 0.0, None)
     assert late.due(97, 100, 0.0, None)
@@ -233,3 +211,32 @@ def test_a_slower_recipe_one_setting_from_the_fastest_is_a_base_too():
     assert expected == sorted(expected)
     assert {c["variant_of"] for c in changes} >= {0, 2}
     assert all(c["recipe"]["quantize.mode"] != "fp16" for c in changes)
+
+
+def test_a_search_trains_a_smaller_model_next_to_its_cheapest(tmp_path, cache_teacher):
+    import autoaccel
+
+    runs = cache_teacher(tmp_path / "runs")
+    space = tmp_path / "students.yaml"
+    space.write_text(
+        "version: 1\ntechniques:\n  runtime:\n    backend: [onnxruntime, torch]\n"
+        "  distill:\n    mode: [student]\n    width: [1.0, 0.5, 0.25]\n    steps: [30]\n"
+    )
+    options = {"measure_seconds": 0.03, "isolate": False, "targets": ["cpu-local"]}
+    result = autoaccel.search(
+        "seed-mlp",
+        budget=6,
+        recombine=4,
+        max_accuracy_drop=0.3,
+        space=str(space),
+        runs_dir=runs,
+        **options,
+    )
+    study = optuna.load_study(study_name=result.study, storage=f"sqlite:///{runs}/optuna.db")
+    smaller = [t for t in study.trials if "smaller_than" in t.user_attrs.get(USER_ATTR, {})]
+    assert len(smaller) == 1 and smaller[0].state.name == "COMPLETE"
+    (trial,) = smaller
+    source = study.trials[trial.user_attrs[USER_ATTR]["smaller_than"]]
+    assert trial.params["distill.width"] < source.params["distill.width"]
+    notes = result.recommendation["notes"]
+    assert any("one setting smaller than the cheapest within the limit" in n for n in notes)

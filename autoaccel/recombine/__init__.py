@@ -1,0 +1,191 @@
+"""Near a study's end, re-pair its cheapest trained models with the build settings that ran
+fastest here, and train the smaller models next to them that the sampler never tried.
+
+A recipe has two halves that a sampler learns about separately: the model (the torch-stage
+techniques: distillation, pruning; trained, and cached once trained) and how it is built and
+run (graph passes, quantization, runtime settings; cheap). TPE rarely lands on the best of
+both at once: on MiniLM a 100-trial study trained a 2-layer student and measured OpenVINO bf16
+as the most efficient runtime, but never put the two together (`benchmarks/results/
+recipes-minilm-search-students-on-openvino-bf16.md`: 10.6x eager against the study's 6.9x).
+So the last trials of a budget are enqueued as
+- crosses of the two halves: each costs a build and a measurement, not a training run;
+- a few smaller models (`variants.smaller_models`): one model setting away from the cheapest
+  models within the limit, on the fastest build; each costs a training run;
+- one-setting build changes of feasible recipes, where there is little to cross.
+
+How each half is ranked, from the study's own completed trials (`halves.fit`): by its effect on
+measured latency with the other half's divided out, so a build that ran a large model 2x
+faster than another build did ranks above one that only ever ran a small model, and a small
+model that only ever ran on a slow build still ranks as small. (The cost model's estimate of
+each graph is no such yardstick: it rates fp16-weight graphs cheaper than OpenVINO runs them,
+and would rank the slower of two builds of one model first.) Only halves of trials within the
+limit count: a quantization that broke quality is not re-paired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+from autoaccel.recombine.halves import (
+    Cost,
+    Half,
+    Tried,
+    build_effects,
+    cached,
+    fit,
+    is_model_key,
+    ranked_halves,
+)
+from autoaccel.recombine.variants import smaller_models, variants
+
+MODELS = 3  # distinct model halves re-paired
+BUILDS = 3  # distinct build halves each is re-paired with
+SMALLER = 3  # new, smaller models trained (a quarter of the reserved trials at most)
+MIN_BUDGET = 20  # below this a study has too few trials to rank either half
+TIME_SHARE = 0.15  # with --time-budget: re-pair once this share of it is left
+USER_ATTR = "recombined"  # on an enqueued trial: where its halves come from
+
+__all__ = [
+    "BUILDS",
+    "Half",
+    "MODELS",
+    "Recombination",
+    "USER_ATTR",
+    "auto_count",
+    "build_effects",
+    "enqueue",
+    "fit",
+    "is_model_key",
+    "proposals",
+    "recombine_notes",
+    "ranked_halves",
+    "smaller_models",
+    "variants",
+]
+
+
+def auto_count(budget: int) -> int:
+    """Trials reserved for re-pairing by default: an eighth of the budget, at most every cross
+    and the smaller models."""
+    return 0 if budget < MIN_BUDGET else min(MODELS * BUILDS + SMALLER, budget // 8)
+
+
+def proposals(
+    study: optuna.Study, baseline: dict[str, Any], count: int, cost: Cost | None = None
+) -> list[dict]:
+    """Up to `count` crosses not tried yet (nor known to be infeasible), the best-ranked pairs
+    first (models ranked with their work where `cost` is given): each {"params", "recipe",
+    "model_trial", "build_trial"}."""
+    models, builds = ranked_halves(study, baseline, cost)
+    tried = Tried(study)
+    pairs = [
+        (i, j) for i in range(min(MODELS, len(models))) for j in range(min(BUILDS, len(builds)))
+    ]
+    out: list[dict] = []
+    for i, j in sorted(pairs, key=lambda ij: (ij[0] + ij[1], ij)):
+        model, build = models[i], builds[j]
+        if model.trial == build.trial:
+            continue  # that trial itself
+        recipe = {**model.recipe, **build.recipe}
+        params = {**model.params, **build.params}
+        if tried.new(params, recipe):
+            out.append(
+                dict(
+                    params=params, recipe=recipe, model_trial=model.trial, build_trial=build.trial
+                )
+            )
+        if len(out) == count:
+            break
+    return out
+
+
+def enqueue(
+    study: optuna.Study,
+    baseline: dict[str, Any],
+    count: int,
+    cost: Cost | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> list[dict]:
+    """Enqueue the best cross, the smaller models (with a model `cost`; a quarter of `count`
+    at most), the other crosses, then one-setting build changes where those are fewer than
+    `count` (the next `study.ask()` of any worker takes them first, in this order); returns
+    what was enqueued. A `cost` that fails is reported to `warn` (raised without one)."""
+    smaller = []
+    if cost is not None:
+        cost = cached(cost)
+        try:
+            smaller = smaller_models(study, baseline, min(SMALLER, count // 4), cost)
+        except Exception as exc:  # a model whose work cannot be counted: re-pair without
+            if warn is None:
+                raise
+            warn(f"re-pairing without model costs: a model's work could not be counted ({exc})")
+            cost = None
+    crosses = proposals(study, baseline, count - len(smaller), cost)
+    chosen = crosses[:1] + smaller + crosses[1:]
+    if len(chosen) < count:  # little to cross: one-setting changes of the best builds
+        chosen += variants(study, baseline, count - len(chosen))
+    for p in chosen:
+        if "smaller_than" in p:
+            attrs = {k: p[k] for k in ("smaller_than", "changed")} | {"build": p["build_trial"]}
+        elif "variant_of" in p:
+            attrs = {"variant_of": p["variant_of"], "changed": p["changed"]}
+        else:
+            attrs = {"model": p["model_trial"], "build": p["build_trial"]}
+        study.enqueue_trial(p["params"], user_attrs={USER_ATTR: attrs}, skip_if_exists=True)
+    return chosen
+
+
+def recombine_notes(chosen: list[dict]) -> list[str]:
+    """What `enqueue` chose, in a line per kind, for the search's log."""
+    lines = []
+    if crosses := [c for c in chosen if "model_trial" in c]:
+        models = ", ".join(map(str, sorted({c["model_trial"] for c in crosses})))
+        builds = ", ".join(map(str, sorted({c["build_trial"] for c in crosses})))
+        lines.append(
+            f"{_trials(crosses)} re-pair the models of trials {models} (cheapest within the "
+            f"limit, each build's cost divided out) with the builds of trials {builds} "
+            "(fastest here, each model's cost divided out); their models are cached, so they "
+            "build without training"
+        )
+    if smaller := [c for c in chosen if "smaller_than" in c]:
+        steps = "; ".join(
+            f"trial {c['smaller_than']} with {c['changed']} {c['recipe'][c['changed']]} "
+            f"({c['cost_ratio']:.0%} of its FLOPs)"
+            for c in smaller
+        )
+        lines.append(
+            f"{_trials(smaller)} train a model one setting smaller than the cheapest within "
+            f"the limit, on the fastest build: {steps}"
+        )
+    if changes := [c for c in chosen if "variant_of" in c]:
+        bases = ", ".join(map(str, sorted({c["variant_of"] for c in changes})))
+        keys = ", ".join(sorted({c["changed"] for c in changes}))
+        lines.append(
+            f"{_trials(changes)} change one build setting of trials within the limit ({bases}: "
+            f"{keys}), the changes the study's timings expect fastest first"
+        )
+    return lines
+
+
+def _trials(found: list) -> str:
+    return f"{len(found)} trial{'s' if len(found) != 1 else ''}"
+
+
+class Recombination:
+    """When to re-pair, once per invocation: when the trials left are no more than those
+    reserved, or (with a time budget) when its last `TIME_SHARE` begins."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.done = count <= 0
+
+    def due(
+        self, finished: int, budget: int, elapsed_s: float, time_budget_s: float | None
+    ) -> bool:
+        if self.done:
+            return False
+        late = time_budget_s is not None and elapsed_s >= (1 - TIME_SHARE) * time_budget_s
+        return budget - finished <= self.count or late

@@ -1,0 +1,226 @@
+"""Recipes one setting away from what a study found: a build setting of a recipe within the
+limit, or a model setting of one of its cheapest models (a student the sampler never trained).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+
+from autoaccel.frontier import points
+from autoaccel.recombine.halves import (
+    Cost,
+    Tried,
+    cached,
+    complete_trials,
+    fit,
+    halves,
+    is_model_key,
+    key_of,
+    ranked_halves,
+)
+from autoaccel.techniques import REGISTRY
+
+MODELS = 3  # the cheapest model halves a smaller one is derived from
+MAX_RATIO = 0.95
+"""A new model is trained only where its work per query is at least 5 % below its base's."""
+
+
+def variants(study: optuna.Study, baseline: dict[str, Any], count: int) -> list[dict]:
+    """Up to `count` one-setting changes of the study's feasible recipes, those the fit expects
+    fastest first: what re-pairing adds when there is little to cross (one feasible model
+    half, as when the limit keeps the outputs close to the original's).
+
+    Every feasible recipe is a base, not only the fastest: a slower one may hold the setting
+    that makes the difference next to one that holds it back (int8 with two streams), and
+    one change fixes it. A variant's expected latency is its base's times the fit's change for
+    the new setting; a setting value that broke the limit on every trial of the same model is
+    not proposed."""
+    found = points(study, baseline)
+    feasible = {p.trial: p for p in found if p.feasible and p.measured}
+    if not feasible:
+        return []
+    complete = complete_trials(study)
+    settings = fit(complete).settings
+    breaks = _breaks_limit(complete, {p.trial for p in found if p.feasible})
+    tried = Tried(study)
+    space = distributions(complete)
+    bases: dict[tuple, optuna.trial.FrozenTrial] = {}
+    for t in sorted(complete, key=lambda t: t.number):
+        if t.number in feasible:
+            key = key_of(t.user_attrs.get("recipe", t.params))
+            if (
+                key not in bases
+                or feasible[t.number].objective_ms < feasible[bases[key].number].objective_ms
+            ):
+                bases[key] = t
+    out: dict[tuple, dict] = {}
+    for base in bases.values():
+        recipe = base.user_attrs.get("recipe", base.params)
+        model = key_of(halves(base, model=True)[1])
+        for key, value in base.params.items():
+            if is_model_key(key):
+                continue
+            for other in _choices(base.distributions.get(key), value):
+                if (model, key, other) in breaks:
+                    continue
+                gain = settings.get((key, other), 0.0) - settings.get((key, value), 0.0)
+                params = active({**base.params, key: other}, space)
+                changed = active({**recipe, key: other}, space)
+                expected = feasible[base.number].objective_ms * math.exp(gain)
+                seen = out.get(key_of(changed))
+                if tried.new(params, changed) and (seen is None or expected < seen["expected_ms"]):
+                    out[key_of(changed)] = dict(
+                        params=params,
+                        recipe=changed,
+                        variant_of=base.number,
+                        changed=key,
+                        expected_ms=expected,
+                    )
+    return _first(out, count)
+
+
+def smaller_models(
+    study: optuna.Study,
+    baseline: dict[str, Any],
+    count: int,
+    cost: Cost,
+) -> list[dict]:
+    """Up to `count` models one setting away from the study's cheapest models within the
+    limit that `cost` (a model half -> its work per query, untrained: `builder.model_cost`)
+    puts at least 5 % cheaper still (a narrower or shallower student, more heads pruned), each
+    paired with the build that runs fastest here, the cheapest expected first.
+
+    A sampler sees a model half as a handful of unrelated categorical choices and spends most
+    of its budget where quality is safe; the step from the smallest model that kept quality to
+    the next smaller one is the one it rarely takes, and the one that pays most. A value that
+    broke the limit on every trial that had it (one layer, say) is not proposed: that is not a
+    step worth training for, nor a model the study has already (that is a cross). Each costs
+    a training run, so few are proposed."""
+    if count <= 0:
+        return []
+    cost = cached(cost)
+    models, builds = ranked_halves(study, baseline, cost)
+    if not models or not builds:
+        return []
+    complete = complete_trials(study)
+    effects = fit(complete, cost)
+    found = {p.trial for p in points(study, baseline) if p.feasible}
+    breaks = _values_never_within(complete, found)
+    tried = Tried(study)
+    space = distributions(complete)
+    build = builds[0]
+    trained = {_model_key(t) for t in study.get_trials(deepcopy=False)}
+    out: dict[tuple, dict] = {}
+    for model in models[:MODELS]:
+        source = study.trials[model.trial]
+        for key, value in model.params.items():
+            if not is_model_key(key):
+                continue
+            own = cost(model.recipe)
+            for other in _choices(source.distributions.get(key), value):
+                smaller = active({**model.recipe, key: other, **build.recipe}, space)
+                half = {k: v for k, v in smaller.items() if is_model_key(k)}
+                new_values = set(half.items()) - set(model.recipe.items())
+                if key_of(half) in trained or new_values & breaks:
+                    continue
+                ratio = cost(half) / own
+                if ratio > MAX_RATIO:
+                    continue
+                params = active({**model.params, key: other, **build.params}, space)
+                score = model.score + (effects.per_log_work or 1.0) * math.log(ratio)
+                expected = effects.expected_ms(score, build.score)
+                seen = out.get(key_of(smaller))
+                if tried.new(params, smaller) and (seen is None or expected < seen["expected_ms"]):
+                    out[key_of(smaller)] = dict(
+                        params=params,
+                        recipe=smaller,
+                        smaller_than=model.trial,
+                        changed=key,
+                        build_trial=build.trial,
+                        cost_ratio=ratio,
+                        expected_ms=expected,
+                    )
+    return _first(out, count)
+
+
+def _model_key(trial: optuna.trial.FrozenTrial) -> tuple:
+    """A trial's model half, an enqueued one's too (its fixed params until it is asked)."""
+    recipe = trial.user_attrs.get("recipe") or trial.system_attrs.get("fixed_params", {})
+    return key_of({k: v for k, v in {**trial.params, **recipe}.items() if is_model_key(k)})
+
+
+def _first(found: dict[tuple, dict], count: int) -> list[dict]:
+    order = sorted(
+        found.values(),
+        key=lambda v: (
+            v["expected_ms"],
+            v.get("variant_of", v.get("smaller_than")),
+            v["changed"],
+            str(v["recipe"][v["changed"]]),
+        ),
+    )
+    return order[:count]
+
+
+def _choices(dist: optuna.distributions.BaseDistribution | None, value: Any) -> list:
+    if not isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return []
+    return [c for c in dist.choices if c != value]
+
+
+def distributions(trials: list[optuna.trial.FrozenTrial]) -> dict[str, Any]:
+    """The study's search space as it was sampled: each parameter's distribution."""
+    return {k: d for t in trials for k, d in t.distributions.items()}
+
+
+def active(recipe: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    """`recipe` after one setting changed: without the parameters that change switched off
+    (ov_precision once the backend is onnxruntime) and with the study's parameters it
+    switched on, so it compares equal to a trial that ran the same build. A parameter
+    switched on takes its default where the study's space holds it, else the space's first
+    choice (distill.steps searched over 150 and 400 is never the default 600)."""
+    out = dict(recipe)
+    for tech in REGISTRY.values():
+        for param in tech.params(None):
+            key = f"{tech.name}.{param.name}"
+            on = tech.is_active(out) and param.is_active(out)
+            if key in out and not on:
+                del out[key]
+            elif key not in out and on and key in space:
+                out[key] = _within(param.default, space[key])
+    return out
+
+
+def _within(default: Any, dist: optuna.distributions.BaseDistribution) -> Any:
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return default if default in dist.choices else dist.choices[0]
+    low, high = getattr(dist, "low", default), getattr(dist, "high", default)
+    return min(max(default, low), high)
+
+
+def _breaks_limit(trials: list[optuna.trial.FrozenTrial], feasible: set[int]) -> set[tuple]:
+    """(model half, build key, value) where every completed trial of that model with that
+    build setting fell outside the limit: changing to it would break quality again."""
+    outcome: dict[tuple, bool] = {}
+    for t in trials:
+        if "duplicate_of" in t.user_attrs or not t.user_attrs.get("result"):
+            continue
+        model = key_of(halves(t, model=True)[1])
+        for key, value in halves(t, model=False)[1].items():
+            k = (model, key, value)
+            outcome[k] = outcome.get(k, False) or t.number in feasible
+    return {k for k, ok in outcome.items() if not ok}
+
+
+def _values_never_within(trials: list[optuna.trial.FrozenTrial], feasible: set[int]) -> set:
+    """(model key, value) that every completed trial holding it had outside the limit."""
+    outcome: dict[tuple, bool] = {}
+    for t in trials:
+        if "duplicate_of" in t.user_attrs or not t.user_attrs.get("result"):
+            continue
+        for item in halves(t, model=True)[1].items():
+            outcome[item] = outcome.get(item, False) or t.number in feasible
+    return {k for k, ok in outcome.items() if not ok}
