@@ -224,8 +224,9 @@ class Search:
                 if self.deadline.spent():
                     self._out_of_time(done - start, done)
                     break
-                if repair.due(done, cfg.budget, self.deadline.elapsed(), cfg.time_budget):
-                    self._recombine(repair, baseline)
+                if due := repair.due(done, cfg.budget, self.deadline.elapsed(), cfg.time_budget):
+                    repair.done.add(due[0])
+                    self._recombine(*due, baseline)
                 trial = self._ask()
                 if trial is None:
                     break  # the budget was reached by other workers
@@ -315,15 +316,17 @@ class Search:
             self.study.set_user_attr("baseline", baseline)
         return baseline
 
-    def _recombine(self, repair: Recombination, baseline: dict[str, Any]) -> None:
-        """Enqueue the crosses of the cheapest models and the fastest builds, and the smaller
-        models next to the cheapest (once)."""
-        from autoaccel.recombine import enqueue
+    def _recombine(self, stage: str, count: int, baseline: dict[str, Any]) -> None:
+        """Enqueue one stage of re-pairing: the crosses of the cheapest models and the fastest
+        builds, or later the smaller models next to the cheapest."""
+        from autoaccel.recombine import CROSSES, enqueue
 
-        repair.done = True
-        self.emit("status", "re-pairing the cheapest models with the fastest builds")
+        what = "cheapest models with the fastest builds" if stage == CROSSES else "smaller models"
+        self.emit("status", f"re-pairing: {what}")
         warn = partial(self.emit, "warning")
-        chosen = enqueue(self.study, baseline, repair.count, cost=self._model_cost, warn=warn)
+        chosen = enqueue(
+            self.study, baseline, count, cost=self._model_cost, warn=warn, stage=stage
+        )
         for line in recombine_notes(chosen):
             self.emit("note", line)
 

@@ -9,8 +9,9 @@ as the most efficient runtime, but never put the two together (`benchmarks/resul
 recipes-minilm-search-students-on-openvino-bf16.md`: 10.6x eager against the study's 6.9x).
 So the last trials of a budget are enqueued as
 - crosses of the two halves: each costs a build and a measurement, not a training run;
-- a few smaller models (`variants.smaller_models`): one model setting away from the cheapest
-  models within the limit, on the fastest build; each costs a training run;
+- after them, a few smaller models (`variants.smaller_models`): one model setting away from
+  the cheapest models within the limit, each on the build that ran its base fastest; each
+  costs a training run;
 - one-setting build changes of feasible recipes, where there is little to cross.
 
 How each half is ranked, from the study's own completed trials (`halves.fit`): by its effect on
@@ -50,6 +51,8 @@ USER_ATTR = "recombined"  # on an enqueued trial: where its halves come from
 
 __all__ = [
     "BUILDS",
+    "CROSSES",
+    "SMALLER_MODELS",
     "Half",
     "MODELS",
     "Recombination",
@@ -102,29 +105,38 @@ def proposals(
     return out
 
 
+CROSSES, SMALLER_MODELS = "crosses", "smaller models"
+"""The two stages of re-pairing (`Recombination.due`)."""
+
+
 def enqueue(
     study: optuna.Study,
     baseline: dict[str, Any],
     count: int,
     cost: Cost | None = None,
     warn: Callable[[str], None] | None = None,
+    stage: str = CROSSES,
 ) -> list[dict]:
-    """Enqueue the best cross, the smaller models (with a model `cost`; a quarter of `count`
-    at most), the other crosses, then one-setting build changes where those are fewer than
-    `count` (the next `study.ask()` of any worker takes them first, in this order); returns
-    what was enqueued. A `cost` that fails is reported to `warn` (raised without one)."""
-    smaller = []
+    """Enqueue up to `count` trials (the next `study.ask()` of any worker takes them first, in
+    this order) and return them. Stage `CROSSES`: the crosses, models ranked with their work
+    where `cost` is given; stage `SMALLER_MODELS` (needs `cost`): the smaller models. Either
+    fills what it leaves of `count` with one-setting build changes of feasible recipes. A
+    `cost` that fails is reported to `warn` (raised without one)."""
+    chosen: list[dict] = []
     if cost is not None:
         cost = cached(cost)
         try:
-            smaller = smaller_models(study, baseline, min(SMALLER, count // 4), cost)
-        except Exception as exc:  # a model whose work cannot be counted: re-pair without
+            if stage == SMALLER_MODELS:
+                chosen = smaller_models(study, baseline, count, cost)
+            else:
+                chosen = proposals(study, baseline, count, cost)
+        except Exception as exc:  # a model whose work cannot be counted: go on without
             if warn is None:
                 raise
             warn(f"re-pairing without model costs: a model's work could not be counted ({exc})")
             cost = None
-    crosses = proposals(study, baseline, count - len(smaller), cost)
-    chosen = crosses[:1] + smaller + crosses[1:]
+    if cost is None and stage == CROSSES:
+        chosen = proposals(study, baseline, count)
     if len(chosen) < count:  # little to cross: one-setting changes of the best builds
         chosen += variants(study, baseline, count - len(chosen))
     for p in chosen:
@@ -158,7 +170,7 @@ def recombine_notes(chosen: list[dict]) -> list[str]:
         )
         lines.append(
             f"{_trials(smaller)} train a model one setting smaller than the cheapest within "
-            f"the limit, on the fastest build: {steps}"
+            f"the limit, each on the build that ran its base fastest: {steps}"
         )
     if changes := [c for c in chosen if "variant_of" in c]:
         bases = ", ".join(map(str, sorted({c["variant_of"] for c in changes})))
@@ -175,17 +187,31 @@ def _trials(found: list) -> str:
 
 
 class Recombination:
-    """When to re-pair, once per invocation: when the trials left are no more than those
-    reserved, or (with a time budget) when its last `TIME_SHARE` begins."""
+    """When to re-pair, each stage once per invocation: the crosses when the trials left are
+    no more than those reserved, or (with a time budget) when its last `TIME_SHARE` begins;
+    the smaller models (a quarter of the reserved trials, at most `SMALLER`) when only their
+    share is left, or the last half of that time, so the crosses have run and told which
+    build runs each model fastest."""
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self.done = count <= 0
+        self.smaller = min(SMALLER, count // 4)
+        self.done: set[str] = set() if count > 0 else {CROSSES, SMALLER_MODELS}
+        if not self.smaller:
+            self.done.add(SMALLER_MODELS)
 
     def due(
         self, finished: int, budget: int, elapsed_s: float, time_budget_s: float | None
-    ) -> bool:
-        if self.done:
-            return False
-        late = time_budget_s is not None and elapsed_s >= (1 - TIME_SHARE) * time_budget_s
-        return budget - finished <= self.count or late
+    ) -> tuple[str, int] | None:
+        """(stage, trials to enqueue) when a stage is due, else None."""
+        left = budget - finished
+
+        def late(share: float) -> bool:
+            return time_budget_s is not None and elapsed_s >= (1 - share) * time_budget_s
+
+        if CROSSES not in self.done and (left <= self.count or late(TIME_SHARE)):
+            return CROSSES, self.count - self.smaller
+        if SMALLER_MODELS not in self.done and CROSSES in self.done:
+            if left <= self.smaller or late(TIME_SHARE / 2):
+                return SMALLER_MODELS, self.smaller
+        return None

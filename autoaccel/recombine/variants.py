@@ -90,8 +90,10 @@ def smaller_models(
 ) -> list[dict]:
     """Up to `count` models one setting away from the study's cheapest models within the
     limit that `cost` (a model half -> its work per query, untrained: `builder.model_cost`)
-    puts at least 5 % cheaper still (a narrower or shallower student, more heads pruned), each
-    paired with the build that runs fastest here, the cheapest expected first.
+    puts at least 5 % cheaper still (a narrower or shallower student, more heads pruned), the
+    cheapest expected first. Each is built like its base model's fastest trial: the build
+    that runs that size of model fastest here (which build wins depends on the model: int8
+    pays on a large one, not on a small one), so they are best proposed once the crosses ran.
 
     A sampler sees a model half as a handful of unrelated categorical choices and spends most
     of its budget where quality is safe; the step from the smallest model that kept quality to
@@ -102,26 +104,25 @@ def smaller_models(
     if count <= 0:
         return []
     cost = cached(cost)
-    models, builds = ranked_halves(study, baseline, cost)
-    if not models or not builds:
-        return []
+    models, _ = ranked_halves(study, baseline, cost)
     complete = complete_trials(study)
-    effects = fit(complete, cost)
-    found = {p.trial for p in points(study, baseline) if p.feasible}
-    breaks = _values_never_within(complete, found)
+    slope = fit(complete, cost).per_log_work or 1.0
+    found = points(study, baseline)
+    ms = {p.trial: p.objective_ms for p in found if p.feasible and p.measured}
+    breaks = _values_never_within(complete, {p.trial for p in found if p.feasible})
     tried = Tried(study)
     space = distributions(complete)
-    build = builds[0]
     trained = {_model_key(t) for t in study.get_trials(deepcopy=False)}
     out: dict[tuple, dict] = {}
     for model in models[:MODELS]:
         source = study.trials[model.trial]
+        build_params, build = halves(source, model=False)
         for key, value in model.params.items():
             if not is_model_key(key):
                 continue
             own = cost(model.recipe)
             for other in _choices(source.distributions.get(key), value):
-                smaller = active({**model.recipe, key: other, **build.recipe}, space)
+                smaller = active({**model.recipe, key: other, **build}, space)
                 half = {k: v for k, v in smaller.items() if is_model_key(k)}
                 new_values = set(half.items()) - set(model.recipe.items())
                 if key_of(half) in trained or new_values & breaks:
@@ -129,9 +130,8 @@ def smaller_models(
                 ratio = cost(half) / own
                 if ratio > MAX_RATIO:
                     continue
-                params = active({**model.params, key: other, **build.params}, space)
-                score = model.score + (effects.per_log_work or 1.0) * math.log(ratio)
-                expected = effects.expected_ms(score, build.score)
+                params = active({**model.params, key: other, **build_params}, space)
+                expected = ms[model.trial] * ratio**slope
                 seen = out.get(key_of(smaller))
                 if tried.new(params, smaller) and (seen is None or expected < seen["expected_ms"]):
                     out[key_of(smaller)] = dict(
@@ -139,7 +139,7 @@ def smaller_models(
                         recipe=smaller,
                         smaller_than=model.trial,
                         changed=key,
-                        build_trial=build.trial,
+                        build_trial=model.trial,
                         cost_ratio=ratio,
                         expected_ms=expected,
                     )

@@ -9,6 +9,8 @@ import pytest
 from recombine_study import BASELINE, CHOICES, ORT, OV_BF16, OV_F32, TEACHER, _student, _trial
 
 from autoaccel.recombine import (
+    CROSSES,
+    SMALLER_MODELS,
     USER_ATTR,
     Recombination,
     auto_count,
@@ -117,13 +119,23 @@ def test_enqueued_crosses_are_asked_first_and_build_the_joined_recipe(study):
 def test_recombination_is_due_once_near_the_end_of_trials_or_time():
     assert auto_count(10) == 0 and auto_count(20) == 2 and auto_count(100) == 12
     assert auto_count(1000) == 12
-    late = Recombination(3)
+    late = Recombination(3)  # too few for smaller models: every reserved trial crosses
     assert not late.due(96, 100, 0.0, None)
-    assert late.due(97, 100, 0.0, None)
-    timed = Recombination(3)
+    assert late.due(97, 100, 0.0, None) == (CROSSES, 3)
+    late.done.add(CROSSES)
+    assert not late.due(99, 100, 0.0, None)
+    staged = Recombination(12)
+    assert staged.due(88, 100, 0.0, None) == (CROSSES, 9)
+    staged.done.add(CROSSES)  # the caller marks a stage done
+    assert not staged.due(96, 100, 0.0, None)
+    assert staged.due(97, 100, 0.0, None) == (SMALLER_MODELS, 3)
+    timed = Recombination(12)
     assert not timed.due(10, 10_000, 80.0, 100.0)
-    assert timed.due(10, 10_000, 86.0, 100.0)
-    timed.done = True
+    assert timed.due(10, 10_000, 86.0, 100.0) == (CROSSES, 9)
+    timed.done.add(CROSSES)
+    assert not timed.due(10, 10_000, 90.0, 100.0)
+    assert timed.due(10, 10_000, 93.0, 100.0) == (SMALLER_MODELS, 3)
+    timed.done.add(SMALLER_MODELS)
     assert not timed.due(10, 10_000, 99.0, 100.0)
     assert not Recombination(0).due(99, 100, 0.0, None)
 

@@ -6,7 +6,13 @@ import optuna
 import pytest
 from recombine_study import BASELINE, ORT, OV_BF16, OV_F32, TEACHER, _student, _trial
 
-from autoaccel.recombine import enqueue, ranked_halves, recombine_notes, smaller_models
+from autoaccel.recombine import (
+    SMALLER_MODELS,
+    enqueue,
+    ranked_halves,
+    recombine_notes,
+    smaller_models,
+)
 
 WIDTHS = {"distill.width": [1.0, 0.5]}
 
@@ -28,13 +34,13 @@ def study():
     return s
 
 
-def test_the_next_smaller_student_is_trained_on_the_fastest_build(study):
+def test_the_next_smaller_student_is_built_like_its_base_models_fastest_trial(study):
     (only,) = smaller_models(study, BASELINE, 3, _work)
     # one layer broke the limit on every trial that had it; three layers is more work
-    assert only["recipe"] == {**_student(2), "distill.width": 0.5, **OV_BF16}
-    assert (only["smaller_than"], only["changed"], only["build_trial"]) == (1, "distill.width", 2)
+    assert only["recipe"] == {**_student(2), "distill.width": 0.5, **ORT}
+    assert (only["smaller_than"], only["changed"], only["build_trial"]) == (1, "distill.width", 1)
     assert only["cost_ratio"] == pytest.approx(0.5)
-    assert only["expected_ms"] < 5.0 * 8.0 / 20.0  # below student 2's time on that build
+    assert only["expected_ms"] < 5.0  # below student 2's own time
 
 
 def test_a_model_the_study_has_already_trained_is_not_proposed_again(study):
@@ -43,14 +49,17 @@ def test_a_model_the_study_has_already_trained_is_not_proposed_again(study):
     assert smaller_models(study, BASELINE, 3, _work) == []
 
 
-def test_enqueue_puts_the_best_cross_first_then_the_smaller_models(study):
-    chosen = enqueue(study, BASELINE, 8, cost=_work)
-    assert "model_trial" in chosen[0] and chosen[1]["smaller_than"] == 1
-    assert all("smaller_than" not in c for c in chosen[2:])
-    notes = recombine_notes(chosen)
-    assert any("trial 1 with distill.width 0.5 (50% of its FLOPs)" in n for n in notes)
+def test_each_stage_enqueues_its_own_trials_and_says_why(study):
+    crosses = enqueue(study, BASELINE, 1, cost=_work)
+    assert [(c["model_trial"], c["build_trial"]) for c in crosses] == [(1, 2)]
+    smaller = enqueue(study, BASELINE, 1, cost=_work, stage=SMALLER_MODELS)
+    assert [c["smaller_than"] for c in smaller] == [1]
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert [t.system_attrs["fixed_params"] for t in waiting] == [c["params"] for c in chosen]
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [
+        c["params"] for c in crosses + smaller
+    ]
+    (note,) = recombine_notes(smaller)
+    assert "trial 1 with distill.width 0.5 (50% of its FLOPs)" in note
 
 
 def test_a_model_whose_work_cannot_be_counted_leaves_re_pairing_as_it_was(study):
@@ -58,14 +67,14 @@ def test_a_model_whose_work_cannot_be_counted_leaves_re_pairing_as_it_was(study)
         raise RuntimeError("aten::weird has no FLOP formula")
 
     warned: list[str] = []
-    chosen = enqueue(study, BASELINE, 8, cost=broken, warn=warned.append)
-    assert chosen and all("smaller_than" not in c for c in chosen)
+    chosen = enqueue(study, BASELINE, 2, cost=broken, warn=warned.append, stage=SMALLER_MODELS)
+    assert chosen and all("variant_of" in c for c in chosen)  # build changes instead
     assert warned == [
         "re-pairing without model costs: a model's work could not be counted "
         "(aten::weird has no FLOP formula)"
     ]
     with pytest.raises(RuntimeError):
-        enqueue(study, BASELINE, 8, cost=broken)
+        enqueue(study, BASELINE, 8, cost=broken)  # crosses need the work too
 
 
 def test_the_work_ranks_a_model_that_only_ran_on_a_slow_build():
