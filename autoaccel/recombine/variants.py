@@ -69,15 +69,10 @@ def variants(study: optuna.Study, baseline: dict[str, Any], count: int) -> list[
                 gain = settings.get((key, other), 0.0) - settings.get((key, value), 0.0)
                 params = active({**base.params, key: other}, space)
                 changed = active({**recipe, key: other}, space)
-                expected = feasible[base.number].objective_ms * math.exp(gain)
-                seen = out.get(key_of(changed))
-                if tried.new(params, changed) and (seen is None or expected < seen["expected_ms"]):
-                    out[key_of(changed)] = dict(
-                        params=params,
-                        recipe=changed,
-                        variant_of=base.number,
-                        changed=key,
-                        expected_ms=expected,
+                if tried.new(params, changed):
+                    expected = feasible[base.number].objective_ms * math.exp(gain)
+                    _keep_cheaper(
+                        out, params, changed, expected, variant_of=base.number, changed=key
                     )
     return _first(out, count)
 
@@ -131,18 +126,10 @@ def smaller_models(
                 if ratio > MAX_RATIO:
                     continue
                 params = active({**model.params, key: other, **build_params}, space)
-                expected = ms[model.trial] * ratio**slope
-                seen = out.get(key_of(smaller))
-                if tried.new(params, smaller) and (seen is None or expected < seen["expected_ms"]):
-                    out[key_of(smaller)] = dict(
-                        params=params,
-                        recipe=smaller,
-                        smaller_than=model.trial,
-                        changed=key,
-                        build_trial=model.trial,
-                        cost_ratio=ratio,
-                        expected_ms=expected,
-                    )
+                if tried.new(params, smaller):
+                    expected = ms[model.trial] * ratio**slope
+                    why = dict(smaller_than=model.trial, changed=key, build_trial=model.trial)
+                    _keep_cheaper(out, params, smaller, expected, cost_ratio=ratio, **why)
     return _first(out, count)
 
 
@@ -150,6 +137,15 @@ def _model_key(trial: optuna.trial.FrozenTrial) -> tuple:
     """A trial's model half, an enqueued one's too (its fixed params until it is asked)."""
     recipe = trial.user_attrs.get("recipe") or trial.system_attrs.get("fixed_params", {})
     return key_of({k: v for k, v in {**trial.params, **recipe}.items() if is_model_key(k)})
+
+
+def _keep_cheaper(
+    out: dict[tuple, dict], params: dict, recipe: dict, expected: float, **why: Any
+) -> None:
+    """Keep a proposal for `recipe` unless one already kept is expected faster."""
+    seen = out.get(key_of(recipe))
+    if seen is None or expected < seen["expected_ms"]:
+        out[key_of(recipe)] = dict(params=params, recipe=recipe, expected_ms=expected, **why)
 
 
 def _first(found: dict[tuple, dict], count: int) -> list[dict]:
