@@ -222,9 +222,8 @@ def search(
     recombine: Annotated[
         int | None,
         typer.Option(
-            help="Trials kept at the end to re-pair the cheapest trained models with the "
-            "fastest builds and train a few smaller ones; default: budget/8 for 20+, at most "
-            "12; 0: off."
+            help="Trials kept at the end to re-pair the cheapest models with the fastest "
+            "builds and train a few smaller ones; default: budget/8 (20+), at most 12; 0: off."
         ),
     ] = None,
     isolate: Annotated[
