@@ -53,18 +53,7 @@ class Effects:
     builds: dict[tuple, float]  # build half -> its own term plus its settings' terms
     settings: dict[tuple, float]  # (build key, value) -> its term
     models: dict[tuple, float]  # model architecture (`architecture`) -> its cost
-    mean: float = 0.0  # the mean log objective (ms) the terms are relative to
     per_log_work: float | None = None  # d log latency / d log work, where the work is known
-    mean_log_work: float = 0.0
-
-    def expected_ms(self, model: float, build: float) -> float:
-        """The latency the fit expects of a model with this cost on a build with this effect."""
-        return math.exp(self.mean + model + build)
-
-    def untrained(self, work: float) -> float:
-        """The cost of a model never run, from its work alone (needs a fit with `Cost`)."""
-        assert self.per_log_work is not None
-        return self.per_log_work * (math.log(work) - self.mean_log_work)
 
 
 def halves(trial: optuna.trial.FrozenTrial, model: bool) -> tuple[dict, dict]:
@@ -151,13 +140,12 @@ def fit(trials: list[optuna.trial.FrozenTrial], cost: Cost | None = None) -> Eff
     }
     models = {model: float(w[columns[("model", model)]]) for model, _ in halves_of}
     settings = {f[1]: float(w[n]) for f, n in columns.items() if f[0] == "setting"}
-    mean = float(np.mean(y))
     if cost is None:
-        return Effects(builds, settings, models, mean)
+        return Effects(builds, settings, models)
     slope = float(w[-1])
     for model in models:
         models[model] += slope * (work[model] - mean_work)
-    return Effects(builds, settings, models, mean, slope, mean_work)
+    return Effects(builds, settings, models, slope)
 
 
 def build_effects(trials: list[optuna.trial.FrozenTrial]) -> dict[tuple, float]:
