@@ -3,11 +3,11 @@ on this CPU, every row timed interleaved with the others and judged on the same 
 
 Rows: PyTorch eager fp32; PyTorch dynamic int8 (`torch.ao` quantize_dynamic); ONNX Runtime
 fp32 (all graph optimizations); ONNX Runtime int8 dynamic per-channel (`quantize_dynamic`);
-OpenVINO fp32 (the ONNX file); OpenVINO at its own default precision on this CPU (bf16 on AMX);
-OpenVINO + NNCF int8 (`nncf.quantize`, transformer model type); Intel Neural Compressor's
-accuracy-aware autotune; Olive's CLI quantization; and autoaccel's recommendation from a
-finished study (by default the `minilm-search-default` study of `autoaccel search --workload
-minilm-search --budget 100 --time-budget 45m`).
+OpenVINO fp32 (the ONNX file); OpenVINO bf16 where the CPU has it (OpenVINO's own default
+there: AMX, AVX512-BF16); OpenVINO + NNCF int8 (`nncf.quantize`, transformer model type);
+Intel Neural Compressor's accuracy-aware autotune; Olive's CLI quantization; and autoaccel's
+recommendation from a finished study (by default the `minilm-search-default` study of
+`autoaccel search --workload minilm-search --budget 100 --time-budget 45m`).
 
 Quality: the minilm workload's `task_quality` on three judging sets: the `search` half (what
 autoaccel's search and INC's autotune select on), the `holdout` half (texts neither ever
@@ -44,6 +44,7 @@ from vs_peers_report import BATCHES, SPLITS, report, result_name
 from autoaccel.builder import build_candidate
 from autoaccel.evaluate.measure import MeasureConfig, measure_interleaved
 from autoaccel.evaluate.runners import open_runner
+from autoaccel.machine import runs_bf16
 from autoaccel.techniques import Candidate
 from autoaccel.workloads.minilm import MiniLMWorkload
 
@@ -256,11 +257,14 @@ def build_rows(args, cache: Path, teacher_w: MiniLMWorkload) -> tuple[dict, dict
         "core.read_model(onnx) on CPU: INFERENCE_PRECISION_HINT f32, PERFORMANCE_HINT "
         f"latency, 1 stream, {thr}",
     )
-    rows["OpenVINO bf16 (its default here)"] = (
-        Candidate(backend="openvino", onnx_path=fp32, session={"ov_precision": "bf16", **threads}),
-        "core.read_model(onnx) on CPU with OpenVINO's default precision on this CPU (bf16 on "
-        f"AMX / AVX512-BF16), PERFORMANCE_HINT latency, 1 stream, {thr}",
-    )
+    if runs_bf16():  # else OpenVINO's default here is f32: the row above
+        rows["OpenVINO bf16 (its default here)"] = (
+            Candidate(
+                backend="openvino", onnx_path=fp32, session={"ov_precision": "bf16", **threads}
+            ),
+            "core.read_model(onnx) on CPU with OpenVINO's default precision on this CPU (bf16 "
+            f"on AMX / AVX512-BF16), PERFORMANCE_HINT latency, 1 stream, {thr}",
+        )
     batches = teacher_w.calibration_inputs()
     rows["OpenVINO + NNCF int8"] = nncf_row(fp32, batches, work, threads, thr)
 
@@ -343,11 +347,14 @@ def nncf_row(fp32: Path, batches: list, work: Path, threads: dict, thr: str) -> 
     names = {i.name for i in model.graph.input}
     dataset = nncf.Dataset(batches, lambda b: {k: v for k, v in b.items() if k in names})
     onnx.save(nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER), str(out))
+    precision = "bf16" if runs_bf16() else "f32"  # OpenVINO's own default on this CPU
     return (
-        Candidate(backend="openvino", onnx_path=out, session={"ov_precision": "bf16", **threads}),
+        Candidate(
+            backend="openvino", onnx_path=out, session={"ov_precision": precision, **threads}
+        ),
         f"nncf {version('nncf')}: nncf.quantize(onnx model, calibration texts, "
         f"model_type=TRANSFORMER) ({time.perf_counter() - t0:.1f} s); OpenVINO default "
-        f"precision (bf16) elsewhere, latency hint, {thr}",
+        f"precision ({precision}) elsewhere, latency hint, {thr}",
     )
 
 
