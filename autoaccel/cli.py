@@ -223,7 +223,7 @@ def search(
         int | None,
         typer.Option(
             help="Trials kept at the end to re-pair the cheapest models with the fastest "
-            "builds and train a few smaller ones; default: budget/8 (20+), at most 12; 0: off."
+            "builds and train a few smaller ones; default: budget/6 (20+), at most 15; 0: off."
         ),
     ] = None,
     isolate: Annotated[

@@ -63,7 +63,7 @@ class SearchConfig(BaseModel):
         le=MAX_BUDGET,
         description="trials kept at the end for re-pairing the cheapest models with the most "
         "efficient builds, and for smaller models next to them (autoaccel.recombine); None: an "
-        "eighth of the budget, at most 12; 0: off",
+        "sixth of the budget, at most 15; 0: off",
     )
 
     def recombine_count(self) -> int:

@@ -13,6 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
+
 from autoaccel.baseline import BaselineTimer, baseline_recipe, noisy_warning
 from autoaccel.config import MAX_BUDGET, RunPaths, SearchConfig
 from autoaccel.errors import UserError
@@ -224,8 +226,9 @@ class Search:
                 if self.deadline.spent():
                     self._out_of_time(done - start, done)
                     break
-                if due := repair.due(done, cfg.budget, self.deadline.elapsed(), cfg.time_budget):
-                    repair.done.add(due[0])
+                waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+                elapsed = self.deadline.elapsed()
+                if due := repair.due(done, cfg.budget, elapsed, cfg.time_budget, waiting):
                     self._recombine(*due, baseline)
                 trial = self._ask()
                 if trial is None:

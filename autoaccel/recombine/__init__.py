@@ -9,9 +9,10 @@ as the most efficient runtime, but never put the two together (`benchmarks/resul
 recipes-minilm-search-students-on-openvino-bf16.md`: 10.6x eager against the study's 6.9x).
 So the last trials of a budget are enqueued as
 - crosses of the two halves: each costs a build and a measurement, not a training run;
-- after them, a few smaller models (`variants.smaller_models`): one model setting away from
-  the cheapest models within the limit, each on the build that ran its base fastest; each
-  costs a training run;
+- after them, two rounds of a few smaller models (`variants.smaller_models`): one model
+  setting away from the cheapest models within the limit, each on the build that ran its base
+  fastest and trained as long as the space allows; each costs a training run, and one that
+  kept quality is a base for the second round;
 - one-setting build changes of feasible recipes, where there is little to cross.
 
 How each half is ranked, from the study's own completed trials (`halves.fit`): by its effect on
@@ -44,9 +45,10 @@ from autoaccel.recombine.variants import smaller_models, variants
 
 MODELS = 3  # distinct model halves re-paired
 BUILDS = 3  # distinct build halves each is re-paired with
-SMALLER = 3  # new, smaller models trained (a quarter of the reserved trials at most)
+SMALLER = 3  # new, smaller models trained per round (a fifth of the reserved trials at most)
+ROUNDS = 2  # rounds of smaller models: the second steps down from what the first kept
 MIN_BUDGET = 20  # below this a study has too few trials to rank either half
-TIME_SHARE = 0.15  # with --time-budget: re-pair once this share of it is left
+TIME_SHARE = 0.2  # with --time-budget: re-pair once this share of it is left
 USER_ATTR = "recombined"  # on an enqueued trial: where its halves come from
 
 __all__ = [
@@ -71,9 +73,9 @@ __all__ = [
 
 
 def auto_count(budget: int) -> int:
-    """Trials reserved for re-pairing by default: an eighth of the budget, at most every cross
-    and the smaller models."""
-    return 0 if budget < MIN_BUDGET else min(MODELS * BUILDS + SMALLER, budget // 8)
+    """Trials reserved for re-pairing by default: a sixth of the budget, at most every cross
+    and both rounds of smaller models."""
+    return 0 if budget < MIN_BUDGET else min(MODELS * BUILDS + ROUNDS * SMALLER, budget // 6)
 
 
 def proposals(
@@ -106,7 +108,7 @@ def proposals(
 
 
 CROSSES, SMALLER_MODELS = "crosses", "smaller models"
-"""The two stages of re-pairing (`Recombination.due`)."""
+"""The two kinds of re-pairing stage (`Recombination.due`)."""
 
 
 def enqueue(
@@ -165,12 +167,15 @@ def recombine_notes(chosen: list[dict]) -> list[str]:
     if smaller := [c for c in chosen if "smaller_than" in c]:
         steps = "; ".join(
             f"trial {c['smaller_than']} with {c['changed']} {c['recipe'][c['changed']]} "
-            f"({c['cost_ratio']:.0%} of its FLOPs)"
+            f"({c['cost_ratio']:.0%} of its FLOPs"
+            + "".join(f", {k} {v}" for k, v in c.get("longer", {}).items())
+            + ")"
             for c in smaller
         )
         lines.append(
             f"{_trials(smaller)} train a model one setting smaller than the cheapest within "
-            f"the limit, each on the build that ran its base fastest: {steps}"
+            f"the limit, each on the build that ran its base fastest and trained as long as "
+            f"the space allows: {steps}"
         )
     if changes := [c for c in chosen if "variant_of" in c]:
         bases = ", ".join(map(str, sorted({c["variant_of"] for c in changes})))
@@ -187,31 +192,36 @@ def _trials(found: list) -> str:
 
 
 class Recombination:
-    """When to re-pair, each stage once per invocation: the crosses when the trials left are
-    no more than those reserved, or (with a time budget) when its last `TIME_SHARE` begins;
-    the smaller models (a quarter of the reserved trials, at most `SMALLER`) when only their
-    share is left, or the last half of that time, so the crosses have run and told which
-    build runs each model fastest."""
+    """When to re-pair, each stage once per invocation, in order: the crosses when the trials
+    left are no more than those reserved, or (with a time budget) when its last `TIME_SHARE`
+    begins; then, once every trial the stage before enqueued has been asked, two rounds of
+    smaller models (a fifth of the reserved trials each, at most `SMALLER`): the crosses have
+    run and told which build runs each model fastest, and a smaller model that kept quality
+    in the first round is a base for the second (the step after the step the sampler never
+    took: on MiniLM the half-heads student is two settings from the cheapest model the
+    crosses found)."""
 
     def __init__(self, count: int) -> None:
-        self.count = count
-        self.smaller = min(SMALLER, count // 4)
-        self.done: set[str] = set() if count > 0 else {CROSSES, SMALLER_MODELS}
-        if not self.smaller:
-            self.done.add(SMALLER_MODELS)
+        smaller = min(SMALLER, count // 5)
+        rounds = [(SMALLER_MODELS, smaller)] * ROUNDS if smaller else []
+        self.stages = [(CROSSES, count - smaller * len(rounds)), *rounds] if count > 0 else []
+        self.taken = 0
 
     def due(
-        self, finished: int, budget: int, elapsed_s: float, time_budget_s: float | None
+        self,
+        finished: int,
+        budget: int,
+        elapsed_s: float,
+        time_budget_s: float | None,
+        waiting: int = 0,
     ) -> tuple[str, int] | None:
-        """(stage, trials to enqueue) when a stage is due, else None."""
-        left = budget - finished
-
-        def late(share: float) -> bool:
-            return time_budget_s is not None and elapsed_s >= (1 - share) * time_budget_s
-
-        if CROSSES not in self.done and (left <= self.count or late(TIME_SHARE)):
-            return CROSSES, self.count - self.smaller
-        if SMALLER_MODELS not in self.done and CROSSES in self.done:
-            if left <= self.smaller or late(TIME_SHARE / 2):
-                return SMALLER_MODELS, self.smaller
-        return None
+        """(stage, trials to enqueue) when the next stage is due (it is then taken), else
+        None. `waiting`: enqueued trials not asked yet (a later stage waits for them)."""
+        if not self.stages or (self.taken and waiting):
+            return None
+        reserved = sum(n for _, n in self.stages)
+        late = time_budget_s is not None and elapsed_s >= (1 - TIME_SHARE) * time_budget_s
+        if budget - finished > reserved and not late:
+            return None
+        self.taken += 1
+        return self.stages.pop(0)

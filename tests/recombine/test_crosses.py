@@ -116,27 +116,30 @@ def test_enqueued_crosses_are_asked_first_and_build_the_joined_recipe(study):
     assert trial.user_attrs[USER_ATTR] == {"model": 1, "build": 2}
 
 
-def test_recombination_is_due_once_near_the_end_of_trials_or_time():
-    assert auto_count(10) == 0 and auto_count(20) == 2 and auto_count(100) == 12
-    assert auto_count(1000) == 12
+def test_recombination_stages_come_in_order_each_once_the_last_ones_trials_are_asked():
+    assert auto_count(10) == 0 and auto_count(20) == 3 and auto_count(100) == 15
+    assert auto_count(1000) == 15
     late = Recombination(3)  # too few for smaller models: every reserved trial crosses
     assert not late.due(96, 100, 0.0, None)
     assert late.due(97, 100, 0.0, None) == (CROSSES, 3)
-    late.done.add(CROSSES)
     assert not late.due(99, 100, 0.0, None)
-    staged = Recombination(12)
-    assert staged.due(88, 100, 0.0, None) == (CROSSES, 9)
-    staged.done.add(CROSSES)  # the caller marks a stage done
+    staged = Recombination(15)
+    assert not staged.due(84, 100, 0.0, None)
+    assert staged.due(85, 100, 0.0, None) == (CROSSES, 9)  # the stage is taken
+    assert not staged.due(93, 100, 0.0, None)
+    assert not staged.due(94, 100, 0.0, None, waiting=1)  # a cross not asked yet
+    assert staged.due(94, 100, 0.0, None) == (SMALLER_MODELS, 3)
     assert not staged.due(96, 100, 0.0, None)
-    assert staged.due(97, 100, 0.0, None) == (SMALLER_MODELS, 3)
-    timed = Recombination(12)
-    assert not timed.due(10, 10_000, 80.0, 100.0)
-    assert timed.due(10, 10_000, 86.0, 100.0) == (CROSSES, 9)
-    timed.done.add(CROSSES)
-    assert not timed.due(10, 10_000, 90.0, 100.0)
-    assert timed.due(10, 10_000, 93.0, 100.0) == (SMALLER_MODELS, 3)
-    timed.done.add(SMALLER_MODELS)
-    assert not timed.due(10, 10_000, 99.0, 100.0)
+    assert staged.due(97, 100, 0.0, None) == (SMALLER_MODELS, 3)  # the second round
+    assert not staged.due(99, 100, 0.0, None)
+    assert [n for _, n in Recombination(12).stages] == [8, 2, 2]
+    timed = Recombination(15)  # with a time budget: each stage as soon as the last has run
+    assert not timed.due(10, 10_000, 79.0, 100.0)
+    assert timed.due(10, 10_000, 81.0, 100.0) == (CROSSES, 9)
+    assert not timed.due(12, 10_000, 88.0, 100.0, waiting=7)
+    assert timed.due(19, 10_000, 90.0, 100.0) == (SMALLER_MODELS, 3)
+    assert timed.due(22, 10_000, 94.0, 100.0) == (SMALLER_MODELS, 3)
+    assert not timed.due(25, 10_000, 99.0, 100.0)
     assert not Recombination(0).due(99, 100, 0.0, None)
 
 
@@ -225,20 +228,22 @@ def test_a_slower_recipe_one_setting_from_the_fastest_is_a_base_too():
     assert all(c["recipe"]["quantize.mode"] != "fp16" for c in changes)
 
 
-def test_a_search_trains_a_smaller_model_next_to_its_cheapest(tmp_path, cache_teacher):
+def test_a_search_trains_smaller_models_in_two_rounds_each_as_long_as_allowed(
+    tmp_path, cache_teacher
+):
     import autoaccel
 
     runs = cache_teacher(tmp_path / "runs")
     space = tmp_path / "students.yaml"
     space.write_text(
         "version: 1\ntechniques:\n  runtime:\n    backend: [onnxruntime, torch]\n"
-        "  distill:\n    mode: [student]\n    width: [1.0, 0.5, 0.25]\n    steps: [30]\n"
+        "  distill:\n    mode: [student]\n    width: [1.0, 0.5, 0.25]\n    steps: [20, 40]\n"
     )
     options = {"measure_seconds": 0.03, "isolate": False, "targets": ["cpu-local"]}
     result = autoaccel.search(
         "seed-mlp",
-        budget=6,
-        recombine=4,
+        budget=7,
+        recombine=5,  # 3 crosses (or build changes), then one smaller model per round
         max_accuracy_drop=0.3,
         space=str(space),
         runs_dir=runs,
@@ -246,9 +251,14 @@ def test_a_search_trains_a_smaller_model_next_to_its_cheapest(tmp_path, cache_te
     )
     study = optuna.load_study(study_name=result.study, storage=f"sqlite:///{runs}/optuna.db")
     smaller = [t for t in study.trials if "smaller_than" in t.user_attrs.get(USER_ATTR, {})]
-    assert len(smaller) == 1 and smaller[0].state.name == "COMPLETE"
-    (trial,) = smaller
-    source = study.trials[trial.user_attrs[USER_ATTR]["smaller_than"]]
-    assert trial.params["distill.width"] < source.params["distill.width"]
+    for trial in smaller:
+        assert trial.state.name == "COMPLETE"
+        source = study.trials[trial.user_attrs[USER_ATTR]["smaller_than"]]
+        assert trial.params["distill.width"] < source.params["distill.width"]
+        assert trial.params["distill.steps"] == 40  # a smaller student trains the longest
+    assert 1 <= len(smaller) <= 2
+    # the second round was enqueued once the first had run: a smaller model still (from the
+    # first round's where it kept quality), or where none is left, a build change
+    assert [t for t in study.trials if USER_ATTR in t.user_attrs and t.number > smaller[0].number]
     notes = result.recommendation["notes"]
     assert any("one setting smaller than the cheapest within the limit" in n for n in notes)

@@ -85,3 +85,81 @@ def test_the_work_ranks_a_model_that_only_ran_on_a_slow_build():
     s.add_trial(_trial(_student(3), OV_BF16, 4.0))
     models, _ = ranked_halves(s, BASELINE, cost=_work)
     assert [h.recipe for h in models] == [_student(1), _student(3), TEACHER]
+
+
+PRUNABLE = {
+    "distill.width": [1.0, 0.5],
+    "distill.steps": [150, 400],
+    "prune.mode": ["none", "structured"],
+    "prune.amount": [0.5],
+    "prune.finetune_steps": [0, 300],
+}
+
+
+def _pruned_work(model: dict) -> float:
+    """`_work`, halved by structured pruning."""
+    return _work(model) * (0.5 if model.get("prune.mode") == "structured" else 1.0)
+
+
+def test_a_smaller_model_trains_as_long_as_the_space_allows_from_the_stage_it_changes():
+    student = {**_student(2), "prune.mode": "none"}  # 150 distillation steps
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    s.add_trial(_trial(student, ORT, 5.0, choices=PRUNABLE))  # 0
+    pruned_teacher = {**TEACHER, "prune.mode": "structured", "prune.amount": 0.5}
+    s.add_trial(_trial({**pruned_teacher, "prune.finetune_steps": 0}, ORT, 12.0, 0.0, PRUNABLE))
+    found = {
+        (c["smaller_than"], c["changed"]): c for c in smaller_models(s, BASELINE, 10, _pruned_work)
+    }
+    narrower = found[(0, "distill.width")]
+    assert narrower["recipe"] == {**student, "distill.width": 0.5, "distill.steps": 400, **ORT}
+    assert narrower["params"]["distill.steps"] == 400  # what is enqueued trains that long
+    assert narrower["longer"] == {"distill.steps": 400}
+    pruned = found[(0, "prune.mode")]
+    # its student is the cached one (150 steps): the pruned model is fine-tuned to recover
+    assert pruned["recipe"] == {
+        **student,
+        "prune.mode": "structured",
+        "prune.amount": 0.5,
+        "prune.finetune_steps": 300,
+        **ORT,
+    }
+    assert pruned["longer"] == {"prune.finetune_steps": 300}
+    (note,) = recombine_notes([pruned])
+    assert "trial 0 with prune.mode structured (50% of its FLOPs, prune.finetune_steps 300)" in (
+        note
+    )
+
+
+def test_a_step_count_that_never_kept_quality_is_not_the_one_chosen():
+    student = {**_student(2), "prune.mode": "none"}
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    s.add_trial(_trial(student, ORT, 5.0, choices=PRUNABLE))
+    longer = {**_student(3), "prune.mode": "none", "distill.steps": 400}
+    s.add_trial(_trial(longer, ORT, 7.0, drop=0.05, choices=PRUNABLE))  # 400 steps: out
+    (narrower,) = [
+        c for c in smaller_models(s, BASELINE, 10, _pruned_work) if c["changed"] == "distill.width"
+    ]
+    assert narrower["recipe"]["distill.steps"] == 150 and narrower["longer"] == {}
+
+
+def test_a_smaller_model_that_kept_quality_is_the_base_of_the_next_round():
+    choices = {**PRUNABLE, "distill.steps": [150]}
+    student = {**_student(2), "prune.mode": "none"}
+    pruned_teacher = {**TEACHER, "prune.mode": "structured", "prune.amount": 0.5}
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    s.add_trial(_trial(student, ORT, 5.0, choices=choices))  # 0
+    s.add_trial(_trial({**pruned_teacher, "prune.finetune_steps": 0}, ORT, 30.0, 0.0, choices))
+    first = smaller_models(s, BASELINE, 10, _pruned_work)
+    assert {c["smaller_than"] for c in first} == {0, 1}
+    s.add_trial(_trial({**student, "distill.width": 0.5}, ORT, 3.0, choices=choices))  # 2: ran
+    second = smaller_models(s, BASELINE, 10, _pruned_work)
+    assert second[0]["smaller_than"] == 2  # the cheapest expected step down from it
+    found = {(c["smaller_than"], c["changed"]): c for c in second}
+    assert found[(2, "prune.mode")]["recipe"] == {
+        **student,
+        "distill.width": 0.5,
+        "prune.mode": "structured",
+        "prune.amount": 0.5,
+        "prune.finetune_steps": 300,
+        **ORT,
+    }
