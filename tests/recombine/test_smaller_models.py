@@ -128,6 +128,13 @@ def test_a_smaller_model_trains_as_long_as_the_space_allows_from_the_stage_it_ch
     assert "trial 0 with prune.mode structured (50% of its FLOPs, prune.finetune_steps 300)" in (
         note
     )
+    narrow = {**student, "distill.width": 0.5}
+    s.add_trial(_trial(narrow, OV_F32, 4.0, choices=PRUNABLE))  # kept quality at 150 steps
+    again = smaller_models(s, BASELINE, 10, _pruned_work)
+    same = [
+        c for c in again if {k: c["recipe"][k] for k in narrow} == {**narrow, "distill.steps": 400}
+    ]
+    assert again and not same  # no longer training of a model that already kept quality
 
 
 def test_a_step_count_that_never_kept_quality_is_not_the_one_chosen():
