@@ -14,7 +14,6 @@ from autoaccel.frontier import points
 from autoaccel.recombine.halves import (
     Cost,
     Tried,
-    architecture,
     cached,
     complete_trials,
     fit,
@@ -114,7 +113,6 @@ def smaller_models(
     tried = Tried(study)
     space = distributions(complete)
     trained = {_model_key(t) for t in study.get_trials(deepcopy=False)}
-    kept = {architecture(halves(t, model=True)[1]) for t in complete if t.number in ms}
     out: dict[tuple, dict] = {}
     for model in models[:MODELS]:
         source = study.trials[model.trial]
@@ -130,8 +128,8 @@ def smaller_models(
                     continue
                 longest = _longest_training(half, key, space, breaks)
                 smaller, half = {**smaller, **longest}, {**half, **longest}
-                if key_of(half) in trained or architecture(half) in kept:
-                    continue  # trained already, or kept quality with less training
+                if key_of(half) in trained:
+                    continue
                 ratio = cost(half) / own
                 if ratio > MAX_RATIO:
                     continue
