@@ -321,10 +321,13 @@ class Search:
 
     def _recombine(self, stage: str, count: int, baseline: dict[str, Any]) -> None:
         """Enqueue one stage of re-pairing: the crosses of the cheapest models and the fastest
-        builds, or later the smaller models next to the cheapest."""
-        from autoaccel.recombine import CROSSES, enqueue
+        builds, later the smaller models next to the cheapest, last the switch sweep."""
+        from autoaccel.recombine import CROSSES, SWEEP, enqueue
 
-        what = "cheapest models with the fastest builds" if stage == CROSSES else "smaller models"
+        what = {
+            CROSSES: "cheapest models with the fastest builds",
+            SWEEP: "the fastest models on each runtime and numeric format",
+        }.get(stage, stage)
         self.emit("status", f"re-pairing: {what}")
         warn = partial(self.emit, "warning")
         chosen = enqueue(

@@ -13,7 +13,11 @@ So the last trials of a budget are enqueued as
   setting away from the cheapest models within the limit, each on the build that ran its base
   fastest and trained as long as the space allows; each costs a training run, and one that
   kept quality is a base for the second round;
-- one-setting build changes of feasible recipes, where there is little to cross.
+- last, a sweep of the fastest models within the limit over the build switches they never
+  ran with (each runtime, each numeric format: `sweep.sweep`): the fit below assumes a build
+  setting does the same to every model, which holds least for those, and least for the
+  smallest models, found last;
+- one-setting build changes of feasible recipes, where a stage finds too little to fill it.
 
 How each half is ranked, from the study's own completed trials (`halves.fit`): by its effect on
 measured latency with the other half's divided out, so a build that ran a large model 2x
@@ -41,12 +45,14 @@ from autoaccel.recombine.halves import (
     is_model_key,
     ranked_halves,
 )
+from autoaccel.recombine.sweep import sweep, switch_keys
 from autoaccel.recombine.variants import smaller_models, variants
 
 MODELS = 3  # distinct model halves re-paired
 BUILDS = 3  # distinct build halves each is re-paired with
 SMALLER = 3  # new, smaller models trained per round (a fifth of the reserved trials at most)
 ROUNDS = 2  # rounds of smaller models: the second steps down from what the first kept
+SWEPT = 8  # builds of the fastest models with a switch changed (a third of those reserved)
 MIN_BUDGET = 20  # below this a study has too few trials to rank either half
 TIME_SHARE = 0.2  # with --time-budget: re-pair once this share of it is left
 USER_ATTR = "recombined"  # on an enqueued trial: where its halves come from
@@ -55,6 +61,7 @@ __all__ = [
     "BUILDS",
     "CROSSES",
     "SMALLER_MODELS",
+    "SWEEP",
     "Half",
     "MODELS",
     "Recombination",
@@ -68,14 +75,17 @@ __all__ = [
     "recombine_notes",
     "ranked_halves",
     "smaller_models",
+    "sweep",
+    "switch_keys",
     "variants",
 ]
 
 
 def auto_count(budget: int) -> int:
-    """Trials reserved for re-pairing by default: a sixth of the budget, at most every cross
-    and both rounds of smaller models."""
-    return 0 if budget < MIN_BUDGET else min(MODELS * BUILDS + ROUNDS * SMALLER, budget // 6)
+    """Trials reserved for re-pairing by default: a fifth of the budget, at most every cross,
+    both rounds of smaller models and the sweep."""
+    most = MODELS * BUILDS + ROUNDS * SMALLER + SWEPT
+    return 0 if budget < MIN_BUDGET else min(most, budget // 5)
 
 
 def proposals(
@@ -107,8 +117,8 @@ def proposals(
     return out
 
 
-CROSSES, SMALLER_MODELS = "crosses", "smaller models"
-"""The two kinds of re-pairing stage (`Recombination.due`)."""
+CROSSES, SMALLER_MODELS, SWEEP = "crosses", "smaller models", "switch sweep"
+"""The kinds of re-pairing stage (`Recombination.due`)."""
 
 
 def enqueue(
@@ -121,14 +131,17 @@ def enqueue(
 ) -> list[dict]:
     """Enqueue up to `count` trials (the next `study.ask()` of any worker takes them first, in
     this order) and return them. Stage `CROSSES`: the crosses, models ranked with their work
-    where `cost` is given; stage `SMALLER_MODELS` (needs `cost`): the smaller models. Either
-    fills what it leaves of `count` with one-setting build changes of feasible recipes. A
-    `cost` that fails is reported to `warn` (raised without one)."""
+    where `cost` is given; stage `SMALLER_MODELS` (needs `cost`): the smaller models; stage
+    `SWEEP`: the switch sweep of the fastest models. Each fills what it leaves of `count` with
+    one-setting build changes of feasible recipes. A `cost` that fails is reported to `warn`
+    (raised without one)."""
     chosen: list[dict] = []
     if cost is not None:
         cost = cached(cost)
         try:
-            if stage == SMALLER_MODELS:
+            if stage == SWEEP:
+                chosen = sweep(study, baseline, count, cost)
+            elif stage == SMALLER_MODELS:
                 chosen = smaller_models(study, baseline, count, cost)
             else:
                 chosen = proposals(study, baseline, count, cost)
@@ -139,11 +152,15 @@ def enqueue(
             cost = None
     if cost is None and stage == CROSSES:
         chosen = proposals(study, baseline, count)
+    elif cost is None and stage == SWEEP:
+        chosen = sweep(study, baseline, count)
     if len(chosen) < count:  # little to cross: one-setting changes of the best builds
         chosen += variants(study, baseline, count - len(chosen))
     for p in chosen:
         if "smaller_than" in p:
             attrs = {k: p[k] for k in ("smaller_than", "changed")} | {"build": p["build_trial"]}
+        elif "swept" in p:
+            attrs = {"swept": p["swept"], "changed": p["changed"]}
         elif "variant_of" in p:
             attrs = {"variant_of": p["variant_of"], "changed": p["changed"]}
         else:
@@ -177,6 +194,15 @@ def recombine_notes(chosen: list[dict]) -> list[str]:
             f"the limit, each on the build that ran its base fastest and trained as long as "
             f"the space allows: {steps}"
         )
+    if swept := [c for c in chosen if "swept" in c]:
+        runs = "; ".join(
+            f"trial {c['swept']} with {c['changed']} {c['recipe'].get(c['changed'])}"
+            for c in swept
+        )
+        lines.append(
+            f"{_trials(swept)} run the fastest models within the limit with a runtime or "
+            f"numeric format they never ran with (their models are cached): {runs}"
+        )
     if changes := [c for c in chosen if "variant_of" in c]:
         bases = ", ".join(map(str, sorted({c["variant_of"] for c in changes})))
         keys = ", ".join(sorted({c["changed"] for c in changes}))
@@ -199,12 +225,16 @@ class Recombination:
     run and told which build runs each model fastest, and a smaller model that kept quality
     in the first round is a base for the second (the step after the step the sampler never
     took: on MiniLM the half-heads student is two settings from the cheapest model the
-    crosses found)."""
+    crosses found); last the switch sweep (a third of the reserved trials, at most
+    `SWEPT`) of the fastest models, the second round's among them."""
 
     def __init__(self, count: int) -> None:
         smaller = min(SMALLER, count // 5)
         rounds = [(SMALLER_MODELS, smaller)] * ROUNDS if smaller else []
-        self.stages = [(CROSSES, count - smaller * len(rounds)), *rounds] if count > 0 else []
+        swept = min(SWEPT, count // 3)
+        last = [(SWEEP, swept)] if swept else []
+        crosses = count - smaller * len(rounds) - swept
+        self.stages = [(CROSSES, crosses), *rounds, *last] if count > 0 else []
         self.taken = 0
 
     def due(

@@ -11,6 +11,7 @@ from recombine_study import BASELINE, CHOICES, ORT, OV_BF16, OV_F32, TEACHER, _s
 from autoaccel.recombine import (
     CROSSES,
     SMALLER_MODELS,
+    SWEEP,
     USER_ATTR,
     Recombination,
     auto_count,
@@ -117,29 +118,34 @@ def test_enqueued_crosses_are_asked_first_and_build_the_joined_recipe(study):
 
 
 def test_recombination_stages_come_in_order_each_once_the_last_ones_trials_are_asked():
-    assert auto_count(10) == 0 and auto_count(20) == 3 and auto_count(100) == 15
-    assert auto_count(1000) == 15
-    late = Recombination(3)  # too few for smaller models: every reserved trial crosses
+    assert auto_count(10) == 0 and auto_count(20) == 4 and auto_count(100) == 20
+    assert auto_count(1000) == 23
+    late = Recombination(3)  # too few for smaller models: crosses, then one sweep
     assert not late.due(96, 100, 0.0, None)
-    assert late.due(97, 100, 0.0, None) == (CROSSES, 3)
-    assert not late.due(99, 100, 0.0, None)
-    staged = Recombination(15)
-    assert not staged.due(84, 100, 0.0, None)
-    assert staged.due(85, 100, 0.0, None) == (CROSSES, 9)  # the stage is taken
+    assert late.due(97, 100, 0.0, None) == (CROSSES, 2)
+    assert not late.due(98, 100, 0.0, None)
+    assert late.due(99, 100, 0.0, None) == (SWEEP, 1)
+    assert [s for s, _ in Recombination(2).stages] == [CROSSES]
+    staged = Recombination(20)
+    assert not staged.due(79, 100, 0.0, None)
+    assert staged.due(80, 100, 0.0, None) == (CROSSES, 8)  # the stage is taken
+    assert not staged.due(87, 100, 0.0, None)
+    assert not staged.due(88, 100, 0.0, None, waiting=1)  # a cross not asked yet
+    assert staged.due(88, 100, 0.0, None) == (SMALLER_MODELS, 3)
+    assert not staged.due(90, 100, 0.0, None)
+    assert staged.due(91, 100, 0.0, None) == (SMALLER_MODELS, 3)  # the second round
     assert not staged.due(93, 100, 0.0, None)
-    assert not staged.due(94, 100, 0.0, None, waiting=1)  # a cross not asked yet
-    assert staged.due(94, 100, 0.0, None) == (SMALLER_MODELS, 3)
-    assert not staged.due(96, 100, 0.0, None)
-    assert staged.due(97, 100, 0.0, None) == (SMALLER_MODELS, 3)  # the second round
+    assert staged.due(94, 100, 0.0, None) == (SWEEP, 6)  # the second round has run
     assert not staged.due(99, 100, 0.0, None)
-    assert [n for _, n in Recombination(12).stages] == [8, 2, 2]
-    timed = Recombination(15)  # with a time budget: each stage as soon as the last has run
+    assert [n for _, n in Recombination(12).stages] == [4, 2, 2, 4]
+    timed = Recombination(20)  # with a time budget: each stage as soon as the last has run
     assert not timed.due(10, 10_000, 79.0, 100.0)
-    assert timed.due(10, 10_000, 81.0, 100.0) == (CROSSES, 9)
-    assert not timed.due(12, 10_000, 88.0, 100.0, waiting=7)
-    assert timed.due(19, 10_000, 90.0, 100.0) == (SMALLER_MODELS, 3)
-    assert timed.due(22, 10_000, 94.0, 100.0) == (SMALLER_MODELS, 3)
-    assert not timed.due(25, 10_000, 99.0, 100.0)
+    assert timed.due(10, 10_000, 81.0, 100.0) == (CROSSES, 8)
+    assert not timed.due(12, 10_000, 88.0, 100.0, waiting=6)
+    assert timed.due(18, 10_000, 90.0, 100.0) == (SMALLER_MODELS, 3)
+    assert timed.due(21, 10_000, 94.0, 100.0) == (SMALLER_MODELS, 3)
+    assert timed.due(24, 10_000, 96.0, 100.0) == (SWEEP, 6)
+    assert not timed.due(30, 10_000, 99.0, 100.0)
     assert not Recombination(0).due(99, 100, 0.0, None)
 
 
@@ -155,10 +161,10 @@ def test_a_search_ends_with_crosses_of_its_own_trials(tmp_path, cache_teacher):
     assert 1 <= len(crossed) <= 3 and all(t.number >= 5 for t in crossed)
     for t in crossed:
         assert t.state.name == "COMPLETE"
-        if "variant_of" in t.user_attrs[USER_ATTR]:  # fewer crosses than reserved
-            source = study.trials[t.user_attrs[USER_ATTR]["variant_of"]].params
-            changed = t.user_attrs[USER_ATTR]["changed"]
-            assert t.params[changed] != source[changed]
+        why = t.user_attrs[USER_ATTR]
+        if "variant_of" in why or "swept" in why:  # build changes; the last, a sweep
+            source = study.trials[why.get("variant_of", why.get("swept"))].params
+            assert t.params[why["changed"]] != source[why["changed"]]
             continue
         model = study.trials[t.user_attrs[USER_ATTR]["model"]].user_attrs["recipe"]
         build = study.trials[t.user_attrs[USER_ATTR]["build"]].user_attrs["recipe"]
@@ -243,7 +249,7 @@ def test_a_search_trains_smaller_models_in_two_rounds_each_as_long_as_allowed(
     result = autoaccel.search(
         "seed-mlp",
         budget=7,
-        recombine=5,  # 3 crosses (or build changes), then one smaller model per round
+        recombine=5,  # 2 crosses (or build changes), one smaller model per round, 1 sweep
         max_accuracy_drop=0.3,
         space=str(space),
         runs_dir=runs,
