@@ -223,7 +223,8 @@ def search(
         int | None,
         typer.Option(
             help="Trials kept at the end to re-pair the cheapest models with the fastest "
-            "builds and train a few smaller ones; default: budget/6 (20+), at most 15; 0: off."
+            "builds, train a few smaller ones and run the fastest on every runtime and numeric "
+            "format; default: budget/5 (20+), at most 23; 0: off."
         ),
     ] = None,
     isolate: Annotated[

@@ -62,8 +62,9 @@ class SearchConfig(BaseModel):
         ge=0,
         le=MAX_BUDGET,
         description="trials kept at the end for re-pairing the cheapest models with the most "
-        "efficient builds, and for smaller models next to them (autoaccel.recombine); None: an "
-        "sixth of the budget, at most 15; 0: off",
+        "efficient builds, for smaller models next to them and for the fastest models on every "
+        "runtime and numeric format (autoaccel.recombine); None: a fifth of the budget, at most "
+        "23; 0: off",
     )
 
     def recombine_count(self) -> int:
