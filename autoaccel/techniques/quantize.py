@@ -34,9 +34,11 @@ from typing import Any
 from autoaccel.errors import InfeasibleRecipe
 from autoaccel.techniques._quiet import quiet
 from autoaccel.techniques.base import BuildContext, Candidate, Param, Stage, Technique
+from autoaccel.techniques.int8_sensitivity import most_sensitive
 
 MODES = ("none", "fp16", "int8_dynamic", "int8_static", "int8_nncf", "int4_weight")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
+FLOAT_SHARES = (0.0, 0.15, 0.3)
 BLOCK_SIZES = (32, 64, 128)
 ACCURACY_LEVELS = (0, 4)
 _INT8 = ("int8_dynamic", "int8_static")
@@ -57,6 +59,14 @@ class Quantize(Technique):
                 choices=(True, False),
                 when={"quantize.mode": _INT8},
                 help="one int8 scale per output channel instead of per tensor",
+            ),
+            Param(
+                "float_share",
+                0.0,
+                choices=FLOAT_SHARES,
+                when={"quantize.mode": ("int8_dynamic",)},
+                help="share of the weighted matrix products kept in fp32: those int8 changes "
+                "most on the calibration batches (int8_sensitivity.py)",
             ),
             Param(
                 "calibration",
@@ -103,7 +113,9 @@ class Quantize(Technique):
                 "compute (other operators stay fp32)"
             )
         if mode == "int8_dynamic":
-            return f"int8 dynamic {scale}"
+            share = config.get("float_share", 0.0)
+            kept = f", the {share:.0%} most sensitive matrix products in fp32" if share else ""
+            return f"int8 dynamic {scale}{kept}"
         if mode == "int8_nncf":
             return "int8 static QDQ by NNCF (OpenVINO's post-training quantization)"
         return f"int8 static QDQ {scale}, {config['calibration']} calibration"
@@ -121,7 +133,16 @@ class Quantize(Technique):
                 note = _int4_weight(candidate.onnx_path, out, config)
                 return replace(candidate, onnx_path=out, notes=(*candidate.notes, note))
             elif mode == "int8_dynamic":
-                _int8_dynamic(candidate.onnx_path, out, config["per_channel"])
+                src, kept = candidate.onnx_path, []
+                if share := config.get("float_share", 0.0):
+                    # ORT rewrites Gemm as MatMul under new names before it quantizes, so
+                    # the names to keep are taken from that rewrite, done here first
+                    src = _matmul_only(candidate.onnx_path, ctx.workdir / "matmul.onnx")
+                    kept = most_sensitive(src, ctx.workload.calibration_inputs(), share)
+                _int8_dynamic(src, out, config["per_channel"], kept)
+                if kept:
+                    note = f"quantized int8_dynamic, {len(kept)} matrix products kept fp32"
+                    return replace(candidate, onnx_path=out, notes=(*candidate.notes, note))
             elif mode == "int8_nncf":
                 batches = ctx.workload.calibration_inputs()
                 note = _int8_nncf(candidate.onnx_path, out, batches, ctx.workload.onnx_model_type)
@@ -158,7 +179,7 @@ def _extra_options() -> dict[str, Any]:
     return {"DefaultTensorType": onnx.TensorProto.FLOAT}
 
 
-def _int8_dynamic(src, out, per_channel: bool) -> None:
+def _int8_dynamic(src, out, per_channel: bool, keep_float: list[str]) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
@@ -166,8 +187,19 @@ def _int8_dynamic(src, out, per_channel: bool) -> None:
         str(out),
         per_channel=per_channel,
         weight_type=QuantType.QInt8,
+        nodes_to_exclude=keep_float,
         extra_options=_extra_options(),
     )
+
+
+def _matmul_only(src, out):
+    """The graph at `src` with its constant-weight Gemms rewritten as MatMul (+ Add), at `out`."""
+    import onnx
+
+    model = onnx.load(str(src))
+    _gemm_to_matmul(model.graph)
+    onnx.save(model, str(out))
+    return out
 
 
 def _int8_static(src, out, config: dict[str, Any], batches: list[dict]) -> None:
