@@ -224,7 +224,7 @@ def search(
         typer.Option(
             help="Trials kept at the end to re-pair the cheapest models with the fastest "
             "builds, train a few smaller ones and run the fastest on every runtime and numeric "
-            "format; default: budget/5 (20+), at most 23; 0: off."
+            "format; default: budget/4 (20+), at most 25; 0: off."
         ),
     ] = None,
     isolate: Annotated[

@@ -63,8 +63,8 @@ class SearchConfig(BaseModel):
         le=MAX_BUDGET,
         description="trials kept at the end for re-pairing the cheapest models with the most "
         "efficient builds, for smaller models next to them and for the fastest models on every "
-        "runtime and numeric format (autoaccel.recombine); None: a fifth of the budget, at most "
-        "23; 0: off",
+        "runtime and numeric format (autoaccel.recombine); None: a quarter of the budget, at "
+        "most 25; 0: off",
     )
 
     def recombine_count(self) -> int:

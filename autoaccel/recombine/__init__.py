@@ -13,10 +13,11 @@ So the last trials of a budget are enqueued as
   setting away from the cheapest models within the limit, each on the build that ran its base
   fastest and trained as long as the space allows; each costs a training run, and one that
   kept quality is a base for the second round;
-- last, a sweep of the fastest models within the limit over the build switches they never
-  ran with (each runtime, each numeric format: `sweep.sweep`): the fit below assumes a build
-  setting does the same to every model, which holds least for those, and least for the
-  smallest models, found last;
+- last, a sweep of the fastest models within the limit over the combinations of build
+  switches they never ran with (runtime x numeric format: `sweep.sweep`), a format that broke
+  the limit retried toward its accurate settings: the fit below assumes a build setting does
+  the same to every model, which holds least for those, and least for the smallest models,
+  found last;
 - one-setting build changes of feasible recipes, where a stage finds too little to fill it.
 
 How each half is ranked, from the study's own completed trials (`halves.fit`): by its effect on
@@ -52,7 +53,7 @@ MODELS = 3  # distinct model halves re-paired
 BUILDS = 3  # distinct build halves each is re-paired with
 SMALLER = 3  # new, smaller models trained per round (a fifth of the reserved trials at most)
 ROUNDS = 2  # rounds of smaller models: the second steps down from what the first kept
-SWEPT = 8  # builds of the fastest models with a switch changed (a third of those reserved)
+SWEPT = 10  # builds of the fastest models with new switch values (a third of those reserved)
 MIN_BUDGET = 20  # below this a study has too few trials to rank either half
 TIME_SHARE = 0.2  # with --time-budget: re-pair once this share of it is left
 USER_ATTR = "recombined"  # on an enqueued trial: where its halves come from
@@ -82,10 +83,10 @@ __all__ = [
 
 
 def auto_count(budget: int) -> int:
-    """Trials reserved for re-pairing by default: a fifth of the budget, at most every cross,
-    both rounds of smaller models and the sweep."""
+    """Trials reserved for re-pairing by default: a quarter of the budget, at most every
+    cross, both rounds of smaller models and the sweep."""
     most = MODELS * BUILDS + ROUNDS * SMALLER + SWEPT
-    return 0 if budget < MIN_BUDGET else min(most, budget // 5)
+    return 0 if budget < MIN_BUDGET else min(most, budget // 4)
 
 
 def proposals(
@@ -196,12 +197,14 @@ def recombine_notes(chosen: list[dict]) -> list[str]:
         )
     if swept := [c for c in chosen if "swept" in c]:
         runs = "; ".join(
-            f"trial {c['swept']} with {c['changed']} {c['recipe'].get(c['changed'])}"
+            f"trial {c['swept']} with "
+            + ", ".join(f"{k} {v}" for k, v in c.get("switched", {}).items())
             for c in swept
         )
         lines.append(
-            f"{_trials(swept)} run the fastest models within the limit with a runtime or "
-            f"numeric format they never ran with (their models are cached): {runs}"
+            f"{_trials(swept)} run the fastest models within the limit on runtimes and "
+            f"numeric formats they never ran with, a format that broke the limit toward its "
+            f"accurate settings (their models are cached): {runs}"
         )
     if changes := [c for c in chosen if "variant_of" in c]:
         bases = ", ".join(map(str, sorted({c["variant_of"] for c in changes})))

@@ -15,6 +15,7 @@ sweep trial builds from the cached trained model: a build and a measurement, sec
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -30,7 +31,7 @@ from autoaccel.recombine.halves import (
     is_model_key,
     key_of,
 )
-from autoaccel.recombine.variants import _choices, active, distributions
+from autoaccel.recombine.variants import _breaks_limit, active, distributions
 from autoaccel.techniques import REGISTRY
 
 MODELS = 2  # the fastest distinct models within the limit that are swept
@@ -51,11 +52,16 @@ def switch_keys() -> tuple[str, ...]:
 def sweep(
     study: optuna.Study, baseline: dict[str, Any], count: int, cost: Cost | None = None
 ) -> list[dict]:
-    """Up to `count` builds of the `MODELS` fastest models within the limit, each with one
-    switch changed to a value never run with that model. First the values the study never
-    timed on a model of about its size (`cost`: a model half -> its work; within `NEAR` of
-    its work): there the fit only extrapolates from other sizes; then the rest; each group by
-    what the fit expects. Each is {"params", "recipe", "expected_ms", "swept", "changed"}."""
+    """Up to `count` builds of the `MODELS` fastest models within the limit, each with its
+    switches set to a combination never run with that model (the runtime and the numeric
+    format choose the kernels together: int8 dynamic runs fast on ONNX Runtime and slowly on
+    OpenVINO). A switch value that broke the limit on every trial of that model is tried
+    toward its accurate settings instead (`Param.accurate`: more of the graph left in float),
+    one step at a time. First the combinations the study never timed on a model of about its
+    size (`cost`: a model half -> its work; within `NEAR` of its work): there the fit only
+    extrapolates from other sizes; then the rest; each group by what the fit expects. Each is
+    {"params", "recipe", "expected_ms", "swept", "changed", "switched"}: `switched` the
+    switches and settings it changed."""
     if count <= 0:
         return []
     found = points(study, baseline)
@@ -66,7 +72,9 @@ def sweep(
     settings = fit(complete).settings
     space = distributions(complete)
     tried = Tried(study)
-    ran = _switches_run(complete)
+    feasible = {p.trial for p in found if p.feasible}
+    ran = _combinations_run(complete, feasible)
+    breaks = _breaks_limit(complete, feasible)
     out: list[dict] = []
     models: set[tuple] = set()
     for point in fastest:
@@ -79,30 +87,93 @@ def sweep(
         models.add(model)
         timed_near = _switches_near(complete, half, cost)
         recipe = base.user_attrs.get("recipe", base.params)
-        for key in switch_keys():
-            if key not in base.params:
+        own = _switches_of(recipe)
+        seen: set[tuple] = {own}
+        for combo in _combinations(base.params, space):
+            changed = active({**recipe, **combo}, space)
+            switches = _switches_of(changed)
+            if switches in seen:
                 continue
-            value = base.params[key]
-            for other in _choices(base.distributions.get(key), value):
-                if (model, key, other) in ran:
-                    continue
-                params = active({**base.params, key: other}, space)
-                changed = active({**recipe, key: other}, space)
-                if not tried.new(params, changed):
-                    continue
-                gain = settings.get((key, other), 0.0) - settings.get((key, value), 0.0)
-                out.append(
-                    dict(
-                        params=params,
-                        recipe=changed,
-                        expected_ms=point.objective_ms * math.exp(gain),
-                        swept=base.number,
-                        changed=key,
-                        timed_near=(key, other) in timed_near,
+            seen.add(switches)
+            within = ran.get((model, switches))
+            broke = any((model, k, v) in breaks for k, v in switches)
+            if within or (within is not None and not broke):
+                continue  # measured within the limit, or it ran and broke for another reason
+            params = active({**base.params, **combo}, space)
+            gain = sum(
+                settings.get(item, 0.0) - settings.get((item[0], recipe.get(item[0])), 0.0)
+                for item in switches
+            )
+            name = next((k for k, v in switches if recipe.get(k) != v), switches[0][0])
+            near = all(item in timed_near for item in switches)
+            steps = _toward_accuracy(params, changed, space) if broke else [(params, changed)]
+            for p, r in steps:
+                if tried.new(p, r):
+                    out.append(
+                        dict(
+                            params=p,
+                            recipe=r,
+                            expected_ms=point.objective_ms * math.exp(gain),
+                            swept=base.number,
+                            changed=name,
+                            switched={k: v for k, v in r.items() if _shown(k, recipe, r)},
+                            timed_near=near,
+                        )
                     )
-                )
-    out.sort(key=lambda c: (c["timed_near"], c["expected_ms"], c["swept"], c["changed"]))
+    out.sort(key=lambda c: (c["timed_near"], c["expected_ms"], c["swept"]))
     return out[:count]
+
+
+def _shown(key: str, base: dict[str, Any], recipe: dict[str, Any]) -> bool:
+    """Whether `key` is what a sweep changed: a switch, or a setting moved toward accuracy."""
+    moved = recipe.get(key) != base.get(key)
+    return moved and (key in switch_keys() or key in _accurate_keys())
+
+
+def _accurate_keys() -> set[str]:
+    return {f"{t.name}.{p.name}" for t in REGISTRY.values() for p in t.params(None) if p.accurate}
+
+
+def _switches_of(recipe: dict[str, Any]) -> tuple:
+    return tuple((k, recipe[k]) for k in switch_keys() if k in recipe)
+
+
+def _combinations(params: dict[str, Any], space: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the switches' values in the study's space."""
+    keys = [k for k in switch_keys() if k in space and hasattr(space[k], "choices")]
+    return [
+        dict(zip(keys, values, strict=True))
+        for values in itertools.product(*(space[k].choices for k in keys))
+    ]
+
+
+def _toward_accuracy(
+    params: dict[str, Any], recipe: dict[str, Any], space: dict[str, Any]
+) -> list[tuple[dict, dict]]:
+    """`params` / `recipe` with each active setting that has an accurate choice moved toward
+    it, one choice of the space at a time (float_share 0.15, then 0.3), the others at their
+    accurate choice; the least change first."""
+    movable, position = {}, {}
+    for tech in REGISTRY.values():
+        for param in tech.params(None):
+            key = f"{tech.name}.{param.name}"
+            dist = space.get(key)
+            if param.accurate is None or key not in recipe or not hasattr(dist, "choices"):
+                continue
+            choices = list(dist.choices)
+            if param.accurate in choices and recipe[key] in choices:
+                start, end = choices.index(recipe[key]), choices.index(param.accurate)
+                step = 1 if end >= start else -1
+                movable[key] = choices[start + step : end + step : step] or [recipe[key]]
+                position[key] = {c: abs(choices.index(c) - start) for c in choices}
+    accurate = {k: v[-1] for k, v in movable.items()}
+    steps: dict[tuple, dict] = {}
+    for key, values in movable.items():
+        for value in values:
+            chosen = {**accurate, key: value}
+            steps[key_of(chosen)] = chosen
+    order = sorted(steps.values(), key=lambda c: sum(position[k][v] for k, v in c.items()))
+    return [({**params, **c}, {**recipe, **c}) for c in order]
 
 
 def _switches_near(
@@ -124,15 +195,16 @@ def _switches_near(
     return near
 
 
-def _switches_run(trials: list[optuna.trial.FrozenTrial]) -> set[tuple]:
-    """(model half, switch key, value) of every completed trial, measured or not (one that
-    broke the limit with this model is no better a second time)."""
-    ran = set()
-    keys = switch_keys()
+def _combinations_run(
+    trials: list[optuna.trial.FrozenTrial], feasible: set[int]
+) -> dict[tuple, bool]:
+    """(model half, switch values) of every completed trial -> whether any ran within the
+    limit."""
+    ran: dict[tuple, bool] = {}
     for t in trials:
-        if not t.user_attrs.get("result"):
+        if not t.user_attrs.get("result") or "duplicate_of" in t.user_attrs:
             continue
         model = key_of(halves(t, model=True)[1])
-        build = halves(t, model=False)[1]
-        ran.update((model, k, build[k]) for k in keys if k in build)
+        k = (model, _switches_of(halves(t, model=False)[1]))
+        ran[k] = ran.get(k, False) or t.number in feasible
     return ran

@@ -51,6 +51,9 @@ class Param:
     session: bool = False
     """A setting of the session that runs the model, not of the model file: never rebuilds."""
     help: str = ""
+    accurate: Any = None
+    """The choice that keeps the most quality, where one does (per-channel scales, more of a
+    graph left in float): a build that broke the limit is tried again toward it."""
 
     def is_active(self, recipe: dict[str, Any]) -> bool:
         return all(recipe_value(recipe, key) in allowed for key, allowed in self.when.items())

@@ -57,6 +57,7 @@ class Quantize(Technique):
                 "per_channel",
                 True,
                 choices=(True, False),
+                accurate=True,
                 when={"quantize.mode": _INT8},
                 help="one int8 scale per output channel instead of per tensor",
             ),
@@ -64,6 +65,7 @@ class Quantize(Technique):
                 "float_share",
                 0.0,
                 choices=FLOAT_SHARES,
+                accurate=FLOAT_SHARES[-1],
                 when={"quantize.mode": ("int8_dynamic",)},
                 help="share of the weighted matrix products kept in fp32: those int8 changes "
                 "most on the calibration batches (int8_sensitivity.py)",
@@ -79,6 +81,7 @@ class Quantize(Technique):
                 "block_size",
                 32,
                 choices=BLOCK_SIZES,
+                accurate=BLOCK_SIZES[0],
                 when=_INT4,
                 help="int4 weights per scale, along the reduction axis (smaller: more accurate)",
             ),

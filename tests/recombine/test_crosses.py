@@ -118,8 +118,9 @@ def test_enqueued_crosses_are_asked_first_and_build_the_joined_recipe(study):
 
 
 def test_recombination_stages_come_in_order_each_once_the_last_ones_trials_are_asked():
-    assert auto_count(10) == 0 and auto_count(20) == 4 and auto_count(100) == 20
-    assert auto_count(1000) == 23
+    assert auto_count(10) == 0 and auto_count(20) == 5 and auto_count(100) == 25
+    assert auto_count(1000) == 25
+    assert [n for _, n in Recombination(25).stages] == [11, 3, 3, 8]
     late = Recombination(3)  # too few for smaller models: crosses, then one sweep
     assert not late.due(96, 100, 0.0, None)
     assert late.due(97, 100, 0.0, None) == (CROSSES, 2)

@@ -37,44 +37,92 @@ def test_the_switches_are_the_build_settings_others_depend_on():
     assert not any(is_model_key(k) for k in keys)
 
 
-def test_the_fastest_models_run_each_switch_value_they_never_ran_with(study):
+def _switches(c: dict) -> tuple:
+    return (c["swept"], c["recipe"]["runtime.backend"], c["recipe"]["quantize.mode"])
+
+
+def test_the_fastest_models_run_each_combination_of_switches_they_never_ran_with(study):
     found = sweep(study, BASELINE, 10)
-    got = [(c["swept"], c["changed"], c["recipe"][c["changed"]]) for c in found]
-    # the two fastest models within the limit, each value once; the third is out of it
-    assert sorted(got) == [
-        (3, "quantize.mode", "int8_dynamic"),
-        (3, "runtime.backend", "openvino"),
-        (4, "quantize.mode", "int8_dynamic"),
-        (4, "runtime.backend", "onnxruntime"),
+    # the two fastest models within the limit, each new runtime x format once; the third
+    # is out of the limit
+    assert sorted(map(_switches, found)) == [
+        (3, "onnxruntime", "int8_dynamic"),
+        (3, "openvino", "int8_dynamic"),
+        (3, "openvino", "none"),
+        (4, "onnxruntime", "int8_dynamic"),
+        (4, "onnxruntime", "none"),
+        (4, "openvino", "int8_dynamic"),
     ]
     # without the models' work, the fit's order: int8 halved the teacher's time
-    assert got[0] == (3, "quantize.mode", "int8_dynamic")
     first = found[0]
+    assert _switches(first) == (3, "onnxruntime", "int8_dynamic")
     assert first["recipe"] == {**_student(1), **INT8}
     assert first["expected_ms"] < 2.0
-    (openvino,) = [c for c in found if c["swept"] == 3 and c["changed"] == "runtime.backend"]
+    (openvino,) = [c for c in found if _switches(c) == (3, "openvino", "none")]
     assert openvino["recipe"]["runtime.ov_precision"] == "f32"  # switched on with its default
+    assert openvino["changed"] == "runtime.backend"
 
 
 def test_a_value_never_timed_on_a_model_of_its_size_comes_before_the_fits_favourite(study):
     study.add_trial(_trial(_student(2), {**OV_F32, "runtime.ov_precision": "bf16"}, 2.5))  # 6
     found = sweep(study, BASELINE, 10, cost=_work)
-    got = [(c["swept"], c["changed"], c["timed_near"]) for c in found]
     # int8 only ran on the teacher (6x the work): the fit extrapolates it to the students;
-    # OpenVINO ran on 2-layer students: it has been timed at that size already. The second
-    # model is student 2 on its fastest build (trial 6)
-    assert got[:2] == [(3, "quantize.mode", False), (6, "quantize.mode", False)]
-    assert got[2:] == [(3, "runtime.backend", True), (6, "runtime.backend", True)]
+    # OpenVINO and ONNX Runtime without int8 ran on students: timed at that size already.
+    # The second model is student 2 on its fastest build (trial 6)
+    never = [_switches(c) for c in found if not c["timed_near"]]
+    assert [c["timed_near"] for c in found] == sorted(c["timed_near"] for c in found)
+    assert {m for m, _, q in never} == {3, 6} and all(q == "int8_dynamic" for _, _, q in never)
+    assert (3, "openvino", "none") in [_switches(c) for c in found if c["timed_near"]]
+
+
+SHARES = {
+    "quantize.per_channel": [True, False],
+    "quantize.float_share": [0.0, 0.15, 0.3],
+}
+
+
+def test_a_format_that_broke_the_limit_is_retried_toward_its_accurate_settings():
+    int8 = {**INT8, "quantize.per_channel": True, "quantize.float_share": 0.0}
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    s.add_trial(_trial(TEACHER, ORT, 20.0, choices=SHARES))  # 0
+    s.add_trial(_trial(TEACHER, OV_F32, 18.0, choices=SHARES))  # 1: the fastest
+    s.add_trial(_trial(TEACHER, int8, 10.0, drop=0.05, choices=SHARES))  # 2: out of the limit
+    found = sweep(s, BASELINE, 10)
+    got = [
+        (c["recipe"]["runtime.backend"], c["recipe"]["quantize.float_share"])
+        for c in found
+        if c["recipe"]["quantize.mode"] == "int8_dynamic"
+    ]
+    # every int8 run of this model broke the limit: back with more of it in float, the
+    # smaller step first, on either runtime; never again as it broke
+    assert sorted(got) == [
+        ("onnxruntime", 0.15),
+        ("onnxruntime", 0.3),
+        ("openvino", 0.15),
+        ("openvino", 0.3),
+    ]
+    for runtime in ("onnxruntime", "openvino"):
+        shares = [f for r, f in got if r == runtime]
+        assert shares == [0.15, 0.3]
+    assert all(
+        c["recipe"]["quantize.per_channel"] for c in found if "quantize.per_channel" in c["recipe"]
+    )
 
 
 def test_the_sweep_is_enqueued_last_and_said_in_the_notes(study):
     chosen = enqueue(study, BASELINE, 2, cost=_work, stage=SWEEP)
-    assert [c["swept"] for c in chosen] == [3, 4]  # int8 on both: never timed on a student
+    # int8 on the fastest student, on either runtime: never timed on a student
+    assert [_switches(c) for c in chosen] == [
+        (3, "onnxruntime", "int8_dynamic"),
+        (3, "openvino", "int8_dynamic"),
+    ]
     asked = study.ask()
     assert asked.user_attrs[USER_ATTR] == {"swept": 3, "changed": "quantize.mode"}
     (note,) = recombine_notes(chosen)
     assert note.startswith("2 trials run the fastest models within the limit")
-    assert "trial 3 with quantize.mode int8_dynamic" in note
+    assert "trial 3 with quantize.mode int8_dynamic; trial 3 with runtime.backend openvino, " in (
+        note
+    )
 
 
 def test_a_full_sweep_leaves_its_trials_to_build_changes():
