@@ -89,7 +89,7 @@ def sweep(
         recipe = base.user_attrs.get("recipe", base.params)
         own = _switches_of(recipe)
         seen: set[tuple] = {own}
-        for combo in _combinations(base.params, space):
+        for combo in _combinations(space):
             changed = active({**recipe, **combo}, space)
             switches = _switches_of(changed)
             if switches in seen:
@@ -131,14 +131,19 @@ def _shown(key: str, base: dict[str, Any], recipe: dict[str, Any]) -> bool:
 
 
 def _accurate_keys() -> set[str]:
-    return {f"{t.name}.{p.name}" for t in REGISTRY.values() for p in t.params(None) if p.accurate}
+    return {
+        f"{t.name}.{p.name}"
+        for t in REGISTRY.values()
+        for p in t.params(None)
+        if p.accurate is not None
+    }
 
 
 def _switches_of(recipe: dict[str, Any]) -> tuple:
     return tuple((k, recipe[k]) for k in switch_keys() if k in recipe)
 
 
-def _combinations(params: dict[str, Any], space: dict[str, Any]) -> list[dict[str, Any]]:
+def _combinations(space: dict[str, Any]) -> list[dict[str, Any]]:
     """Every combination of the switches' values in the study's space."""
     keys = [k for k in switch_keys() if k in space and hasattr(space[k], "choices")]
     return [
