@@ -222,9 +222,8 @@ def search(
     recombine: Annotated[
         int | None,
         typer.Option(
-            help="Trials kept at the end to re-pair the cheapest models with the fastest "
-            "builds, train a few smaller ones and run the fastest on every runtime and numeric "
-            "format; default: budget/4 (20+), at most 25; 0: off."
+            help="Trials kept at the end to re-pair models with builds, train smaller ones, "
+            "sweep runtimes x formats; default: budget/4 (20+), at most 25; 0: off."
         ),
     ] = None,
     isolate: Annotated[
