@@ -57,11 +57,12 @@ def sweep(
     format choose the kernels together: int8 dynamic runs fast on ONNX Runtime and slowly on
     OpenVINO). A switch value that broke the limit on every trial of that model is tried
     toward its accurate settings instead (`Param.accurate`: more of the graph left in float),
-    one step at a time. First the combinations the study never timed on a model of about its
-    size (`cost`: a model half -> its work; within `NEAR` of its work): there the fit only
-    extrapolates from other sizes; then the rest; each group by what the fit expects. Each is
-    {"params", "recipe", "expected_ms", "swept", "changed", "switched"}: `switched` the
-    switches and settings it changed."""
+    one step at a time, from the fastest trial that ran that combination on that model (its
+    other settings, fusions say, are what made the format fast). First the combinations the
+    study never timed on a model of about its size (`cost`: a model half -> its work; within
+    `NEAR` of its work): there the fit only extrapolates from other sizes; then the rest;
+    each group by what the fit expects. Each is {"params", "recipe", "expected_ms", "swept",
+    "changed", "switched"}: `switched` the switches and settings it changed."""
     if count <= 0:
         return []
     found = points(study, baseline)
@@ -75,6 +76,7 @@ def sweep(
     feasible = {p.trial for p in found if p.feasible}
     ran = _combinations_run(complete, feasible)
     breaks = _breaks_limit(complete, feasible)
+    misses = _fastest_runs(complete)
     out: list[dict] = []
     models: set[tuple] = set()
     for point in fastest:
@@ -100,13 +102,25 @@ def sweep(
             if within or (within is not None and not broke):
                 continue  # measured within the limit, or it ran and broke for another reason
             params = active({**base.params, **combo}, space)
+            starts = [(params, changed)]
+            if broke and (miss := misses.get((model, switches))) is not None:
+                # first from the fastest build that broke the limit with these switches: its
+                # other settings (fusions, graph level) are the ones that ran them fast
+                recipe_of = miss.user_attrs.get("recipe", miss.params)
+                starts.insert(0, (active({**miss.params, **combo}, space),
+                                  active({**recipe_of, **combo}, space)))  # fmt: skip
             gain = sum(
                 settings.get(item, 0.0) - settings.get((item[0], recipe.get(item[0])), 0.0)
                 for item in switches
             )
             name = next((k for k, v in switches if recipe.get(k) != v), switches[0][0])
             near = all(item in timed_near for item in switches)
-            steps = _toward_accuracy(params, changed, space) if broke else [(params, changed)]
+            steps = [(params, changed)]
+            if broke:
+                for start in starts:
+                    steps = [s for s in _toward_accuracy(*start, space) if tried.new(*s)]
+                    if steps:
+                        break
             for p, r in steps:
                 if tried.new(p, r):
                     out.append(
@@ -169,7 +183,8 @@ def _toward_accuracy(
             if param.accurate in choices and recipe[key] in choices:
                 start, end = choices.index(recipe[key]), choices.index(param.accurate)
                 step = 1 if end >= start else -1
-                movable[key] = choices[start + step : end + step : step] or [recipe[key]]
+                moves = [choices[i] for i in range(start + step, end + step, step)]
+                movable[key] = moves or [recipe[key]]
                 position[key] = {c: abs(choices.index(c) - start) for c in choices}
     accurate = {k: v[-1] for k, v in movable.items()}
     steps: dict[tuple, dict] = {}
@@ -198,6 +213,19 @@ def _switches_near(
             build = halves(t, model=False)[1]
             near.update((k, build[k]) for k in keys if k in build)
     return near
+
+
+def _fastest_runs(trials: list[optuna.trial.FrozenTrial]) -> dict[tuple, Any]:
+    """(model half, switch values) -> the fastest measured trial that ran them."""
+    fastest: dict[tuple, Any] = {}
+    for t in trials:
+        ms = (t.user_attrs.get("result") or {}).get("objective_ms")
+        if not ms or "duplicate_of" in t.user_attrs:
+            continue
+        k = (key_of(halves(t, model=True)[1]), _switches_of(halves(t, model=False)[1]))
+        if k not in fastest or ms < fastest[k].user_attrs["result"]["objective_ms"]:
+            fastest[k] = t
+    return fastest
 
 
 def _combinations_run(

@@ -8,7 +8,7 @@ import pytest
 from recombine_study import BASELINE, ORT, OV_F32, TEACHER, _student, _trial
 
 from autoaccel.recombine import SWEEP, USER_ATTR, enqueue, is_model_key, recombine_notes
-from autoaccel.recombine.sweep import sweep, switch_keys
+from autoaccel.recombine.sweep import _toward_accuracy, sweep, switch_keys
 
 INT8 = {**ORT, "quantize.mode": "int8_dynamic"}
 
@@ -78,15 +78,18 @@ def test_a_value_never_timed_on_a_model_of_its_size_comes_before_the_fits_favour
 SHARES = {
     "quantize.per_channel": [True, False],
     "quantize.float_share": [0.0, 0.15, 0.3],
+    "compile.fusion": [False, True],
 }
 
 
 def test_a_format_that_broke_the_limit_is_retried_toward_its_accurate_settings():
     int8 = {**INT8, "quantize.per_channel": True, "quantize.float_share": 0.0}
+    unfused, fused = {"compile.fusion": False}, {"compile.fusion": True}
     s = optuna.create_study(directions=["maximize", "minimize"])
-    s.add_trial(_trial(TEACHER, ORT, 20.0, choices=SHARES))  # 0
-    s.add_trial(_trial(TEACHER, OV_F32, 18.0, choices=SHARES))  # 1: the fastest
-    s.add_trial(_trial(TEACHER, int8, 10.0, drop=0.05, choices=SHARES))  # 2: out of the limit
+    s.add_trial(_trial(TEACHER, {**ORT, **unfused}, 20.0, choices=SHARES))  # 0
+    s.add_trial(_trial(TEACHER, {**OV_F32, **unfused}, 18.0, choices=SHARES))  # 1: the fastest
+    s.add_trial(_trial(TEACHER, {**int8, **unfused}, 12.0, drop=0.05, choices=SHARES))  # 2
+    s.add_trial(_trial(TEACHER, {**int8, **fused}, 10.0, drop=0.04, choices=SHARES))  # 3
     found = sweep(s, BASELINE, 10)
     got = [
         (c["recipe"]["runtime.backend"], c["recipe"]["quantize.float_share"])
@@ -107,6 +110,36 @@ def test_a_format_that_broke_the_limit_is_retried_toward_its_accurate_settings()
     assert all(
         c["recipe"]["quantize.per_channel"] for c in found if "quantize.per_channel" in c["recipe"]
     )
+    # on ONNX Runtime, from the fastest int8 run that broke it (fused), not the model's
+    # fastest build; OpenVINO never ran int8, so from the fastest build (unfused)
+    assert all(
+        c["params"]["compile.fusion"] == (c["recipe"]["runtime.backend"] == "onnxruntime")
+        for c in found
+        if c["recipe"]["quantize.mode"] == "int8_dynamic"
+    )
+
+
+def test_a_format_already_at_its_accurate_settings_is_retried_from_the_fastest_build():
+    int8 = {**INT8, "quantize.per_channel": True, "quantize.float_share": 0.3}
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    s.add_trial(_trial(TEACHER, {**OV_F32, "compile.fusion": False}, 18.0, choices=SHARES))
+    s.add_trial(_trial(TEACHER, {**int8, "compile.fusion": True}, 9.0, drop=0.05, choices=SHARES))
+    found = [c for c in sweep(s, BASELINE, 10) if c["recipe"]["runtime.backend"] == "onnxruntime"]
+    # nothing is left to move on the int8 run itself: from the fastest build instead
+    assert [
+        (c["recipe"]["quantize.float_share"], c["recipe"]["compile.fusion"]) for c in found
+    ] == [
+        (0.15, False),
+        (0.3, False),
+    ]
+
+
+def test_toward_accuracy_walks_down_as_well_as_up_the_choices():
+    # int4's accurate block is the first choice: from the last, 64 and then 32
+    space = {"quantize.block_size": optuna.distributions.CategoricalDistribution([32, 64, 128])}
+    recipe = {"quantize.mode": "int4_weight", "quantize.block_size": 128}
+    steps = _toward_accuracy(recipe, recipe, space)
+    assert [r["quantize.block_size"] for _, r in steps] == [64, 32]
 
 
 def test_the_sweep_is_enqueued_last_and_said_in_the_notes(study):
