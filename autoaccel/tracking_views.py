@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from autoaccel.errors import describe
+from autoaccel.evaluate.runners import ort_config_entries
 
 _BACKENDS = {"onnxruntime": "ORT", "openvino": "OV", "torch_compile": "torch.compile"}
 _QUANTIZE = {
@@ -198,6 +199,8 @@ def session_options(candidate) -> dict[str, Any] | None:
         parallel = session["execution_mode"] == "parallel"
         out["execution_mode"] = "parallel" if parallel else "sequential"
         out["inter_op_num_threads"] = 0 if parallel else 1
+    if entries := ort_config_entries(session):
+        out["extra_session_config"] = entries
     return out or None
 
 

@@ -68,9 +68,11 @@ def quality(rows: dict[str, Candidate], workload: MiniLMWorkload) -> dict[str, d
     return out
 
 
-def timing(rows: dict[str, Candidate], workload: MiniLMWorkload, rounds: int) -> dict:
-    """p50 / p90 of every row at batch 1, 0.5-s blocks interleaved in `rounds` rounds."""
-    inputs = workload.latency_inputs(1)
+def timing(
+    rows: dict[str, Candidate], workload: MiniLMWorkload, rounds: int, batch: int = 1
+) -> dict:
+    """p50 / p90 of every row at `batch`, 0.5-s blocks interleaved in `rounds` rounds."""
+    inputs = workload.latency_inputs(batch)
     runners = {n: open_runner(c, workload.input_names) for n, c in rows.items()}
     calls = {n: (lambda r=r: r(inputs)) for n, r in runners.items()}
     for call in calls.values():

@@ -21,7 +21,7 @@ from typing import Any
 
 from autoaccel.errors import InfeasibleRecipe
 from autoaccel.techniques import BuildContext, Candidate, Stage, by_stage, config_of
-from autoaccel.techniques.base import TrainingMonitor
+from autoaccel.techniques.base import Technique, TrainingMonitor
 from autoaccel.techniques.runtime import BACKENDS, ONNX_BACKENDS, TORCH_BACKENDS
 from autoaccel.workloads.base import Workload
 
@@ -66,7 +66,8 @@ def build_candidate(
         config = config_of(tech, recipe, workload)
         session = {p.name for p in tech.params(workload) if p.session}
         if tech.changes_model(config):
-            model_config = {k: v for k, v in config.items() if k not in session}
+            moved = _moved(tech, config, workload)
+            model_config = {k: v for k, v in config.items() if k not in session or k in moved}
             key = _chain(key, tech.name, model_config)
             candidate = _step(
                 candidate,
@@ -198,6 +199,12 @@ def _atomic_folder(final: Path):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _moved(tech: Technique, config: dict[str, Any], workload: Workload) -> set[str]:
+    """`tech.shapes_model` settings away from their default in `config`."""
+    defaults = {p.name: p.default for p in tech.params(workload)}
+    return {k for k in tech.shapes_model if k in config and config[k] != defaults.get(k)}
 
 
 def _chain(key: str, step: str, config: dict[str, Any]) -> str:

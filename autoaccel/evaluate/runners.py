@@ -95,7 +95,16 @@ def ort_session_options(candidate: Candidate):
     )
     opts.inter_op_num_threads = 0 if parallel else 1
     opts.log_severity_level = 3
+    for key, value in ort_config_entries(session).items():
+        opts.add_session_config_entry(key, value)
     return opts
+
+
+def ort_config_entries(session: dict[str, Any]) -> dict[str, str]:
+    """ORT config entries the session settings ask for (`compile.skip_layer_norm`)."""
+    if session.get("skip_layer_norm", True):
+        return {}
+    return {"optimization.disable_specified_optimizers": "SkipLayerNormFusion"}
 
 
 _ORT_NO_KERNEL = "Could not find an implementation for"

@@ -99,6 +99,9 @@ class Technique(ABC):
     stage: Stage
     requires: dict[str, tuple[Any, ...]] = {}
     """Recipe conditions for the whole technique (e.g. only with the ONNX Runtime backend)."""
+    shapes_model: tuple[str, ...] = ()
+    """Session settings `apply` also reads: away from their default they are part of the
+    cached model's key (e.g. a fusion the session is told not to redo is not done offline)."""
 
     @abstractmethod
     def params(self, workload: Workload | None) -> tuple[Param, ...]:

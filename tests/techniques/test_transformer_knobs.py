@@ -280,3 +280,49 @@ def test_a_student_trains_with_the_teachers_embedding_tables_kept(one_training_t
     assert all(after[n].requires_grad for n in tables)  # and trainable again after
     changed = [n for n in before if "encoder" in n and not torch.equal(before[n], after[n])]
     assert changed  # the layers did train
+
+
+def _session_ops(candidate, path) -> set[str]:
+    """The op types of the graph ONNX Runtime runs for `candidate` (its own session options)."""
+    import onnxruntime as ort
+
+    from autoaccel.evaluate.runners import ort_session_options
+
+    opts = ort_session_options(candidate)
+    opts.optimized_model_filepath = str(path)
+    ort.InferenceSession(str(candidate.onnx_path), opts, providers=["CPUExecutionProvider"])
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+def test_skip_layer_norm_false_keeps_residual_add_and_layer_norm_apart(tmp_path):
+    from autoaccel.evaluate.runners import open_runner
+    from autoaccel.tracking_views import session_options
+
+    workload = WORKLOADS["bert"]()
+    workload.onnx_model_type = "bert"  # offers the offline fusions
+    recipe = {**ORT, "quantize.mode": "none", "compile.fusion": True}
+    recipe["compile.graph_level"] = "extended"
+    fused = build_candidate(recipe, workload, tmp_path)
+    apart = build_candidate({**recipe, "compile.skip_layer_norm": False}, workload, tmp_path)
+    assert fused.onnx_path != apart.onnx_path  # the offline fusion honours it too
+    assert "SkipLayerNormalization" in _session_ops(fused, tmp_path / "fused.onnx")
+    ran = _session_ops(apart, tmp_path / "apart.onnx")
+    assert "SkipLayerNormalization" not in ran and "LayerNormalization" in ran
+    # unfused offline, the session alone would fuse them: told not to
+    plain = build_candidate({**ORT, "quantize.mode": "none"}, workload, tmp_path)
+    unfused = build_candidate({**ORT, "compile.skip_layer_norm": False}, workload, tmp_path)
+    assert plain.onnx_path == unfused.onnx_path  # default fusion: no model change
+    assert unfused.session["skip_layer_norm"] is False
+    inputs = workload.latency_inputs(4)
+    np.testing.assert_allclose(
+        open_runner(apart, workload.input_names)(inputs),
+        open_runner(fused, workload.input_names)(inputs),
+        atol=1e-5,
+    )
+    # the served model runs as it was measured
+    entry = {"optimization.disable_specified_optimizers": "SkipLayerNormFusion"}
+    assert session_options(apart)["extra_session_config"] == entry
+    assert "extra_session_config" not in session_options(fused)
+    assert "Add + LayerNorm unfused" in REGISTRY["compile"].describe(
+        {"fusion": True, "graph_level": "extended", "skip_layer_norm": False}
+    )
