@@ -102,9 +102,8 @@ def ort_session_options(candidate: Candidate):
 
 def ort_config_entries(session: dict[str, Any]) -> dict[str, str]:
     """ORT config entries the session settings ask for (`compile.skip_layer_norm`)."""
-    if session.get("skip_layer_norm", True):
-        return {}
-    return {"optimization.disable_specified_optimizers": "SkipLayerNormFusion"}
+    apart = session.get("skip_layer_norm", True) is False
+    return {"optimization.disable_specified_optimizers": "SkipLayerNormFusion"} if apart else {}
 
 
 _ORT_NO_KERNEL = "Could not find an implementation for"
