@@ -87,6 +87,7 @@ def export_trial(
     """Rebuild `frozen`'s candidate, re-check its quality, write `out` and `out`.json."""
     from autoaccel.builder import build_candidate
     from autoaccel.evaluate import evaluate_candidate
+    from autoaccel.evaluate.runners import ort_config_entries
     from autoaccel.techniques import describe_recipe
 
     recipe = dict(frozen.user_attrs.get("recipe") or frozen.params)
@@ -117,6 +118,8 @@ def export_trial(
         "recipe": recipe,
         "description": describe_recipe(recipe),
         "runtime": {"backend": candidate.backend, **candidate.session},
+        # what `runtime` asks of onnxruntime.SessionOptions.add_session_config_entry
+        "ort_session_config": ort_config_entries(candidate.session),
         "onnx_is": "the model the recipe runs"
         if candidate.onnx_path is not None
         else f"the same network exported to ONNX; the recipe runs it in {candidate.backend}",

@@ -46,6 +46,7 @@ def test_export_recommended_rebuilds_model_whose_quality_matches_the_trial(finis
     assert side["recipe"] == trial.user_attrs["recipe"]
     assert abs(side["rechecked"]["accuracy"] - trial.values[0]) <= side["rechecked"]["tolerance"]
     assert side["expected"]["latency_source"] == "measured"
+    assert side["ort_session_config"] == {}  # nothing beyond SessionOptions' attributes
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     x = np.zeros((2, 64), dtype=np.float32)
     assert session.run(None, {session.get_inputs()[0].name: x})[0].shape == (2, 10)
