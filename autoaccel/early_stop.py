@@ -239,13 +239,19 @@ def curves_from(trials: Iterable[Any]) -> list[Curve]:
     return out
 
 
-def training_stages(recipe: dict[str, Any]) -> list[str]:
-    """The stages `recipe` trains (steps above 0), as the monitor names them."""
+def model_stages(recipe: dict[str, Any]) -> list[str]:
+    """The stages that change `recipe`'s model, trained or not, in build order."""
     active = {
         "distill": recipe.get("distill.mode") == "student",
         "prune": recipe.get("prune.mode", "none") != "none",
     }
-    return [st for key, st in TRAINING_STEPS.items() if active[st] and recipe.get(key, 0)]
+    return [st for st in TRAINING_STEPS.values() if active[st]]
+
+
+def training_stages(recipe: dict[str, Any]) -> list[str]:
+    """The stages `recipe` trains (steps above 0), as the monitor names them."""
+    steps = {st: key for key, st in TRAINING_STEPS.items()}
+    return [st for st in model_stages(recipe) if recipe.get(steps[st], 0)]
 
 
 def untrained(recipe: dict[str, Any]) -> dict[str, Any]:

@@ -10,9 +10,9 @@ recipes-minilm-search-students-on-openvino-bf16.md`: 10.6x eager against the stu
 So the last trials of a budget are enqueued as
 - crosses of the two halves: each costs a build and a measurement, not a training run;
 - after them, two rounds of a few smaller models (`variants.smaller_models`): one model
-  setting away from the cheapest models within the limit, each on the build that ran its base
-  fastest and trained as long as the space allows; each costs a training run, and one that
-  kept quality is a base for the second round;
+  setting away from the cheapest models within the limit, each on the build that ran a model
+  of its size fastest and trained as long as the space allows; each costs a training run,
+  and one that kept quality is a base for the second round;
 - last, a sweep of the fastest models within the limit over the combinations of build
   switches they never ran with (runtime x numeric format: `sweep.sweep`), a format that broke
   the limit retried toward its accurate settings: the fit below assumes a build setting does
@@ -192,7 +192,7 @@ def recombine_notes(chosen: list[dict]) -> list[str]:
         )
         lines.append(
             f"{_trials(smaller)} train a model one setting smaller than the cheapest within "
-            f"the limit, each on the build that ran its base fastest and trained as long as "
+            f"the limit, each on the fastest build of a model of its size and trained as long as "
             f"the space allows: {steps}"
         )
     if swept := [c for c in chosen if "swept" in c]:
@@ -202,7 +202,8 @@ def recombine_notes(chosen: list[dict]) -> list[str]:
             for c in swept
         )
         lines.append(
-            f"{_trials(swept)} run the fastest models within the limit on runtimes and "
+            f"{_trials(swept)} run the fastest models within the limit (or within it in "
+            f"training, their build not) on runtimes and "
             f"numeric formats they never ran with, a format that broke the limit toward its "
             f"accurate settings (their models are cached): {runs}"
         )

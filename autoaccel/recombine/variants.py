@@ -27,6 +27,7 @@ from autoaccel.techniques import REGISTRY
 MODELS = 3  # the cheapest model halves a smaller one is derived from
 MAX_RATIO = 0.95
 """A new model is trained only where its work per query is at least 5 % below its base's."""
+NEAR = 2.0  # a model within this factor of another's work is of its size
 
 
 def variants(study: optuna.Study, baseline: dict[str, Any], count: int) -> list[dict]:
@@ -87,15 +88,18 @@ def smaller_models(
     """Up to `count` models one setting away from the study's cheapest models within the
     limit that `cost` (a model half -> its work per query, untrained: `builder.model_cost`)
     puts at least 5 % cheaper still (a narrower or shallower student, more heads pruned), the
-    cheapest expected first. Each is built like its base model's fastest trial: the build
-    that runs that size of model fastest here (which build wins depends on the model: int8
-    pays on a large one, not on a small one), so they are best proposed once the crosses ran.
+    cheapest expected first. Each is built like the fastest trial within the limit of a
+    model of about its work (`_fastest_near`; its base's fastest trial where none is): the
+    build that runs that size of model fastest here (which build wins depends on the model:
+    int8 pays on a large one, not on a small one), so they are best proposed once the
+    crosses ran.
 
     A sampler sees a model half as a handful of unrelated categorical choices and spends most
     of its budget where quality is safe; the step from the smallest model that kept quality to
     the next smaller one is the one it rarely takes, and the one that pays most. A value that
     broke the limit on every trial that had it (one layer, say) is not proposed: that is not a
-    step worth training for, nor a model the study has already (that is a cross). Each costs
+    step worth training for, nor a model the study has already trained (that is a cross; a
+    model whose only trials found their build infeasible was never judged). Each costs
     a training run, so few are proposed, and each trains as long as the space allows
     (`_longest_training`): it was chosen for having less capacity than a model that only just
     kept quality, so it needs all the recovery it can get (MiniLM on an AVX2 EPYC: a
@@ -112,34 +116,63 @@ def smaller_models(
     breaks = _values_never_within(complete, {p.trial for p in found if p.feasible})
     tried = Tried(study)
     space = distributions(complete)
-    trained = {_model_key(t) for t in study.get_trials(deepcopy=False)}
+    trained = _judged_models(study)
     out: dict[tuple, dict] = {}
     for model in models[:MODELS]:
         source = study.trials[model.trial]
-        build_params, build = halves(source, model=False)
+        own_build = halves(source, model=False)[1]
         for key, value in model.params.items():
             if not is_model_key(key):
                 continue
             own = cost(model.recipe)
             for other in _choices(source.distributions.get(key), value):
-                smaller = active({**model.recipe, key: other, **build}, space)
-                half = {k: v for k, v in smaller.items() if is_model_key(k)}
+                half = active({**model.recipe, key: other, **own_build}, space)
+                half = {k: v for k, v in half.items() if is_model_key(k)}
                 if (set(half.items()) - set(model.recipe.items())) & breaks:
                     continue
                 longest = _longest_training(half, key, space, breaks)
-                smaller, half = {**smaller, **longest}, {**half, **longest}
+                half = {**half, **longest}
                 if key_of(half) in trained:
                     continue
                 ratio = cost(half) / own
                 if ratio > MAX_RATIO:
                     continue
+                built = _fastest_near(study, ms, cost(half), cost) or source
+                build_params, build = halves(built, model=False)
+                smaller = {**active({**half, **build}, space), **longest}
                 params = {**active({**model.params, key: other, **build_params}, space), **longest}
                 if tried.new(params, smaller):
                     expected = ms[model.trial] * ratio**slope
-                    why = dict(smaller_than=model.trial, changed=key, build_trial=model.trial)
+                    why = dict(smaller_than=model.trial, changed=key, build_trial=built.number)
                     why |= dict(cost_ratio=ratio, longer=longest)
                     _keep_cheaper(out, params, smaller, expected, **why)
     return _first(out, count)
+
+
+def _fastest_near(
+    study: optuna.Study, ms: dict[int, float], work: float, cost: Cost
+) -> optuna.trial.FrozenTrial | None:
+    """The fastest trial within the limit whose model does within `NEAR` of `work`: its
+    build is the one that runs a model of that size fastest here. A base's own fastest
+    build is no such guide where the sampler ran the base on little else (a student timed
+    only in eager torch would hand its smaller model eager torch)."""
+    for number in sorted(ms, key=lambda n: (ms[n], n)):
+        trial = study.trials[number]
+        if work / NEAR <= cost(halves(trial, model=True)[1]) <= work * NEAR:
+            return trial
+    return None
+
+
+def _judged_models(study: optuna.Study) -> set[tuple]:
+    """Model halves the study has trained and judged, or will (enqueued, running): every
+    trial's but those that only found their build infeasible (a calibration that collected
+    nothing, say), which say nothing of the model."""
+    pruned = optuna.trial.TrialState.PRUNED
+    return {
+        _model_key(t)
+        for t in study.get_trials(deepcopy=False)
+        if not (t.state == pruned and t.user_attrs.get("infeasible_kind"))
+    }
 
 
 def _longest_training(

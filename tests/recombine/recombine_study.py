@@ -29,7 +29,14 @@ def _student(layers: int) -> dict:
     }
 
 
-def _trial(model: dict, build: dict, ms: float, drop: float = 0.0, choices: dict | None = None):
+def _trial(
+    model: dict,
+    build: dict,
+    ms: float,
+    drop: float = 0.0,
+    choices: dict | None = None,
+    limits: dict | None = None,
+):
     params = {**model, **build}
     choices = {**CHOICES, **(choices or {})}
     dists = {k: optuna.distributions.CategoricalDistribution(choices[k]) for k in params}
@@ -47,5 +54,5 @@ def _trial(model: dict, build: dict, ms: float, drop: float = 0.0, choices: dict
         params=params,
         distributions=dists,
         user_attrs={"recipe": params, "result": result},
-        constraints={"accuracy_drop": drop - 0.01},
+        constraints={"accuracy_drop": drop - 0.01, **(limits or {})},
     )

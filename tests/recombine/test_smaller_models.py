@@ -171,3 +171,34 @@ def test_a_smaller_model_that_kept_quality_is_the_base_of_the_next_round():
         "prune.finetune_steps": 300,
         **ORT,
     }
+
+
+def test_a_model_whose_only_trial_found_its_build_infeasible_is_still_proposed(study):
+    narrow = {**_student(2), "distill.width": 0.5}
+    broken_build = {**ORT, "quantize.mode": "int8_static", "quantize.calibration": "entropy"}
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED,
+            params=narrow,
+            distributions={
+                k: optuna.distributions.CategoricalDistribution([v]) for k, v in narrow.items()
+            },
+            user_attrs={"recipe": {**narrow, **broken_build}, "infeasible_kind": "calibration"},
+        )
+    )
+    # its calibration collected nothing: the model itself was never judged
+    (only,) = smaller_models(study, BASELINE, 3, _work)
+    assert only["recipe"] == {**narrow, **ORT}
+
+
+def test_a_smaller_model_is_built_like_the_fastest_model_of_its_size():
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    s.add_trial(_trial(TEACHER, ORT, 20.0, choices=WIDTHS))  # 0
+    s.add_trial(_trial(_student(2), ORT, 5.0, choices=WIDTHS))  # 1: only ever on ORT
+    s.add_trial(_trial(_student(1), OV_BF16, 1.5, choices=WIDTHS))  # 2: work 1 on OpenVINO
+    found = {c["smaller_than"]: c for c in smaller_models(s, BASELINE, 3, _work)}
+    # half of student 2's width does student 1's work: built as student 1 ran fastest
+    narrower = found[1]
+    assert narrower["recipe"] == {**_student(2), "distill.width": 0.5, **OV_BF16}
+    assert narrower["params"]["runtime.backend"] == "openvino"
+    assert narrower["build_trial"] == 2

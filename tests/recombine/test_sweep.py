@@ -167,3 +167,46 @@ def test_a_full_sweep_leaves_its_trials_to_build_changes():
     assert sweep(s, BASELINE, 5) == []  # the one model ran every value of both switches
     chosen = enqueue(s, BASELINE, 2, stage=SWEEP)
     assert chosen and all("variant_of" in c for c in chosen)
+
+
+def _curve(trial, stage: str, quality: float):
+    """`trial` with its training's last check at `quality`."""
+    trial.user_attrs["curve"] = {stage: {"0.25": quality - 0.02, "0.5": quality}}
+    return trial
+
+
+def test_a_model_that_kept_the_limit_in_training_is_swept_where_its_build_broke_it():
+    int8 = {**INT8, "quantize.per_channel": True, "quantize.float_share": 0.0}
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    s.add_trial(_trial(TEACHER, {**ORT, "compile.fusion": False}, 20.0, choices=SHARES))  # 0
+    # 1: student 1 checked at 0.895 in training (limit 0.89), 0.85 after int8
+    one = _trial(_student(1), {**int8, "compile.fusion": False}, 2.0, 0.05, SHARES)
+    s.add_trial(_curve(one, "distill", 0.895))
+    # 2: student 2 was out already in training; 3: student 3 broke another limit too
+    s.add_trial(_curve(_trial(_student(2), int8, 3.0, 0.05, SHARES), "distill", 0.86))
+    three = _trial(_student(3), int8, 4.0, 0.05, SHARES, {"limit.teacher_cosine": 0.02})
+    s.add_trial(_curve(three, "distill", 0.9))
+    found = sweep(s, BASELINE, 20)
+    assert {c["swept"] for c in found} == {0, 1}
+    mine = {
+        (c["recipe"]["runtime.backend"], c["recipe"]["quantize.mode"])
+        for c in found
+        if c["swept"] == 1
+    }
+    # its float builds, and its own int8 toward accuracy (more of the graph in float)
+    assert {("onnxruntime", "none"), ("openvino", "none")} <= set(mine)
+    retried = [c for c in found if c["swept"] == 1 and c["recipe"].get("runtime.backend") ==
+               "onnxruntime" and c["recipe"]["quantize.mode"] == "int8_dynamic"]  # fmt: skip
+    assert [c["recipe"]["quantize.float_share"] for c in retried] == [0.15, 0.3]
+    (note,) = recombine_notes(found[:1])
+    assert "within it in training" in note
+
+
+def test_a_model_changed_after_its_last_training_check_is_not_kept():
+    choices = {**SHARES, "prune.mode": ["none", "nm_2_4"], "prune.finetune_steps": [0]}
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    s.add_trial(_trial(TEACHER, ORT, 20.0, choices=choices))
+    # 2:4 pruned after distillation with no fine-tune: the check saw the model before it
+    pruned = {**_student(1), "prune.mode": "nm_2_4", "prune.finetune_steps": 0}
+    s.add_trial(_curve(_trial(pruned, ORT, 2.0, 0.05, choices), "distill", 0.895))
+    assert {c["swept"] for c in sweep(s, BASELINE, 20)} == {0}
