@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from autoaccel.early_stop import TRAINING_STEPS
 from autoaccel.frontier import points
@@ -97,10 +98,11 @@ def smaller_models(
     A sampler sees a model half as a handful of unrelated categorical choices and spends most
     of its budget where quality is safe; the step from the smallest model that kept quality to
     the next smaller one is the one it rarely takes, and the one that pays most. A value that
-    broke the limit on every trial that had it (one layer, say) is not proposed: that is not a
-    step worth training for, nor a model the study has already trained (that is a cross; a
-    model whose only trials found their build infeasible was never judged). Each costs
-    a training run, so few are proposed, and each trains as long as the space allows
+    broke the limit on every trial that had it (one layer, say; `_values_never_within`) is
+    not proposed: that is not a step worth training for, nor a model the study has already
+    trained (that is a cross; a model whose only trials found their build infeasible was
+    never judged). Each costs a training run, so few are proposed, and each trains as long
+    as the space allows
     (`_longest_training`): it was chosen for having less capacity than a model that only just
     kept quality, so it needs all the recovery it can get (MiniLM on an AVX2 EPYC: a
     half-heads student fell 0.006 short of the limit untuned and ended 0.010 inside it after
@@ -113,7 +115,8 @@ def smaller_models(
     slope = fit(complete, cost).per_log_work or 1.0
     found = points(study, baseline)
     ms = {p.trial: p.objective_ms for p in found if p.feasible and p.measured}
-    breaks = _values_never_within(complete, {p.trial for p in found if p.feasible})
+    judged = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    breaks = _values_never_within(judged, {p.trial for p in found if p.feasible})
     tried = Tried(study)
     space = distributions(complete)
     trained = _judged_models(study)
@@ -279,11 +282,20 @@ def _breaks_limit(trials: list[optuna.trial.FrozenTrial], feasible: set[int]) ->
 
 
 def _values_never_within(trials: list[optuna.trial.FrozenTrial], feasible: set[int]) -> set:
-    """(model key, value) that every completed trial holding it had outside the limit."""
+    """(model key, value) that every trial holding it had outside the limit: completed, or
+    stopped in training because it could not reach the limit (its projected accuracy drop
+    is over it). A seed-1 MiniLM study stopped every 1-layer student early; counting only
+    completed trials, its first smaller-model round spent all three trainings on 1 layer."""
     outcome: dict[tuple, bool] = {}
     for t in trials:
-        if "duplicate_of" in t.user_attrs or not t.user_attrs.get("result"):
+        if "duplicate_of" in t.user_attrs:
+            continue
+        if t.user_attrs.get("result"):
+            within = t.number in feasible
+        elif t.user_attrs.get("early_stopped") and t.constraints.get("accuracy_drop", 0) > 0:
+            within = False
+        else:
             continue
         for item in halves(t, model=True)[1].items():
-            outcome[item] = outcome.get(item, False) or t.number in feasible
+            outcome[item] = outcome.get(item, False) or within
     return {k for k, ok in outcome.items() if not ok}

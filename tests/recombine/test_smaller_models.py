@@ -202,3 +202,29 @@ def test_a_smaller_model_is_built_like_the_fastest_model_of_its_size():
     assert narrower["recipe"] == {**_student(2), "distill.width": 0.5, **OV_BF16}
     assert narrower["params"]["runtime.backend"] == "openvino"
     assert narrower["build_trial"] == 2
+
+
+def _stopped(model: dict, over: float):
+    """A training run the early-stopping rule cut short, projected `over` the limit."""
+    return optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED,
+        params=model,
+        distributions={
+            k: optuna.distributions.CategoricalDistribution([v]) for k, v in model.items()
+        },
+        user_attrs={"recipe": {**model, **ORT}, "early_stopped": "stopped at 50%"},
+        constraints={"accuracy_drop": over},
+    )
+
+
+@pytest.mark.parametrize("over, proposed", [(0.03, False), (-0.005, True)])
+def test_a_value_every_run_of_which_was_stopped_short_of_the_limit_is_not_proposed(over, proposed):
+    steps = {"distill.steps": [150, 400]}  # a new 1-layer student would train 400
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    s.add_trial(_trial(TEACHER, ORT, 20.0, choices=steps))
+    s.add_trial(_trial(_student(2), ORT, 5.0, choices=steps))
+    s.add_trial(_stopped(_student(1), over))
+    changed = {c["changed"] for c in smaller_models(s, BASELINE, 3, _work)}
+    # stopped because it could not reach the limit: 1 layer is no step worth training for;
+    # stopped only because a faster, better candidate existed: it says nothing of the limit
+    assert ("distill.layers" in changed) == proposed
