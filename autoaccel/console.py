@@ -25,7 +25,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from autoaccel.report.brief import brief
-from autoaccel.report.words import change, counts_text
+from autoaccel.report.words import UNUSABLE, change, counts_text
 
 TRIAL_WORK = "building, judging and timing the candidate"
 """The step shown while a trial runs and its evaluator has not named a finer one."""
@@ -131,11 +131,12 @@ class SearchDisplay:
                 "failed": found.get("failed", 0),
                 "infeasible": found.get("infeasible", 0),
                 "stopped early": found.get("stopped_early", 0),
+                "repeated": found.get("repeated", 0),
             }
             return counts_text(split)
-        bad = sum(n for k, n in self.tally.items() if k != "complete")
+        bad = sum(n for k, n in self.tally.items() if k in UNUSABLE)
         if bad == result.n_failed:  # every unusable trial ran in this invocation
-            split = {"complete": result.n_trials - bad}
+            split = {"complete": result.n_trials - bad - self.tally.get("repeated", 0)}
             split.update({k: n for k, n in self.tally.items() if k != "complete"})
             return counts_text(split)
         return (

@@ -47,6 +47,12 @@ def pick_trial(study: optuna.Study, trial: int | None, prefer: str = "latency"):
 
     if trial is not None:
         found = [t for t in study.trials if t.number == trial]
+        if found and "duplicate_of" in found[0].user_attrs:
+            earlier = found[0].user_attrs["duplicate_of"]
+            raise UserError(
+                f"--trial {trial} repeated trial {earlier}'s recipe and built nothing; "
+                f"export --trial {earlier}"
+            )
         if not found or found[0].state != optuna.trial.TrialState.COMPLETE:
             raise UserError(
                 f"--trial {trial}: no completed trial with that number in study "

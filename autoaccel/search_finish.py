@@ -46,7 +46,7 @@ def finish(search, name: str, status: str) -> SearchResult:
     from autoaccel.placement import hardware_ranking, infeasible_reasons, projected_points
     from autoaccel.plots import write_study_folder
     from autoaccel.recommend import attach_limits, recommend
-    from autoaccel.report.words import counts
+    from autoaccel.report.words import UNUSABLE, counts, outcome
     from autoaccel.study import FINISHED
     from autoaccel.tracking_views import frontier_table, log_recommended
     from autoaccel.workers import outputs_lock
@@ -102,14 +102,15 @@ def finish(search, name: str, status: str) -> SearchResult:
     projected = projected_points(study, baseline)
     rec["hardware"] = hardware_ranking(measured, projected, infeasible_reasons(study))
     trials = study.get_trials(deepcopy=False, states=FINISHED)
-    failed = [t for t in trials if t.state.name in ("FAIL", "PRUNED")]
-    found = counts(trials)  # the one vocabulary: complete / failed / infeasible / stopped early
+    found = counts(trials)  # the one vocabulary: complete / failed / infeasible / ...
+    failed = [t for t in trials if outcome(t.state.name, t.user_attrs) in UNUSABLE]
     rec["trials"] = {
         "finished": sum(found.values()),
         "complete": found.get("complete", 0),
         "failed": found.get("failed", 0),
         "infeasible": found.get("infeasible", 0),
         "stopped_early": found.get("stopped early", 0),
+        "repeated": found.get("repeated", 0),
     }
     rec["status"] = status
     if search.stopped_by:

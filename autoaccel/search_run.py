@@ -220,9 +220,9 @@ class Search:
             )
             self._recover()
             self.snapshot.take(study)
-            self.emit("resumed", (start := finished_count(study)))
+            self.emit("resumed", (start := finished_count(study, cfg.budget)))
             repair = Recombination(cfg.recombine_count())
-            while (done := finished_count(study)) < cfg.budget:
+            while (done := finished_count(study, cfg.budget)) < cfg.budget:
                 if self.deadline.spent():
                     self._out_of_time(done - start, done)
                     break

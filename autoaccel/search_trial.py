@@ -23,23 +23,26 @@ from autoaccel.trial_record import TrialEvent
 def run_trial(search: Any, trial: Any, baseline: dict[str, Any], done: int) -> None:
     """Run `trial` (an Optuna trial asked by `search`), the `done + 1`-th of the budget."""
     from autoaccel.space import suggest_recipe
+    from autoaccel.study import finished_count
     from autoaccel.trial_record import same_recipe
 
     rec, budget, study = search.recorder, search.cfg.budget, search.study
 
-    def event(status: str, **figures: Any) -> None:
-        failed = int(status != "complete")
-        search.emit("trial", TrialEvent(trial.number, done + 1, budget, failed, status, **figures))
+    def event(status: str, count: int | None = None, **figures: Any) -> None:
+        failed = int(status not in ("complete", "repeated"))
+        done_now = done + 1 if count is None else count
+        search.emit("trial", TrialEvent(trial.number, done_now, budget, failed, status, **figures))
 
     recipe = suggest_recipe(trial, search.space, search.workload)
     trial.set_user_attr("recipe", recipe)
-    if (earlier := same_recipe(study, recipe)) is not None:
+    if (earlier := same_recipe(study, recipe)) is not None:  # free of the budget, up to it
         if earlier.state.name == "PRUNED":  # stopped early before: it would be again
             rec.stopped_again(trial, recipe, earlier)
-            event("stopped")
+            speedup, feasible = None, False
         else:
             speedup, feasible = rec.reuse(trial, recipe, earlier, baseline)
-            event("complete", speedup=speedup, feasible=feasible)
+        count = finished_count(study, budget)
+        event("repeated", count, speedup=speedup, feasible=feasible)
         return
     if known := _known_infeasible(study, recipe):  # not built (nor trained) again
         source, reason = known

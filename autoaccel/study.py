@@ -18,7 +18,7 @@ import optuna
 
 from autoaccel.errors import UserError
 from autoaccel.stores import disk_message, disk_problem, prepare_sqlite_store, sqlite_path, summary
-from autoaccel.workers import sqlite_lock
+from autoaccel.workers import counted, sqlite_lock
 
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -307,11 +307,10 @@ def load_existing_study(name: str | None, storage: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def finished_count(study: optuna.Study) -> int:
-    """Finished trials that count toward the budget (surplus ones, asked by a concurrent
-    worker after the budget was reached, do not)."""
-    trials = study.get_trials(deepcopy=False, states=FINISHED)
-    return sum("surplus" not in t.user_attrs for t in trials)
+def finished_count(study: optuna.Study, budget: int) -> int:
+    """Finished trials that count toward `budget` (`workers.counted`: surplus ones, asked by a
+    concurrent worker after the budget was reached, do not; repeats are free up to it)."""
+    return counted(study.get_trials(deepcopy=False, states=FINISHED), budget)
 
 
 def shown_url(url: str) -> str:

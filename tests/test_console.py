@@ -139,6 +139,9 @@ def test_trial_counts_use_the_one_vocabulary(rec):
     text = _final(rec, 120)
     assert "10 trials: 7 complete, 1 failed, 1 infeasible, 1 stopped early" in text
     assert "pruned" not in text
+    rec["trials"]["repeated"] = 3  # a sampler repeat is not a failure
+    text = _final(rec, 120)
+    assert "13 trials: 7 complete, 1 failed, 1 infeasible, 1 stopped early, 3 repeated" in text
 
 
 def test_progress_line_names_the_step_and_the_trials_clock(monkeypatch):

@@ -84,3 +84,17 @@ def test_export_bad_input_is_one_line_exit_2(finished, tmp_path, args, message):
     runs, _ = finished
     done = run("export", "--runs-dir", str(runs), *args)
     assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_export_of_a_repeat_names_the_trial_that_judged_the_recipe():
+    from autoaccel.errors import UserError
+    from autoaccel.export import pick_trial
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trial(optuna.trial.create_trial(values=[0.9, 1.0]))
+    repeat = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED, user_attrs={"duplicate_of": 0}
+    )
+    study.add_trial(repeat)
+    with pytest.raises(UserError, match="repeated trial 0's recipe.*export --trial 0"):
+        pick_trial(study, 1)

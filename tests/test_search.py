@@ -10,6 +10,7 @@ import pytest
 
 import autoaccel
 from autoaccel.errors import UserError
+from autoaccel.workers import counted
 
 # in-process (isolation has its own tests): a search's worker start-up is seconds
 FAST = {"measure_seconds": 0.03, "space": "quick", "isolate": False}
@@ -32,9 +33,9 @@ def _mlflow_runs(runs):
 def test_search_reaches_budget_and_writes_outputs(tmp_path, cache_teacher):
     runs = cache_teacher(tmp_path / "runs")
     result = autoaccel.search("seed-mlp", budget=5, runs_dir=runs, **FAST)
-    assert result.n_trials == 5
     study = _study(runs, "seed-mlp-quick")
-    assert len(study.trials) == 5
+    assert counted(study.trials, 5) == 5  # 5 recipes judged (and any repeats, free)
+    assert result.n_trials == len(study.trials)
     out = runs / "seed-mlp-quick"
     assert {p.name for p in out.iterdir()} == {
         "recommendation.json",
@@ -69,7 +70,7 @@ def test_search_reaches_budget_and_writes_outputs(tmp_path, cache_teacher):
     parents = [r for r in rows if r[2] is None]
     children = [r for r in rows if r[2] is not None]
     assert len(parents) == 1 and parents[0][1] == "FINISHED"
-    assert len(children) == 5 and all(r[2] == parents[0][0] for r in children)
+    assert len(children) == len(study.trials) and all(r[2] == parents[0][0] for r in children)
 
 
 def test_search_resumes_to_new_budget_without_repeating(tmp_path, cache_teacher):
@@ -77,16 +78,17 @@ def test_search_resumes_to_new_budget_without_repeating(tmp_path, cache_teacher)
     autoaccel.search("seed-mlp", budget=3, runs_dir=runs, **FAST)
     result = autoaccel.search("seed-mlp", budget=5, runs_dir=runs, **FAST)
     study = _study(runs, "seed-mlp-quick")
-    assert result.n_trials == 5 and len(study.trials) == 5
-    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
+    total = len(study.trials)
+    assert counted(study.trials, 5) == 5 and result.n_trials == total
+    assert [t.number for t in study.trials] == list(range(total))
     # the baseline's quality is run once per study; its latency is re-timed at each start
     assert study.user_attrs["baseline"] == result.recommendation["baseline"]
     assert len(study.user_attrs["baseline"]["timings"]) == 2
     rows = _mlflow_runs(runs)
     assert len([r for r in rows if r[2] is None]) == 2
-    assert len([r for r in rows if r[2] is not None]) == 5
+    assert len([r for r in rows if r[2] is not None]) == total
     again = autoaccel.search("seed-mlp", budget=5, runs_dir=runs, **FAST)
-    assert again.n_trials == 5  # already at budget: no new trial
+    assert again.n_trials == total  # already at budget: no new trial
 
 
 def test_resume_replaces_a_baseline_timed_on_a_busy_machine(tmp_path, cache_teacher):
@@ -192,9 +194,15 @@ def test_repeated_recipe_reuses_figures_instead_of_rebuilding(tmp_path, cache_te
         targets=["cpu-local"],
     )
     study = _study(tmp_path, "seed-mlp-one")
-    assert result.n_trials == 3
-    assert [t.user_attrs.get("duplicate_of") for t in study.trials] == [None, 0, 0]
-    assert study.trials[1].values == study.trials[0].values
+    # the first 3 repeats are free of the budget, the next 2 count: 1 + 2 = 3
+    assert result.n_trials == 6
+    assert [t.user_attrs.get("duplicate_of") for t in study.trials] == [None, 0, 0, 0, 0, 0]
+    first, repeat = study.trials[0], study.trials[1]
+    assert first.state.name == "COMPLETE" and repeat.state.name == "PRUNED"  # no 2nd copy
+    assert repeat.constraints == first.constraints  # told to the sampler as it was judged
+    assert repeat.user_attrs["result"] == first.user_attrs["result"]  # shown again
+    assert result.recommendation["trials"]["complete"] == 1
+    assert result.recommendation["trials"]["repeated"] == 5 and result.n_failed == 0
     assert [p["trial"] for p in result.frontier] == [0]
 
 

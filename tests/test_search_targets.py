@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 import autoaccel
 from autoaccel.cli import app
 from autoaccel.errors import UserError
+from autoaccel.workers import counted
 
 # in-process (isolation has its own tests): a search's worker start-up is seconds
 FAST = {"measure_seconds": 0.03, "isolate": False}
@@ -49,7 +50,9 @@ def searched(tmp_path_factory):
 def test_every_trial_is_measured_here_and_only_measured_values_reach_optuna(searched):
     runs, result, study = searched
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert len(done) == 6
+    repeats = [t for t in study.trials if "duplicate_of" in t.user_attrs]
+    assert done and len(done) <= 4  # the space has 4 builds; each is judged once
+    assert len(done) + len(repeats) == len(study.trials) and counted(study.trials, 6) == 6
     for t in done:
         res = t.user_attrs["result"]
         assert res["latency_source"] == "measured" and res["target"] == "cpu-local"

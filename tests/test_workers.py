@@ -13,6 +13,8 @@ from pathlib import Path
 import optuna
 import pytest
 
+from autoaccel.workers import counted
+
 TESTS = Path(__file__).parent
 SLOW_SPACE = """version: 1
 techniques:
@@ -118,11 +120,10 @@ def test_two_workers_on_one_study_finish_the_budget_exactly(tmp_path, cache_teac
         _, err = w.communicate(timeout=600)
         assert w.returncode == 0, err.decode()
     trials = _study(runs).trials
-    counted = [t for t in trials if "surplus" not in t.user_attrs]
-    assert len(counted) == 6 and all(t.state.name != "RUNNING" for t in trials)
-    assert len({t.number for t in counted}) == 6
+    kept = [t for t in trials if "surplus" not in t.user_attrs]
+    assert counted(trials, 6) == 6 and all(t.state.name != "RUNNING" for t in trials)
     children = _mlflow(runs, "select count(*) from tags where key = 'mlflow.parentRunId'")
-    assert children == [(6,)]
+    assert children == [(len(kept),)]  # every counted trial and every repeat logged once
     parents = _mlflow(
         runs,
         "select r.status from runs r join tags t on t.run_uuid = r.run_uuid "
@@ -139,11 +140,27 @@ def test_n_jobs_runs_several_workers_that_share_the_budget(tmp_path, cache_teach
     cmd += ["--measure-seconds", "0.03", "--n-jobs", "2"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    counted = [t for t in _study(runs).trials if "surplus" not in t.user_attrs]
-    assert len(counted) == 6
+    assert counted(_study(runs).trials, 6) == 6
     parents = _mlflow(
         runs,
         "select r.status from runs r join tags t on t.run_uuid = r.run_uuid "
         "where t.key = 'autoaccel.role' and t.value = 'study'",
     )
     assert [p for (p,) in parents] == ["FINISHED", "FINISHED"]  # this one and its helper
+
+
+def _trial(number: int, **attrs) -> optuna.trial.FrozenTrial:
+    state = optuna.trial.TrialState.PRUNED if attrs else optuna.trial.TrialState.COMPLETE
+    values = None if attrs else [1.0, 2.0]
+    frozen = optuna.trial.create_trial(state=state, values=values, user_attrs=attrs)
+    frozen.number = number
+    return frozen
+
+
+def test_repeats_are_free_of_the_budget_until_there_are_as_many_as_the_budget():
+    judged = [_trial(i) for i in range(3)]
+    repeats = [_trial(3 + i, duplicate_of=0) for i in range(5)]
+    assert counted(judged, 4) == 3
+    assert counted([*judged, *repeats[:4]], 4) == 3  # 4 repeats: all free
+    assert counted([*judged, *repeats], 4) == 4  # the 5th counts: a 1-point space ends
+    assert counted([*judged, _trial(9, surplus=True)], 4) == 3  # surplus never counts

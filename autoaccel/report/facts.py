@@ -17,7 +17,7 @@ from autoaccel.errors import UserError
 from autoaccel.frontier import OBJECTIVES, Point, figure, machine_baselines, pareto, points
 from autoaccel.recommend import attach_limits, choose, recommend
 from autoaccel.report.fidelity import FIDELITY_FILE, Fidelity, read_fidelity
-from autoaccel.report.words import counts, outcome
+from autoaccel.report.words import UNUSABLE, counts, outcome
 
 GOALS: dict[str, str] = {
     "latency": "lowest latency",
@@ -194,7 +194,7 @@ def _targets(
     """Every target's best build within the limit: the measured ones' from their trials
     (failed = trials that failed here), the estimated ones' from the projections (failed =
     builds no plan of the target could run)."""
-    failed_here = sum(t.state.name in ("FAIL", "PRUNED") for t in trials)
+    failed_here = sum(outcome(t.state.name, t.user_attrs) in UNUSABLE for t in trials)
     unrunnable: dict[str, int] = {}
     for t in trials:
         for name, proj in (t.user_attrs.get("projections") or {}).items():

@@ -8,7 +8,9 @@ A finished trial is, in these words and nothing else:
 - `infeasible`: a recipe that cannot run as asked, for a known, named reason (Optuna PRUNED
   with a violated constraint);
 - `stopped early`: training stopped because the run could not reach the accuracy limit
-  (Optuna PRUNED with `early_stopped`).
+  (Optuna PRUNED with `early_stopped`);
+- `repeated`: the sampler proposed a recipe the study had judged; its figures were shown
+  again, nothing was built (Optuna PRUNED with `duplicate_of`; free of the budget up to it).
 
 A quality change is the candidate's figure minus the baseline's: positive is better (the
 metric is always higher-is-better). `accuracy_drop` in the JSON and MLflow is its negative.
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-OUTCOMES = ("complete", "failed", "infeasible", "stopped early")
+OUTCOMES = ("complete", "failed", "infeasible", "stopped early", "repeated")
+UNUSABLE = ("failed", "infeasible", "stopped early")
+"""Outcomes of a trial that ran and gave no usable candidate (a repeat ran nothing)."""
 
 
 def outcome(state: str, user_attrs: dict[str, Any]) -> str | None:
@@ -26,6 +30,8 @@ def outcome(state: str, user_attrs: dict[str, Any]) -> str | None:
     for a surplus trial (asked after the budget was taken: never counted)."""
     if "surplus" in user_attrs:
         return None
+    if "duplicate_of" in user_attrs and state != "RUNNING":
+        return "repeated"
     if state == "COMPLETE":
         return "complete"
     if state == "FAIL":
