@@ -8,6 +8,17 @@ per 192-wide row: on an AVX2 EPYC it took 29 % of an int8 MiniLM student's
 kernel time at batch 8, and the same graph with Add + LayerNormalization ran 1.70 against
 2.14 ms at batch 1, 12.3 against 15.8 ms at batch 8 (the fp32 teacher on int8: 11.2 against
 14.0 ms), outputs equal to 4e-8.
+
+Why `fusion` is searched on ONNX Runtime only: OpenVINO fuses attention, layer norm
+and GELU itself, and ORT's fused ops only stand in its way. In three MiniLM studies on an
+AVX-512 EPYC, every pair of OpenVINO NNCF int8 trials that differed only in `fusion` ran
+slower fused (10 of 10 pairs, 1.14-1.77x; the full model 6.21 against 8.67 ms, and teacher
+cosine 0.9923 against 0.9896, since NNCF leaves the QKV weights of ORT's Attention op float),
+the fp32 pair ran the same (15.13 / 15.21 ms), and int8 dynamic on a fused graph makes
+QAttention, which OpenVINO cannot read. Searching it there only spent trials: one study's
+switch sweep moved an ORT pick to OpenVINO with its fusion kept, and never timed the unfused
+build that the study before had picked. A recipe given whole (export, a replayed trial)
+still applies it as written.
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ class Compile(Technique):
                     "fusion",
                     False,
                     choices=(False, True),
+                    when={"runtime.backend": ("onnxruntime",)},  # OpenVINO: see above
                     help="fuse attention / layer norm / GELU with onnxruntime.transformers",
                 )
             )

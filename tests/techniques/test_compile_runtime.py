@@ -102,6 +102,17 @@ def test_fusion_is_offered_when_workload_has_onnx_model_type(transformer_like):
     assert "fusion" in _param_names("compile", None)
 
 
+def test_fusion_is_searched_on_onnxruntime_only_and_a_given_recipe_keeps_it(transformer_like):
+    from autoaccel.techniques import config_of
+
+    compile_ = REGISTRY["compile"]
+    (fusion,) = [p for p in compile_.params(transformer_like) if p.name == "fusion"]
+    assert fusion.is_active({"runtime.backend": "onnxruntime"})
+    assert not fusion.is_active({"runtime.backend": "openvino"})  # OpenVINO fuses itself
+    given = {"runtime.backend": "openvino", "compile.fusion": True}  # export, a replay
+    assert config_of(compile_, given, transformer_like)["fusion"] is True
+
+
 def test_torch_backends_are_not_offered_when_workload_is_onnx_only(onnx_only, seed_mlp):
     def backends(workload):
         (param,) = [p for p in REGISTRY["runtime"].params(workload) if p.name == "backend"]
