@@ -30,10 +30,8 @@ def forward_flops(recipe: dict[str, Any], workload: Workload) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from autoaccel.techniques._training import example_args
-
     model = untrained_model(recipe, workload)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        model(*example_args(workload))
+        model(*workload.example_args())
     return float(counter.get_total_flops())

@@ -6,8 +6,9 @@ apply to any encoder built the usual way (BERT, RoBERTa, DistilBERT, ViT, a user
 `nn.TransformerEncoder`). It is read from structure, not from attribute names:
 
 - the layer stack is the one `nn.ModuleList` whose items (all of one class) each hold an
-  attention: three sibling Linears of one shape (query, key, value; their order does not
-  matter to head pruning, which treats them alike) or a `torch.nn.MultiheadAttention`;
+  attention of one width: three sibling Linears of one shape (query, key, value; their order
+  does not matter to head pruning, which treats them alike) or a
+  `torch.nn.MultiheadAttention` (a list of stages that widen the model, Swin's, is not one);
 - the attention's output projection is the first Linear after them that maps the attention
   width back to the model width;
 - the feed-forward block is the last Linear that maps an inner width back to the model width,
@@ -174,13 +175,23 @@ def find_layout(model: nn.Module) -> TransformerLayout:
 
 
 def _is_layer_stack(stack: nn.ModuleList) -> bool:
+    """Items of one class, each with an attention of one width: a list of stages that
+    change the width between them (Swin's, each holding a stack of its own) is not one."""
     if len(stack) == 0 or len({type(layer) for layer in stack}) != 1:
         return False
-    return all(
-        _qkv(layer) is not None
-        or any(isinstance(m, nn.MultiheadAttention) for m in layer.modules())
-        for layer in stack
-    )
+    widths = {_attention_width(layer) for layer in stack}
+    return None not in widths and len(widths) == 1
+
+
+def _attention_width(layer: nn.Module) -> tuple[int, int] | None:
+    """(in, out) features of the layer's query projection, or a MultiheadAttention's
+    (embed_dim, embed_dim); None without an attention."""
+    found = _qkv(layer)
+    if found is not None:
+        query = get(found[1][0])
+        return query.in_features, query.out_features
+    packed = next((m for m in layer.modules() if isinstance(m, nn.MultiheadAttention)), None)
+    return None if packed is None else (packed.embed_dim, packed.embed_dim)
 
 
 def _linears(layer: nn.Module) -> list[tuple[Slot, nn.Linear]]:

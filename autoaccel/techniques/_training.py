@@ -148,10 +148,3 @@ def distillation_loss(
         )
 
     return loss
-
-
-def example_args(workload: Any) -> tuple:
-    import torch
-
-    inputs = workload.latency_inputs(1)
-    return tuple(torch.from_numpy(inputs[name]) for name in workload.input_names)

@@ -2,8 +2,10 @@
 
 A technique that does not apply is left out of the space silently by `params(workload)`; these
 lines say which and why (no torch model, no training data, a transformer whose layer stack or
-heads cannot be read), and which output kind was detected (it picks the distillation loss),
-so a person can correct a wrong guess by declaring it.
+heads cannot be read, an edit that breaks the model when a copy of it runs), and which output
+kind was detected (it picks the distillation loss), so a person can correct a wrong guess by
+declaring it. `narrowing_reason` is also what Prune and Distill ask before offering a
+narrower model.
 """
 
 from __future__ import annotations
@@ -61,11 +63,23 @@ def not_applicable(workload: Workload) -> list[str]:
     ]
 
 
+def narrowing_reason(workload: Workload) -> str:
+    """Why no narrower copy of the workload's model can be made (what structured pruning and
+    width students make), in words; "" when one can: through its transformer layout's
+    feed-forward blocks, else through torch-pruning's channel groups (each probed once on a
+    copy, `compress.probes`)."""
+    layout = workload.transformer_layout()
+    if layout is not None:
+        return layout.ffn_reason or ""
+    return workload.channel_pruning_reason()
+
+
 def layout_notes(workload: Workload) -> list[str]:
     """One line per transformer-only knob left out of a model that looks like a transformer
     but whose layout (`compress.layout`) cannot be read, or whose heads / FFN blocks cannot
-    be pruned, and why. Nothing for a model that is no transformer (a CNN or an MLP keeps
-    its width students and channel pruning) nor for an ONNX model (`not_applicable`)."""
+    be pruned, and why; and for any model whose channels torch-pruning cannot remove (tried
+    once on a copy). Nothing for a CNN or an MLP that keeps its width students and channel
+    pruning, nor for an ONNX model (`not_applicable`)."""
     if not workload.torch_model_available() or workload.torch_edit_reason():
         return []
     from autoaccel.techniques.base import trainable
@@ -76,27 +90,47 @@ def layout_notes(workload: Workload) -> list[str]:
         from autoaccel.compress.layout import looks_like_transformer
 
         evidence = looks_like_transformer(workload.torch_model())
+        channels = workload.channel_pruning_reason()
+        narrow = _knobs(workload, "distill", "prune.mode structured")
+        no_channels = (
+            f"{narrow}: not searched: torch-pruning cannot remove {name}'s channels "
+            f"(a pruned copy fails: {channels})"
+        )
         if evidence is None:
-            return []
+            return [no_channels] if channels else []
         knobs = "distill.layers, prune.heads" if trainable(workload) else "prune.heads"
-        return [
+        plain = "; width students and structured pruning treat it as a plain network"
+        plain = "" if channels else f"{plain} (torch-pruning)"
+        stack = (
             f"{knobs}: not searched: {name} looks like a transformer ({evidence}), but its "
-            f"layer stack cannot be read: {workload.transformer_layout_reason()}; width "
-            "students and structured pruning treat it as a plain network (torch-pruning)"
-        ]
+            f"layer stack cannot be read: {workload.transformer_layout_reason()}{plain}"
+        )
+        return [stack, no_channels] if channels else [stack]
     lines = []
+    if layout.num_layers == 1 and trainable(workload):
+        lines.append(
+            f"distill.layers: not searched: the layer stack of {name} ({layout.path}) holds "
+            "one layer (ALBERT runs one shared layer many times); its students keep it"
+        )
     if layout.heads_reason:
         lines.append(
             f"prune.heads: not searched: the attention heads of {name} ({layout.path}) "
             f"cannot be pruned: {layout.heads_reason}"
         )
     if layout.ffn_reason:
+        narrow = _knobs(workload, "distill.width", "prune.mode structured")
         lines.append(
-            f"prune.amount (structured), distill.width: {name} ({layout.path}) has no "
-            f"feed-forward neurons to remove: {layout.ffn_reason}; such trials fail, so keep "
-            "prune.mode off structured and distill.width at 1.0 in the search space"
+            f"{narrow}: not searched: {name} ({layout.path}) has no feed-forward neurons to "
+            f"remove: {layout.ffn_reason}"
         )
     return lines
+
+
+def _knobs(workload: Workload, training: str, always: str) -> str:
+    """The knobs a note names: `training`'s exist only where the workload can train."""
+    from autoaccel.techniques.base import trainable
+
+    return f"{training}, {always}" if trainable(workload) else always
 
 
 def search_notes(workload: Workload) -> list[str]:

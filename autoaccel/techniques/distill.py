@@ -1,12 +1,13 @@
 """Knowledge distillation into a smaller student derived from the teacher.
 
 Transformers (any whose layer stack `compress.layout` can read): keep `layers` of the
-teacher's encoder layers (evenly spaced, first and last always kept) and optionally narrow
-the feed-forward blocks (`width`); other models (CNNs with residual connections, MLPs): keep
-`width` of every hidden layer's channels/neurons (the most important by L1 norm, coupled
-layers pruned together by torch-pruning's dependency graph). The student starts from the
-teacher's own weights and is trained toward the teacher's outputs on the workload's training
-split (which never overlaps the data that judges quality).
+teacher's encoder layers (evenly spaced, first and last always kept; a one-layer stack keeps
+its layer) and optionally narrow the feed-forward blocks (`width`); other models (CNNs with
+residual connections, MLPs): keep `width` of every hidden layer's channels/neurons (the most
+important by L1 norm, coupled layers pruned together by torch-pruning's dependency graph).
+The student starts from the teacher's own weights and is trained toward the teacher's
+outputs on the workload's training split (which never overlaps the data that judges
+quality).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from autoaccel.techniques._training import distill_into, example_args
+from autoaccel.techniques._training import distill_into
+from autoaccel.techniques.applicability import narrowing_reason
 from autoaccel.techniques.base import Param, TorchTechnique
 
 WIDTHS = (1.0, 0.75, 0.5, 0.25)
@@ -29,7 +31,13 @@ class Distill(TorchTechnique):
             Param("mode", "none", choices=("none", "student"), help="train a smaller student"),
         ]
         layers = 12 if workload is None else _layer_count(workload)
-        if layers:
+        droppable = bool(layers and layers > 1)  # one layer (ALBERT's shared one): none
+        widths = WIDTHS
+        if workload is not None and narrowing_reason(workload):  # said at the search's start
+            if not droppable:
+                return ()  # a student could only be the teacher's own shape: nothing faster
+            widths = (1.0,)
+        if droppable:
             params.append(
                 Param(
                     "layers",
@@ -43,7 +51,7 @@ class Distill(TorchTechnique):
             Param(
                 "width",
                 1.0,
-                choices=WIDTHS,
+                choices=widths,
                 when=student,
                 help="share of hidden channels / feed-forward neurons the student keeps",
             ),
@@ -92,13 +100,15 @@ class Distill(TorchTechnique):
         return config.get("mode", "none") == "student"
 
     def structure(self, model, config: dict[str, Any], workload) -> Any:
-        if "layers" in config:  # a transformer: drop layers, then narrow the FFN blocks
+        if "layers" in config or workload.transformer_layout() is not None:
+            # a transformer: drop layers (a one-layer stack keeps it), then narrow the FFNs
             from autoaccel.compress.distillation import default_layers, layer_student
             from autoaccel.compress.layout import find_layout
             from autoaccel.compress.pruning import transformer as prune_transformer
 
             total = find_layout(model).num_layers
-            student = layer_student(model, default_layers(total, int(config["layers"])))
+            keep = int(config.get("layers", total))
+            student = layer_student(model, default_layers(total, keep))
             if config["width"] < 1.0:
                 prune_transformer(student, heads_fraction=0.0, ffn_fraction=1 - config["width"])
             return student
@@ -106,7 +116,7 @@ class Distill(TorchTechnique):
 
         student = copy.deepcopy(model)
         if config["width"] < 1.0:
-            student = structured(student, 1 - config["width"], example_args(workload))
+            student = structured(student, 1 - config["width"], workload.example_args())
         return student
 
     def trains(self, config: dict[str, Any]) -> bool:

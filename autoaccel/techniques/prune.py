@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from autoaccel.techniques._training import distill_into, example_args
+from autoaccel.techniques._training import distill_into
+from autoaccel.techniques.applicability import narrowing_reason
 from autoaccel.techniques.base import Param, TorchTechnique, trainable
 
 MODES = ("none", "unstructured", "unstructured_global", "nm_2_4", "structured")
@@ -34,8 +35,11 @@ class Prune(TorchTechnique):
 
     def declare(self, workload) -> tuple[Param, ...]:
         pruned = {"prune.mode": MODES[1:]}
+        modes = MODES
+        if workload is not None and narrowing_reason(workload):  # said at the search's start
+            modes = tuple(m for m in MODES if m != "structured")
         params = [
-            Param("mode", "none", choices=MODES, help="what pruning removes or zeroes"),
+            Param("mode", "none", choices=modes, help="what pruning removes or zeroes"),
             Param(
                 "amount",
                 0.5,
@@ -103,7 +107,7 @@ class Prune(TorchTechnique):
                 return model
             from autoaccel.compress.pruning import structured
 
-            return structured(model, float(config["amount"]), example_args(workload))
+            return structured(model, float(config["amount"]), workload.example_args())
         if mode == "nm_2_4":
             pruning.n_m_sparsity(model, 2, 4)
         else:

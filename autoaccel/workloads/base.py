@@ -156,9 +156,41 @@ class Workload(ABC):
         if not self.torch_model_available():
             return None, "it has no torch model"
         try:
-            return find_layout(self.torch_model()), ""
+            found = find_layout(self.torch_model())
         except NoLayout as exc:
             return None, str(exc)
+        self._probe_layout(found)
+        return found, ""
+
+    def _probe_layout(self, found: TransformerLayout) -> None:
+        """Remove heads, then FFN neurons, from a copy of the teacher and run it once
+        (`compress.probes`): an edit the layout allows but the model's forward pass rejects
+        gets its reason, so the search leaves it out instead of failing every trial on it."""
+        from autoaccel.compress import probes
+
+        model, args = self.torch_model(), self.example_args()
+        if found.heads_reason is None and (why := probes.heads(model, args)):
+            found.heads_reason = f"a copy with heads removed does not run ({why})"
+        if found.ffn_reason is None and (why := probes.ffn(model, args)):
+            found.ffn_reason = f"a copy with feed-forward neurons removed does not run ({why})"
+
+    def channel_pruning_reason(self) -> str:
+        """Why torch-pruning cannot remove this model's hidden channels / neurons (what
+        structured pruning and width students do to a model without a transformer layout),
+        in words; "" when it can. Probed once, on a copy (`compress.probes`)."""
+        if "_channel_reason" not in self.__dict__:
+            from autoaccel.compress import probes
+
+            self._channel_reason = probes.channels(self.torch_model(), self.example_args())
+        return self._channel_reason
+
+    def example_args(self) -> tuple[torch.Tensor, ...]:
+        """The batch-1 latency inputs as torch tensors, in `input_names` order: what tracing,
+        torch-pruning and the probes call the model with."""
+        import torch
+
+        inputs = self.latency_inputs(1)
+        return tuple(torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names)
 
     def choose_metric(self, name: str | None) -> None:
         """Judge this workload by another of its figures (`--metric`): the one the accuracy
