@@ -125,6 +125,7 @@ def read_folder(path: Path, task: str | None) -> Folder:
             "save the model with save_pretrained"
         )
     _check_architecture(path, config)
+    _check_head(path, config, task)
     found = task or _task_from_config(path, config)
     if found is None:
         raise UserError(
@@ -153,6 +154,41 @@ def _check_architecture(path: Path, config: dict) -> None:
             f"--model {path}: config.json names {what}, which transformers "
             f"{transformers.__version__} does not know (custom code is never run); use a "
             "model of a built-in architecture, or export it to ONNX and pass the .onnx file"
+        )
+
+
+OTHER_HEADS = {
+    "ForTokenClassification": "token classification",
+    "ForQuestionAnswering": "question answering",
+    "ForMaskedLM": "masked language modelling",
+    "ForCausalLM": "text generation",
+    "ForConditionalGeneration": "sequence-to-sequence generation",
+    "ForMultipleChoice": "multiple choice",
+    "ForPreTraining": "pre-training",
+    "ForObjectDetection": "object detection",
+    "ForSemanticSegmentation": "semantic segmentation",
+    "ForMaskedImageModeling": "masked image modelling",
+}
+"""Heads of tasks autoaccel has no judge for, by the architecture name's ending."""
+
+
+def _check_head(path: Path, config: dict, task: str | None) -> None:
+    """Refuse a folder whose architecture is a head of another task: as a classifier it
+    would get a head initialised at random, so every figure would be noise. Its encoder can
+    still be judged as a sentence embedding (`--task sentence-embedding`)."""
+    for arch in config.get("architectures") or []:
+        other = next((t for end, t in OTHER_HEADS.items() if arch.endswith(end)), None)
+        if other is None or task == "sentence-embedding":
+            continue
+        encoder = (
+            ""
+            if arch.endswith("ForConditionalGeneration")
+            else ("give --task sentence-embedding to judge its encoder's vectors, or ")
+        )
+        raise UserError(
+            f"--model {path}: config.json names {arch}, a {other} model; autoaccel judges "
+            f"{', '.join(TASKS)} folders: {encoder}export the model to ONNX and pass the "
+            ".onnx file with an .npz of inputs (judged by agreement with its own outputs)"
         )
 
 
@@ -249,17 +285,32 @@ class HFWorkload(Workload):
         hf_logging.disable_progress_bar()
         auto = getattr(transformers, self.task_class)
         try:
-            return auto.from_pretrained(
+            model, info = auto.from_pretrained(
                 self.folder.path,
                 local_files_only=True,
                 attn_implementation="eager",
                 dtype=torch.float32,
-            ).eval()
+                output_loading_info=True,
+            )
         except Exception as exc:
             raise UserError(
                 f"--model {self.folder.path}: cannot be loaded for {self.folder.task} "
                 f"({_first_line(exc)}); check --task or the folder"
             ) from None
+        missing = [k for k in info.get("missing_keys") or () if self._needs(k)]
+        if missing:
+            raise UserError(
+                f"--model {self.folder.path}: as {self.task_class.removeprefix('Auto')} "
+                f"({self.folder.task}) it lacks {len(missing)} weight(s) ({', '.join(missing[:3])}"
+                f"{', ...' if len(missing) > 3 else ''}) that would start at random, so every "
+                "figure would be noise; check --task, or save the trained model whole"
+            )
+        return model.eval()
+
+    def _needs(self, weight: str) -> bool:
+        """Whether the task's output depends on this weight (an embedding pools the hidden
+        states, never a pooler layer the folder may not have saved)."""
+        return not (self.folder.task == "sentence-embedding" and "pooler" in weight)
 
     def torch_model(self):  # -> torch.nn.Module
         if self._model is None:

@@ -67,6 +67,39 @@ def test_bare_encoder_needs_task_and_then_pools_by_mean(folders, tmp_path):
     assert (folder.pooling, folder.normalize) == ("mean", False)
 
 
+def test_a_head_of_another_task_is_refused_unless_its_encoder_is_judged(folders, tmp_path):
+    """A token classifier judged as a text classifier would get a random pooler: refused,
+    with the way out; as a sentence embedding its encoder's vectors are judged."""
+    tagger = Path(shutil.copytree(folders["embed"], tmp_path / "tagger"))
+    (tagger / "modules.json").unlink()
+    config = json.loads((tagger / "config.json").read_text())
+    config["architectures"] = ["BertForTokenClassification"]
+    (tagger / "config.json").write_text(json.dumps(config))
+    for task in (None, "text-classification"):
+        with pytest.raises(UserError, match="a token classification model; .* --task sentence"):
+            read_folder(tagger, task)
+    assert read_folder(tagger, "sentence-embedding").task == "sentence-embedding"
+
+
+def test_weights_a_task_needs_but_the_folder_lacks_are_refused(folders, tmp_path):
+    """A bare encoder (no pooler, no classifier) given --task text-classification would be
+    judged with layers at random initialisation: one line names them instead."""
+    import torch
+    from support_hf import _bert_config, copy_tokenizer
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    bare = tmp_path / "bare-encoder"
+    BertModel(_bert_config(), add_pooling_layer=False).save_pretrained(bare)
+    copy_tokenizer(bare)
+    labelled = tmp_path / "labelled.csv"
+    texts = sentences(40)
+    pd.DataFrame({"text": texts, "label": [i % 2 for i in range(40)]}).to_csv(labelled)
+    wl = _load(bare, labelled, tmp_path, task="text-classification")
+    with pytest.raises(UserError, match=r"lacks 4 weight\(s\) \(.*classifier.*start at random"):
+        wl.torch_model()
+
+
 def test_cls_pooling_without_normalize_is_what_the_embedder_returns(tmp_path):
     import torch
 
