@@ -113,7 +113,11 @@ def _count(runs: Path, where: str) -> int:
 
 
 def _finished(runs: Path) -> int:
-    return _count(runs, "where state in ('COMPLETE','FAIL','PRUNED')")
+    """Finished trials the budget counts: a sampler's repeat of a judged recipe is free."""
+    repeats = "select trial_id from trial_user_attributes where key = 'duplicate_of'"
+    return _count(
+        runs, f"where state in ('COMPLETE','FAIL','PRUNED') and trial_id not in ({repeats})"
+    )
 
 
 def _building(runs: Path, store: str = "*", stale: frozenset[str] = frozenset()) -> bool:
@@ -351,7 +355,7 @@ def _full_disk(args, log) -> dict:
         out["full_integrity"] = _integrity(runs)
         again = subprocess.run(cmd, stdout=log, stderr=log, env=env)
         out["again_rc"] = again.returncode
-        out["again_finished"] = _count(runs, "where state in ('COMPLETE','FAIL','PRUNED')")
+        out["again_finished"] = _finished(runs)
         out["again_integrity"] = _integrity(runs)
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
