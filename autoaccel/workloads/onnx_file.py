@@ -44,6 +44,13 @@ class OnnxFileWorkload(NpzWorkload):
                 f"({_first_line(exc)}); check the arrays against the model's inputs"
             ) from None
         self.settle_metric(np.asarray(probe))
+        names = [o.name for o in self._session.get_outputs()]
+        if len(names) > 1:
+            self._notes.append(
+                f"the model has {len(names)} outputs ({', '.join(names)}): the first, "
+                f"{names[0]}, is the one judged; builds of the file keep them all, builds "
+                "through its torch conversion return the first alone"
+            )
 
     def onnx_model(self) -> Path:
         return self.model_path

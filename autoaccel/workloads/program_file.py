@@ -9,7 +9,8 @@ The program is a torch model: PyTorch eager fp32 is the baseline, and it is expo
 for ONNX Runtime / OpenVINO, quantization and graph passes. Its layers are compiled code, not
 `nn.Linear` / `nn.Conv2d` modules, so there is nothing for pruning to zero or remove nor for a
 student to narrow, and fine-tuning a copy of the same shape toward itself changes nothing:
-distillation and pruning are left out (`torch_edit_reason`).
+distillation and pruning are left out (`torch_edit_reason`). A program with several outputs
+is judged and accelerated on its first, and the search says so.
 """
 
 from __future__ import annotations
@@ -62,15 +63,27 @@ def program_kind(path: Path) -> str:
     raise UserError(f"--model {path}: not a TorchScript or torch.export program file; {SAVE_HOW}")
 
 
-def _as_module(program: Any, kind: str) -> Any:
-    """The program as the module autoaccel runs. A TorchScript program is used as it is (the
-    ONNX exporter cannot trace it inside another module), so it must return one tensor; a
-    torch.export program is wrapped to return its first output."""
-    if kind == "torchscript":
-        return program.eval()
+def _as_module(program: Any, kind: str, args: tuple) -> tuple[Any, int]:
+    """The program as the module autoaccel runs, returning its first output, and how many
+    outputs it has. A torch.export program is wrapped in `FirstOutput`; a TorchScript program
+    returning several is wrapped and traced (the ONNX exporter takes a TorchScript program
+    only inside another traced one; the program's own code, control flow and dynamic batch
+    included, stays a call to it)."""
+    import torch
+
     from autoaccel.workloads.onnx_torch import FirstOutput
 
-    return FirstOutput(program).eval()
+    with torch.no_grad():
+        out = program(*args)
+    several = isinstance(out, tuple | list) and len(out) > 0
+    count = len(out) if several else 1
+    if kind != "torchscript":
+        return FirstOutput(program).eval(), count
+    if not several:
+        return program.eval(), count
+    with torch.no_grad():
+        traced = torch.jit.trace(FirstOutput(program), args, check_trace=False)
+    return traced.eval(), count
 
 
 class ProgramFileWorkload(NpzWorkload):
@@ -84,9 +97,10 @@ class ProgramFileWorkload(NpzWorkload):
                 raise UserError(f"{flag} {path}: no such file; give the path of an existing file")
         program, specs = _load(model, self.kind)
         super().__init__(model, data, train_data, specs)
-        self._model = _as_module(program, self.kind)
+        first = self.batches(self.judge.inputs, 2)[0]
         try:
-            probe = self.reference_predict(self.batches(self.judge.inputs, 2)[0])
+            self._model, outputs = _as_module(program, self.kind, self._args(first))
+            probe = self.reference_predict(first)
         except Exception as exc:
             raise UserError(
                 f"--model {model}: the program does not run on --data's first rows "
@@ -101,6 +115,16 @@ class ProgramFileWorkload(NpzWorkload):
         self.settle_metric(probe)
         what = "TorchScript" if self.kind == "torchscript" else "torch.export"
         self._notes.append(f"a {what} program: {self.torch_edit_reason()}")
+        if outputs > 1:
+            self._notes.append(
+                f"forward() returns {outputs} outputs: the first ({_shape(probe)}) is the one "
+                "judged, and the builds return it alone"
+            )
+
+    def _args(self, inputs: Inputs) -> tuple:
+        import torch
+
+        return tuple(torch.from_numpy(inputs[n]) for n in self.input_names)
 
     def torch_model(self) -> Any:
         return self._model
@@ -123,8 +147,7 @@ class ProgramFileWorkload(NpzWorkload):
         import torch
 
         with torch.inference_mode():
-            args = [torch.from_numpy(inputs[n]) for n in self.input_names]
-            out = self._model(*args)
+            out = self._model(*self._args(inputs))
         if not isinstance(out, torch.Tensor):
             raise TypeError(
                 f"forward() returns a {type(out).__name__}, not one tensor; save a module "
@@ -181,3 +204,8 @@ def _load(path: Path, kind: str) -> tuple[Any, tuple[InputSpec, ...]]:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0][:160] if lines else type(exc).__name__
+
+
+def _shape(rows: np.ndarray) -> str:
+    """An output's shape in words, its batch dimension as "rows"."""
+    return " x ".join(["rows", *map(str, rows.shape[1:])])

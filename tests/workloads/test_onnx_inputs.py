@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -112,3 +113,29 @@ def test_two_input_onnx_model_searches_from_the_command_line(tmp_path, monkeypat
     assert "judging on 48 rows of two.npz; 12 other rows calibrate and train" in out
     assert "ONNX Runtime fp32" in out
     assert list((tmp_path / "runs").glob("*/recommendation.json"))
+
+
+def test_an_onnx_model_with_several_outputs_says_which_one_is_judged(tmp_path):
+    import torch
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 3), torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.a(x), self.b(x)
+
+    torch.manual_seed(0)
+    path = tmp_path / "heads.onnx"
+    axes = {"x": {0: "batch"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(TwoHeads().eval(), (torch.zeros(1, 4),), str(path), input_names=["x"],
+                          output_names=["scores", "extra"], dynamic_axes=axes,
+                          dynamo=False)  # fmt: skip
+    x = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+    workload = OnnxFileWorkload(path, _npz(tmp_path, "x.npz", x=x), convert=False)
+    (said,) = [n for n in workload.notes() if "2 outputs" in n]
+    assert "has 2 outputs (scores, extra): the first, scores, is the one judged" in said
+    assert workload.reference_predict({"x": x[:5]}).shape == (5, 3)

@@ -72,6 +72,47 @@ def test_program_file_is_a_torch_workload_judged_and_exported(tmp_path, kind):
     )
 
 
+class WithVector(MaskedMean):
+    """Returns (class scores, the pooled vector): a model with a second output."""
+
+    def forward(self, input_ids, attention_mask):
+        mask = attention_mask.unsqueeze(-1).float()
+        pooled = (self.embed(input_ids) * mask).sum(1) / (mask.sum(1) + 1e-6)
+        return self.out(pooled), pooled
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "export"])
+def test_a_program_with_several_outputs_is_judged_on_its_first_and_says_so(tmp_path, kind):
+    """A TorchScript program returning a tuple is traced inside a first-output wrapper
+    (still batch-dynamic: its own code stays a call), a torch.export one wrapped."""
+    torch.manual_seed(0)
+    net = WithVector().eval()
+    ids = np.random.default_rng(0).integers(0, 50, size=(40, 6))
+    mask = np.ones((40, 6), dtype=np.int64)
+    example = (torch.from_numpy(ids[:2]), torch.from_numpy(mask[:2]))
+    with torch.no_grad():
+        scores = net(torch.from_numpy(ids), torch.from_numpy(mask))[0].numpy()
+    if kind == "torchscript":
+        model = tmp_path / "net.pt"
+        torch.jit.save(torch.jit.trace(net, example), model)
+    else:
+        model = tmp_path / "net.pt2"
+        batch = torch.export.Dim("batch")
+        torch.export.save(
+            torch.export.export(net, example, dynamic_shapes=({0: batch},) * 2), model
+        )
+    np.savez(tmp_path / "data.npz", input_ids=ids, attention_mask=mask, y_val=scores.argmax(1))
+    workload = load_workload(None, tmp_path / "cache", model, tmp_path / "data.npz")
+    assert any("returns 2 outputs: the first (rows x 3) is the one judged" in n
+               for n in workload.notes())  # fmt: skip
+    feed = {"input_ids": ids[:7], "attention_mask": mask[:7]}
+    np.testing.assert_allclose(workload.reference_predict(feed), scores[:7], rtol=1e-5)
+    candidate = build_candidate({"runtime.backend": "onnxruntime"}, workload, tmp_path / "c")
+    got = ort.InferenceSession(str(candidate.onnx_path)).run(None, feed)
+    assert len(got) == 1
+    np.testing.assert_allclose(got[0], scores[:7], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["torchscript", "export"])
 def test_program_file_leaves_out_pruning_and_students_with_the_reason(tmp_path, kind):
     workload = ProgramFileWorkload(*_program(tmp_path, kind))
