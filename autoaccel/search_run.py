@@ -90,7 +90,7 @@ class Search:
         from autoaccel.evaluate import MeasureConfig
         from autoaccel.machine import training_precision
         from autoaccel.projection.plans import PlanGrid
-        from autoaccel.space import load_space
+        from autoaccel.space import check_choices, load_space
         from autoaccel.study import check_study_name, finished_count, make_sampler, open_study
         from autoaccel.targets import ensure_calibrated, load_targets
         from autoaccel.techniques import search_notes
@@ -143,6 +143,7 @@ class Search:
         # how a model folder's data was split; what does not apply to this model, and why
         for line in [*workload_notes(workload), *search_notes(workload)]:
             self.emit("note", line)
+        check_choices(probe, space, workload)  # a choice the model or machine took away
         if "workload_spec" not in probe.user_attrs:  # how `export` reloads the workload
             spec = workload_spec(cfg.workload, cfg.model, cfg.data, options, workload.metric)
             probe.set_user_attr("workload_spec", spec)

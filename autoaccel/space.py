@@ -207,7 +207,40 @@ def _suggest(trial, key: str, param: Param, spec: Any) -> Any:
         if param.integer:
             return trial.suggest_int(key, spec["low"], spec["high"], log=spec.get("log", False))
         return trial.suggest_float(key, spec["low"], spec["high"], log=spec.get("log", False))
-    allowed = [v for v in spec if param.choices is None or v in param.choices]
+    allowed = _allowed(param, spec)
     if not allowed:  # e.g. the torch backend for an ONNX-only workload
         return param.default
     return trial.suggest_categorical(key, allowed)
+
+
+def _allowed(param: Param, spec: list) -> list:
+    """The listed values this workload can take (its model, its machine decide some)."""
+    return [v for v in spec if param.choices is None or v in param.choices]
+
+
+def check_choices(study, space: SearchSpace, workload) -> None:
+    """Refuse to continue a study whose categorical choices differ from what this run would
+    offer. The space file is part of a study's identity, but some choices also depend on the
+    model (an edit its probe found broken) and the machine (bf16 only where the CPU has it);
+    Optuna cannot mix two value sets of one parameter in a study (it raises mid-search)."""
+    from optuna.distributions import CategoricalDistribution
+
+    recorded: dict[str, tuple] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for key, dist in trial.distributions.items():
+            if isinstance(dist, CategoricalDistribution):
+                recorded[key] = tuple(dist.choices)
+    for tech in REGISTRY.values():
+        block = space.blocks.get(tech.name, {})
+        for param in tech.params(workload):
+            key, spec = f"{tech.name}.{param.name}", block.get(param.name)
+            if key not in recorded or spec is None or isinstance(spec, dict):
+                continue
+            now = tuple(_allowed(param, spec))
+            if now and now != recorded[key]:
+                raise UserError(
+                    f"study {study.study_name!r} searched {key} over {list(recorded[key])}; "
+                    f"for this model on this machine it can take {list(now)} (the notes above "
+                    "say what does not apply, and why); give a new --study name to start a "
+                    "separate study"
+                )

@@ -232,3 +232,21 @@ def test_targets_block_sets_names_and_plan_grid_without_searching_them(tmp_path)
 def test_bad_targets_block_is_one_line_user_error(tmp_path, text, words):
     with pytest.raises(UserError, match=words):
         _space(tmp_path, text)
+
+
+def test_a_study_whose_choices_this_model_no_longer_has_is_refused_in_one_line(
+    tmp_path, seed_mlp, onnx_only
+):
+    """The backends a torch model had ([onnxruntime, torch]) are not an ONNX-only model's
+    ([onnxruntime]): Optuna would raise mid-search, so the continuation is refused first."""
+    from autoaccel.space import check_choices
+
+    space = _space(tmp_path, "techniques:\n  runtime:\n    backend: [onnxruntime, torch]\n")
+    study = optuna.create_study(study_name="s", sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    suggest_recipe(trial, space, seed_mlp)
+    study.tell(trial, 0.0)
+    check_choices(study, space, seed_mlp)  # the same choices: continues
+    said = r"over \['onnxruntime', 'torch'\]; for this model on this machine it can take"
+    with pytest.raises(UserError, match=said + r" \['onnxruntime'\]"):
+        check_choices(study, space, onnx_only)
