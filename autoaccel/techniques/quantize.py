@@ -34,6 +34,7 @@ from typing import Any
 from autoaccel.errors import InfeasibleRecipe
 from autoaccel.techniques._quiet import quiet
 from autoaccel.techniques.base import BuildContext, Candidate, Param, Stage, Technique
+from autoaccel.techniques.int8_calibration import extra_options, int8_static
 from autoaccel.techniques.int8_sensitivity import most_sensitive
 
 MODES = ("none", "fp16", "int8_dynamic", "int8_static", "int8_nncf", "int4_weight")
@@ -153,7 +154,7 @@ class Quantize(Technique):
             else:
                 batches = ctx.workload.calibration_inputs()
                 try:
-                    _int8_static(candidate.onnx_path, out, config, batches)
+                    int8_static(candidate.onnx_path, out, config, batches)
                 except ValueError as exc:
                     if "Histogram has not been collected" not in str(exc):
                         raise
@@ -174,14 +175,6 @@ def _to_fp16(src, out) -> None:
     onnx.save(model, str(out))
 
 
-def _extra_options() -> dict[str, Any]:
-    import onnx
-
-    # Fused transformer ops (com.microsoft) carry no type info for the quantizer's shape
-    # inference; without a default type it refuses them.
-    return {"DefaultTensorType": onnx.TensorProto.FLOAT}
-
-
 def _int8_dynamic(src, out, per_channel: bool, keep_float: list[str]) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -191,7 +184,7 @@ def _int8_dynamic(src, out, per_channel: bool, keep_float: list[str]) -> None:
         per_channel=per_channel,
         weight_type=QuantType.QInt8,
         nodes_to_exclude=keep_float,
-        extra_options=_extra_options(),
+        extra_options=extra_options(),
     )
 
 
@@ -203,44 +196,6 @@ def _matmul_only(src, out):
     _gemm_to_matmul(model.graph)
     onnx.save(model, str(out))
     return out
-
-
-def _int8_static(src, out, config: dict[str, Any], batches: list[dict]) -> None:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._it = iter(batches)
-
-        def get_next(self):
-            return next(self._it, None)
-
-    method = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }[config["calibration"]]
-    quantize_static(
-        str(src),
-        str(out),
-        _Reader(),
-        quant_format=QuantFormat.QDQ,  # QOperator is slow on x64 (ORT warns)
-        per_channel=config["per_channel"],
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=method,
-        # The compute-heavy ops only: quantizing softmax / layer-norm / mask arithmetic
-        # costs quality (MiniLM task quality fell from .56 to .09 with every op in QDQ) and
-        # constant mask tensors break the entropy/percentile histograms.
-        op_types_to_quantize=["MatMul", "Gemm", "Conv"],
-        extra_options=_extra_options(),
-    )
 
 
 def _int8_nncf(src, out, batches: list[dict], transformer: str | None) -> str:
