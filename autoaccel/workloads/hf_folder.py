@@ -16,7 +16,7 @@ import json
 import os
 import re
 from abc import abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,8 @@ class Folder:
     normalize: bool = False
     pooling_source: str = ""
     max_seq_length: int | None = None
+    dense: tuple = ()
+    """sentence-transformers Dense modules after pooling (`st_modules.Dense`)."""
 
     @property
     def model_type(self) -> str:
@@ -204,49 +206,18 @@ def _task_from_config(path: Path, config: dict) -> str | None:
 
 
 def _with_pooling(folder: Folder) -> Folder:
-    """Pooling, normalisation and length from the sentence-transformers files, if any."""
-    path = folder.path
-    modules_file = path / "modules.json"
-    st_config = path / "sentence_bert_config.json"
-    length = None
-    if st_config.is_file():
-        length = json.loads(st_config.read_text()).get("max_seq_length")
-    if not modules_file.is_file():
-        return Folder(path, folder.config, folder.task, "mean", False, "no modules.json: "
-                      "mean pooling, not normalised", length)  # fmt: skip
-    modules = json.loads(modules_file.read_text())
-    pooling, normalize = "mean", False
-    for module in modules:
-        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
-        if kind == "Pooling":
-            pooling = _pooling_mode(path / module.get("path", "") / "config.json")
-        elif kind == "Normalize":
-            normalize = True
-        elif kind != "Transformer":
-            raise UserError(
-                f"--model {modules_file}: module {kind} is not supported (only Transformer, "
-                "Pooling, Normalize); export the full model to ONNX and pass the .onnx file"
-            )
-    source = f"{pooling} pooling{', L2-normalised' if normalize else ''} (modules.json)"
-    return Folder(path, folder.config, folder.task, pooling, normalize, source, length)
+    """Pooling, Dense layers, normalisation and length from the sentence-transformers files."""
+    from autoaccel.workloads.st_modules import read_pipeline
 
-
-def _pooling_mode(config_file: Path) -> str:
-    if not config_file.is_file():
-        return "mean"
-    cfg = json.loads(config_file.read_text())
-    if isinstance(cfg.get("pooling_mode"), str):
-        modes = [cfg["pooling_mode"].replace("_tokens", "").replace("_token", "")]
-    else:
-        modes = [m for m in ("cls", "mean", "max") if cfg.get(f"pooling_mode_{m}_token")
-                 or cfg.get(f"pooling_mode_{m}_tokens")]  # fmt: skip
-    extra = [k for k, v in cfg.items() if k.startswith("pooling_mode_") and v]
-    if len(modes) != 1 or modes[0] not in ("cls", "mean", "max") or len(extra) > 1:
-        raise UserError(
-            f"--model {config_file}: pooling {', '.join(extra) or modes} is not supported "
-            "(one of mean, cls, max); export the model to ONNX and pass the .onnx file"
-        )
-    return modes[0]
+    found = read_pipeline(folder.path)
+    return replace(
+        folder,
+        pooling=found.pooling,
+        normalize=found.normalize,
+        pooling_source=found.source,
+        max_seq_length=found.max_seq_length,
+        dense=found.dense,
+    )
 
 
 def offline() -> None:
@@ -337,8 +308,11 @@ class HFWorkload(Workload):
         }  # fmt: skip
 
     def _weight_files(self) -> list[Path]:
+        from autoaccel.workloads.st_modules import dense_files
+
         path = self.folder.path
-        return sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
+        own = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
+        return own + dense_files(self.folder.dense)
 
     def fusion_options(self, model) -> dict:
         """Heads and attention width of the (possibly pruned) model's first attention."""

@@ -48,14 +48,36 @@ class ImageClassifier(_Wrapper):
         return self.inner(pixel_values=pixel_values).logits
 
 
-class SentenceEmbedder(_Wrapper):
-    """Encoder + pooling (+ L2 norm): what sentence-transformers computes for such a folder."""
+class DenseLayer(torch.nn.Module):
+    """sentence-transformers' Dense module: `linear`, then the activation (its state-dict
+    keys as it saves them; `activation` a torch.nn class name, checked by the reader)."""
 
-    def __init__(self, model: torch.nn.Module, pooling: str, normalize: bool) -> None:
+    def __init__(self, in_features: int, out_features: int, bias: bool, activation: str) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(in_features, out_features, bias=bias)
+        self.activation_function = getattr(torch.nn, activation)()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation_function(self.linear(x))
+
+
+class SentenceEmbedder(_Wrapper):
+    """Encoder + pooling (+ Dense layers) (+ L2 norm): what sentence-transformers computes
+    for such a folder."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        pooling: str,
+        normalize: bool,
+        dense: torch.nn.Module | None = None,
+    ) -> None:
         super().__init__(model)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling {pooling!r}: use one of {POOLINGS}")
         self.pooling, self.normalize = pooling, normalize
+        if dense is not None:  # only then: other folders keep their weights' names
+            self.dense = dense
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.inner(input_ids=input_ids, attention_mask=attention_mask)[0]
@@ -66,6 +88,8 @@ class SentenceEmbedder(_Wrapper):
             pooled = hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(1)
         else:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        if hasattr(self, "dense"):
+            pooled = self.dense(pooled)
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
         return pooled

@@ -289,7 +289,12 @@ class SentenceEmbedding(TextWorkload):
     def _wrap(self, model):
         from autoaccel.workloads.hf_modules import SentenceEmbedder
 
-        return SentenceEmbedder(model, self.folder.pooling, self.folder.normalize)
+        dense = None
+        if self.folder.dense:
+            from autoaccel.workloads.st_modules import load_dense
+
+            dense = load_dense(self.folder.dense)
+        return SentenceEmbedder(model, self.folder.pooling, self.folder.normalize, dense)
 
     def _targets(self, rows: Rows, train: Rows | None) -> tuple[Rows, Rows | None]:
         if rows.scores is not None and len(rows.inputs) != 2:
