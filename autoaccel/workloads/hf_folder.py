@@ -254,7 +254,7 @@ class HFWorkload(Workload):
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-        auto = getattr(transformers, self.task_class)
+        auto = self._model_class(transformers)
         try:
             model, info = auto.from_pretrained(
                 self.folder.path,
@@ -271,12 +271,21 @@ class HFWorkload(Workload):
         missing = [k for k in info.get("missing_keys") or () if self._needs(k)]
         if missing:
             raise UserError(
-                f"--model {self.folder.path}: as {self.task_class.removeprefix('Auto')} "
+                f"--model {self.folder.path}: as {auto.__name__.removeprefix('Auto')} "
                 f"({self.folder.task}) it lacks {len(missing)} weight(s) ({', '.join(missing[:3])}"
                 f"{', ...' if len(missing) > 3 else ''}) that would start at random, so every "
                 "figure would be noise; check --task, or save the trained model whole"
             )
         return model.eval()
+
+    def _model_class(self, transformers: Any) -> Any:
+        """The task's Auto class; for an embedding, the base model class the folder names
+        (`T5EncoderModel`: AutoModel would build the encoder-decoder, without its decoder)."""
+        if self.folder.task == "sentence-embedding":
+            for arch in self.folder.config.get("architectures") or []:
+                if "For" not in arch and arch.endswith("Model") and hasattr(transformers, arch):
+                    return getattr(transformers, arch)
+        return getattr(transformers, self.task_class)
 
     def _needs(self, weight: str) -> bool:
         """Whether the task's output depends on this weight (an embedding pools the hidden

@@ -91,3 +91,26 @@ def test_a_dense_pipeline_autoaccel_cannot_compute_is_one_line(
     folder = _with_dense(tmp_path / "m", modules, activation, save)
     with pytest.raises(UserError, match=says):
         read_pipeline(folder)
+
+
+def test_an_encoder_only_folder_loads_the_class_it_names(tmp_path):
+    """A T5EncoderModel folder (sentence-T5): AutoModel would build the encoder-decoder and
+    leave its decoder at random; the class config.json names is loaded instead."""
+    from support_hf import copy_tokenizer
+    from transformers import T5Config, T5EncoderModel
+
+    folder = sentence_embedder(tmp_path / "st")  # its modules.json and pooling
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=30522, d_model=32, d_ff=64, num_layers=2, num_heads=2, d_kv=16)
+    T5EncoderModel(config).save_pretrained(folder)
+    copy_tokenizer(folder)
+    texts = tmp_path / "texts.csv"
+    pd.DataFrame({"text": sentences(20)}).to_csv(texts, index=False)
+    workload = load_workload(None, tmp_path / "cache", folder, texts)
+    assert type(workload.torch_model().inner).__name__ == "T5EncoderModel"
+    inputs = workload.tokenize((["good calm day"],))
+    with torch.no_grad():
+        vector = workload.torch_model()(*[torch.from_numpy(v) for v in inputs.values()])
+    assert vector.shape == (1, 32) and torch.isfinite(vector).all()
