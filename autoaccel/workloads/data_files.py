@@ -211,12 +211,13 @@ def read_images(path: Path, option: str = "--data") -> Rows:
     return Rows(([str(f) for f in files],), label_array, None, path.name, ("image",))
 
 
-def load_image(path: str | Path):
-    """One image as RGB (PIL), read fully so the file can close."""
+def load_image(path: str | Path, mode: str = "RGB"):
+    """One image in `mode` (PIL: "RGB", or "L" for a one-channel model), read fully so the
+    file can close."""
     from PIL import Image
 
     with Image.open(path) as image:
-        return image.convert("RGB")
+        return image.convert(mode)
 
 
 def _image_files(folder: Path) -> list[Path]:

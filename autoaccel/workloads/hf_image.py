@@ -86,9 +86,10 @@ class ImageClassification(HFWorkload):
         """`pixel_values` of every image of one part ("judge" or "train"), made once."""
         if part not in self._pixels:
             rows = self.judge if part == "judge" else self.train
+            mode = "L" if self.folder.config.get("num_channels") == 1 else "RGB"  # grey models
             out = []
             for start in range(0, len(rows), 64):
-                images = [load_image(p) for p in rows.inputs[0][start : start + 64]]
+                images = [load_image(p, mode) for p in rows.inputs[0][start : start + 64]]
                 values = self.processor(images=images, return_tensors="np")["pixel_values"]
                 out.append(np.asarray(values, dtype=np.float32))
             if len({a.shape[1:] for a in out}) > 1:

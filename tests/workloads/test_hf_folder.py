@@ -242,3 +242,24 @@ def test_minilm_folder_scores_pairs_as_the_minilm_workload_does(tmp_path):
     ):
         wl = _load(model_dir(), path, tmp_path, train_data=str(train), max_length=length)
         assert wl.evaluate(wl.teacher_predict)["spearman"] == expected[figure]
+
+
+def test_a_one_channel_image_model_gets_grey_pixels(folders, tmp_path):
+    """A model of num_channels 1 (digits, X-rays) is fed its images in greyscale: RGB
+    pixels made its processor raise ("mean must have 3 elements")."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    names = {0: "circle", 1: "square"}
+    config = ViTConfig(image_size=16, patch_size=8, num_channels=1, hidden_size=32,
+                       num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       id2label=names, label2id={v: k for k, v in names.items()})  # fmt: skip
+    grey = tmp_path / "grey-vit"
+    ViTForImageClassification(config).save_pretrained(grey)
+    ViTImageProcessor(
+        size={"height": 16, "width": 16}, image_mean=[0.5], image_std=[0.5]
+    ).save_pretrained(grey)
+    wl = _load(grey, folders["images"], tmp_path)
+    assert wl.latency_inputs(1)["pixel_values"].shape == (1, 1, 16, 16)
+    assert any("to 1x16x16" in n for n in workload_notes(wl))
