@@ -142,8 +142,8 @@ def find_layout(model: nn.Module) -> TransformerLayout:
     stacks = [(n, m) for n, m in stacks if not any(n.startswith(f"{o}.") for o, _ in stacks)]
     if not stacks:
         raise NoLayout(
-            "no list of encoder layers with an attention each (query/key/value Linears or "
-            "nn.MultiheadAttention) was found"
+            "no list of encoder layers with an attention each (query/key/value Linears, "
+            "nn.MultiheadAttention or a module named like an attention) was found"
         )
     if len(stacks) > 1:
         names = ", ".join(n for n, _ in stacks)
@@ -183,15 +183,20 @@ def _is_layer_stack(stack: nn.ModuleList) -> bool:
     return None not in widths and len(widths) == 1
 
 
-def _attention_width(layer: nn.Module) -> tuple[int, int] | None:
+def _attention_width(layer: nn.Module) -> tuple[int, int] | str | None:
     """(in, out) features of the layer's query projection, or a MultiheadAttention's
-    (embed_dim, embed_dim); None without an attention."""
+    (embed_dim, embed_dim); else the class of a module named like an attention (GPT-2's
+    Conv1D projections, a packed query_key_value: layers to keep or drop, heads unread);
+    None without an attention."""
     found = _qkv(layer)
     if found is not None:
         query = get(found[1][0])
         return query.in_features, query.out_features
     packed = next((m for m in layer.modules() if isinstance(m, nn.MultiheadAttention)), None)
-    return None if packed is None else (packed.embed_dim, packed.embed_dim)
+    if packed is not None:
+        return packed.embed_dim, packed.embed_dim
+    named = next((m for m in layer.modules() if "attention" in type(m).__name__.lower()), None)
+    return None if named is None else type(named).__name__
 
 
 def _linears(layer: nn.Module) -> list[tuple[Slot, nn.Linear]]:
@@ -247,7 +252,7 @@ def _attention(layer: nn.Module, config: Any) -> tuple[Attention | None, str | N
                 "torch.nn.MultiheadAttention packs query/key/value into one weight and ties "
                 "the head count to the model width"
             )
-        return None, "no query/key/value Linears with an output projection in a layer"
+        return None, "no query/key/value Linears (nn.Linear) with an output projection in a layer"
     owner, qkv, output = found
     width = get(qkv[0]).out_features
     size = _head_size(owner, width, config)

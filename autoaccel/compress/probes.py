@@ -59,3 +59,13 @@ def channels(model: nn.Module, args: tuple) -> str:
     from autoaccel.compress.pruning import structured
 
     return failure(model, lambda m: structured(m, PROBE_FRACTION, args), args)
+
+
+def layers(model: nn.Module, args: tuple) -> str:
+    """Why a student keeping half the layer stack breaks `model` ("" when it runs)."""
+    from autoaccel.compress.distillation import default_layers, layer_student
+    from autoaccel.compress.layout import find_layout
+
+    total = find_layout(model).num_layers
+    keep = default_layers(total, max(1, total // 2))
+    return failure(model, lambda m: layer_student(m, keep), args)

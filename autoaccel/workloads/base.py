@@ -159,6 +159,11 @@ class Workload(ABC):
             found = find_layout(self.torch_model())
         except NoLayout as exc:
             return None, str(exc)
+        from autoaccel.compress import probes
+
+        why = probes.layers(self.torch_model(), self.example_args())
+        if why:  # a stack read by structure that the forward pass does not take apart
+            return None, f"a copy with half the layers of {found.path} does not run ({why})"
         self._probe_layout(found)
         return found, ""
 
