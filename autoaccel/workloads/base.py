@@ -159,25 +159,24 @@ class Workload(ABC):
             found = find_layout(self.torch_model())
         except NoLayout as exc:
             return None, str(exc)
-        from autoaccel.compress import probes
+        why = self._probe_layout(found)
+        return (None, why) if why else (found, "")
 
-        why = probes.layers(self.torch_model(), self.example_args())
-        if why:  # a stack read by structure that the forward pass does not take apart
-            return None, f"a copy with half the layers of {found.path} does not run ({why})"
-        self._probe_layout(found)
-        return found, ""
-
-    def _probe_layout(self, found: TransformerLayout) -> None:
-        """Remove heads, then FFN neurons, from a copy of the teacher and run it once
-        (`compress.probes`): an edit the layout allows but the model's forward pass rejects
-        gets its reason, so the search leaves it out instead of failing every trial on it."""
+    def _probe_layout(self, found: TransformerLayout) -> str:
+        """Drop half the layers, remove heads, then FFN neurons, each from a copy of the
+        teacher run once (`compress.probes`): an edit the layout allows but the forward pass
+        rejects gets its reason, so the search leaves it out instead of failing every trial
+        on it. Returns why the stack itself is unusable (a student does not run), else ""."""
         from autoaccel.compress import probes
 
         model, args = self.torch_model(), self.example_args()
+        if why := probes.layers(model, args):  # read by structure, not taken apart in forward
+            return f"a copy with half the layers of {found.path} does not run ({why})"
         if found.heads_reason is None and (why := probes.heads(model, args)):
             found.heads_reason = f"a copy with heads removed does not run ({why})"
         if found.ffn_reason is None and (why := probes.ffn(model, args)):
             found.ffn_reason = f"a copy with feed-forward neurons removed does not run ({why})"
+        return ""
 
     def channel_pruning_reason(self) -> str:
         """Why torch-pruning cannot remove this model's hidden channels / neurons (what

@@ -182,11 +182,9 @@ def _check_head(path: Path, config: dict, task: str | None) -> None:
         other = next((t for end, t in OTHER_HEADS.items() if arch.endswith(end)), None)
         if other is None or task == "sentence-embedding":
             continue
-        encoder = (
-            ""
-            if arch.endswith("ForConditionalGeneration")
-            else ("give --task sentence-embedding to judge its encoder's vectors, or ")
-        )
+        encoder = "give --task sentence-embedding to judge its encoder's vectors, or "
+        if arch.endswith("ForConditionalGeneration"):  # an encoder-decoder: no vectors alone
+            encoder = ""
         raise UserError(
             f"--model {path}: config.json names {arch}, a {other} model; autoaccel judges "
             f"{', '.join(TASKS)} folders: {encoder}export the model to ONNX and pass the "

@@ -40,6 +40,13 @@ def _program(folder, kind: str):
     example = (torch.from_numpy(ids[:2]), torch.from_numpy(mask[:2]))
     with torch.no_grad():
         labels = net(torch.from_numpy(ids), torch.from_numpy(mask)).argmax(1).numpy()
+    path = _save(net, example, folder, kind)
+    np.savez(folder / "data.npz", input_ids=ids, attention_mask=mask, y_val=labels)
+    return path, folder / "data.npz"
+
+
+def _save(net, example: tuple, folder, kind: str):
+    """`net` saved by the safe saver of `kind`, batch-dynamic; returns the file."""
     if kind == "torchscript":
         path = folder / "net.pt"
         torch.jit.save(torch.jit.trace(net, example), path)
@@ -49,8 +56,7 @@ def _program(folder, kind: str):
         torch.export.save(
             torch.export.export(net, example, dynamic_shapes=({0: batch},) * 2), path
         )
-    np.savez(folder / "data.npz", input_ids=ids, attention_mask=mask, y_val=labels)
-    return path, folder / "data.npz"
+    return path
 
 
 @pytest.mark.parametrize("kind", ["torchscript", "export"])
@@ -92,15 +98,7 @@ def test_a_program_with_several_outputs_is_judged_on_its_first_and_says_so(tmp_p
     example = (torch.from_numpy(ids[:2]), torch.from_numpy(mask[:2]))
     with torch.no_grad():
         scores = net(torch.from_numpy(ids), torch.from_numpy(mask))[0].numpy()
-    if kind == "torchscript":
-        model = tmp_path / "net.pt"
-        torch.jit.save(torch.jit.trace(net, example), model)
-    else:
-        model = tmp_path / "net.pt2"
-        batch = torch.export.Dim("batch")
-        torch.export.save(
-            torch.export.export(net, example, dynamic_shapes=({0: batch},) * 2), model
-        )
+    model = _save(net, example, tmp_path, kind)
     np.savez(tmp_path / "data.npz", input_ids=ids, attention_mask=mask, y_val=scores.argmax(1))
     workload = load_workload(None, tmp_path / "cache", model, tmp_path / "data.npz")
     assert any("returns 2 outputs: the first (rows x 3) is the one judged" in n
