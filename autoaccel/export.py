@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 
 from autoaccel.errors import UserError
+from autoaccel.workloads.onnx_external import copy_onnx
 
 TOLERANCE = 0.002
 """Largest |re-checked - recorded| quality allowed, in the metric's units. Builds are
@@ -146,7 +147,7 @@ def export_trial(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_model, tmp_side = out.with_name(f".{out.name}.tmp"), side.with_name(f".{side.name}.tmp")
     try:
-        shutil.copyfile(onnx_source, tmp_model)
+        copy_onnx(onnx_source, tmp_model)  # with any external data files, beside `out`
         tmp_side.write_text(json.dumps(sidecar, indent=2, default=str))
         os.replace(tmp_model, out)
         os.replace(tmp_side, side)

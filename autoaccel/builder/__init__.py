@@ -24,6 +24,7 @@ from autoaccel.techniques import BuildContext, Candidate, Stage, by_stage, confi
 from autoaccel.techniques.base import Technique, TrainingMonitor
 from autoaccel.techniques.runtime import BACKENDS, ONNX_BACKENDS, TORCH_BACKENDS
 from autoaccel.workloads.base import Workload
+from autoaccel.workloads.onnx_external import copy_onnx
 
 EXPORT_SETTINGS = {"opset": 17, "exporter": "torchscript", "v": 2}
 
@@ -240,7 +241,7 @@ def _export(
     out = workdir / "model.onnx"
     given = workload.onnx_model()
     if given is not None and not changed:
-        shutil.copyfile(given, out)
+        copy_onnx(given, out)
         return replace(candidate, onnx_path=out)
     from autoaccel.builder.onnx_export import export_onnx
 

@@ -18,6 +18,7 @@ from autoaccel.errors import UserError
 from autoaccel.workloads.base import Inputs
 from autoaccel.workloads.npz_data import InputSpec
 from autoaccel.workloads.npz_workload import NpzWorkload
+from autoaccel.workloads.onnx_external import external_files
 
 
 class OnnxFileWorkload(NpzWorkload):
@@ -51,6 +52,9 @@ class OnnxFileWorkload(NpzWorkload):
                 f"{names[0]}, is the one judged; builds of the file keep them all, builds "
                 "through its torch conversion return the first alone"
             )
+
+    def weight_files(self) -> list[Path]:
+        return external_files(self.model_path)
 
     def onnx_model(self) -> Path:
         return self.model_path
@@ -101,8 +105,9 @@ def read_onnx_inputs(path: Path) -> tuple[InputSpec, ...]:
     import onnx
 
     try:
+        # by path: the checker then finds external data files (and models over 2 GB)
+        onnx.checker.check_model(str(path))
         proto = onnx.load(str(path), load_external_data=False)
-        onnx.checker.check_model(proto)
     except Exception as exc:
         raise UserError(
             f"--model {path}: not a valid ONNX model ({_first_line(exc)}); export it again "
