@@ -54,8 +54,9 @@ class NpzWorkload(Workload):
         parts = load_npz_data(specs, self.data_path, self.train_path)
         self.judge, self.train, self._notes = parts.judge, parts.train, [parts.statement]
         self._reference: np.ndarray | None = None
-        self._digest = _digest([self.model_path, *self.weight_files(), self.data_path,
-                                self.train_path])
+        self._digest = _digest(
+            [self.model_path, *self.weight_files(), self.data_path, self.train_path]
+        )
 
     def weight_files(self) -> list[Path]:
         """Files beside the model that hold its weights (an ONNX file's external data)."""
