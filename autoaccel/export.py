@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 
 from autoaccel.errors import UserError
-from autoaccel.workloads.onnx_external import copy_onnx
+from autoaccel.workloads.onnx_facts import copy_onnx
 
 TOLERANCE = 0.002
 """Largest |re-checked - recorded| quality allowed, in the metric's units. Builds are

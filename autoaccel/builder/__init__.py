@@ -24,7 +24,7 @@ from autoaccel.techniques import BuildContext, Candidate, Stage, by_stage, confi
 from autoaccel.techniques.base import Technique, TrainingMonitor
 from autoaccel.techniques.runtime import BACKENDS, ONNX_BACKENDS, TORCH_BACKENDS
 from autoaccel.workloads.base import Workload
-from autoaccel.workloads.onnx_external import copy_onnx
+from autoaccel.workloads.onnx_facts import copy_onnx
 
 EXPORT_SETTINGS = {"opset": 17, "exporter": "torchscript", "v": 2}
 

@@ -18,7 +18,7 @@ from autoaccel.errors import UserError
 from autoaccel.workloads.base import Inputs
 from autoaccel.workloads.npz_data import InputSpec
 from autoaccel.workloads.npz_workload import NpzWorkload
-from autoaccel.workloads.onnx_external import external_files
+from autoaccel.workloads.onnx_facts import external_files, is_float16
 
 
 class OnnxFileWorkload(NpzWorkload):
@@ -97,7 +97,8 @@ class OnnxFileWorkload(NpzWorkload):
         return super().notes()
 
     def baseline_description(self) -> str:
-        return f"{self.name}: ONNX Runtime fp32 on the given file, default session, batch 1"
+        precision = "float16" if is_float16(self.model_path) else "fp32"
+        return f"{self.name}: ONNX Runtime {precision} on the given file, default session, batch 1"
 
 
 def read_onnx_inputs(path: Path) -> tuple[InputSpec, ...]:

@@ -10,7 +10,7 @@ import pytest
 
 from autoaccel.builder import build_candidate
 from autoaccel.evaluate import MeasureConfig, evaluate_candidate
-from autoaccel.workloads.onnx_external import copy_onnx, external_files
+from autoaccel.workloads.onnx_facts import copy_onnx, external_files
 from autoaccel.workloads.onnx_file import OnnxFileWorkload
 
 

@@ -1,13 +1,30 @@
-"""ONNX files whose weights live in separate files (`save_as_external_data`, what
-torch.onnx's dynamo exporter writes for large models): wherever autoaccel copies or
-fingerprints a model, the data files go with it, or a copy is a model without weights and a
-changed weight file is a stale cache hit.
+"""What autoaccel reads from a user's ONNX file besides its inputs.
+
+Its weights may live in separate files (`save_as_external_data`, what torch.onnx's dynamo
+exporter writes for large models): wherever autoaccel copies or fingerprints a model, the data
+files go with it, or a copy is a model without weights and a changed weight file is a stale
+cache hit. And it may be a float16 model, which its baseline's description must say and the
+quantizers must widen first (`techniques/float32_graph.py`).
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+
+FLOAT16 = 10
+"""onnx.TensorProto.FLOAT16."""
+
+
+def is_float16(path: Path) -> bool:
+    """Whether the graph holds float16 weights or takes or returns float16 tensors."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    edges = [*graph.input, *graph.output]
+    return any(t.data_type == FLOAT16 for t in graph.initializer) or any(
+        v.type.tensor_type.elem_type == FLOAT16 for v in edges
+    )
 
 
 def external_files(path: Path) -> list[Path]:
