@@ -45,6 +45,9 @@ def load_onnx2torch() -> Any:
             sys.modules.setdefault(full, types.ModuleType(full))
     import onnx2torch
 
+    from autoaccel.workloads.onnx2torch_opsets import register
+
+    register()  # the opset 16-21 versions it lacks (torch.onnx's default exporter writes 18+)
     return onnx2torch
 
 
