@@ -3,7 +3,9 @@
 `autoaccel.targets.graph.analyze` counts work at fixed input shapes, so it first writes them
 into the graph inputs (`fix_input_shapes`) and then runs onnxruntime's symbolic shape
 inference (`infer_shapes`), which knows the com.microsoft ops; the few it lacks (QAttention and
-QEmbedLayerNormalization of int8 dynamic fused graphs, ...) get rules here.
+QEmbedLayerNormalization of int8 dynamic fused graphs, ...) get rules here. Where a rule gives
+up (a reshape target computed at run time, as in graphs converted back from torch), ONNX
+Runtime runs the graph once at those shapes and its tensors' shapes are taken.
 """
 
 from __future__ import annotations
@@ -56,7 +58,66 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
         inferred = _onnx_shapes(model)
         if inferred is not None:
             return inferred
-    return _symbolic_shapes(model)
+    try:
+        return _symbolic_shapes(model)
+    except Exception as exc:  # a rule that gives up (a Reshape to a shape of unknown rank)
+        return _run_shapes(model, exc)
+
+
+def _run_shapes(model: onnx.ModelProto, why: Exception) -> onnx.ModelProto:
+    """The shapes ONNX Runtime computes when it runs the graph once on zeros of the fixed
+    input shapes: exact for the shapes that do not depend on input values (a graph converted
+    back from torch computes its reshape targets at run time, which static rules cannot
+    follow). `why` is what the static inference raised; it is raised again if this fails."""
+    import numpy as np
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.value_info[:]
+    listed = {o.name for o in probe.graph.output}
+    for node in probe.graph.node:
+        for name in node.output:
+            if name and name not in listed:
+                probe.graph.output.append(onnx.ValueInfoProto(name=name))
+                listed.add(name)
+    try:
+        session = ort.InferenceSession(
+            probe.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        feeds = {}
+        for spec in session.get_inputs():
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(_ORT_TYPES[spec.type]))
+            feeds[spec.name] = np.zeros(spec.shape, dtype)
+        values = session.run(None, feeds)
+    except Exception:
+        raise why from None
+    inferred = onnx.ModelProto()
+    inferred.CopyFrom(model)
+    del inferred.graph.value_info[:]
+    outputs = {o.name for o in inferred.graph.output}
+    for out, value in zip(session.get_outputs(), values, strict=True):
+        value = np.asarray(value)
+        info = helper.make_tensor_value_info(
+            out.name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape)
+        )
+        target = inferred.graph.output if out.name in outputs else inferred.graph.value_info
+        if out.name in outputs:
+            next(o for o in target if o.name == out.name).CopyFrom(info)
+        else:
+            target.append(info)
+    return inferred
+
+
+_ORT_TYPES = {
+    f"tensor({name})": value
+    for name, value in (
+        ("float", TensorProto.FLOAT), ("float16", TensorProto.FLOAT16),
+        ("double", TensorProto.DOUBLE), ("int64", TensorProto.INT64),
+        ("int32", TensorProto.INT32), ("int8", TensorProto.INT8), ("uint8", TensorProto.UINT8),
+        ("bool", TensorProto.BOOL), ("bfloat16", TensorProto.BFLOAT16),
+    )
+}  # fmt: skip
 
 
 def _onnx_shapes(model: onnx.ModelProto) -> onnx.ModelProto | None:
