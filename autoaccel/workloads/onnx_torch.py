@@ -18,6 +18,7 @@ import importlib.metadata
 import importlib.util
 import sys
 import types
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from autoaccel.workloads.base import Inputs
+from autoaccel.workloads.onnx_torch_linear import linear_and_trainable
 
 RTOL, ATOL = 1e-3, 1e-4
 """The converted module is used when |torch - ORT| <= ATOL + RTOL * |ORT| on every output
@@ -48,6 +50,8 @@ def load_onnx2torch() -> Any:
     from autoaccel.workloads.onnx2torch_opsets import register
 
     register()  # the opset 16-21 versions it lacks (torch.onnx's default exporter writes 18+)
+    # its Slice indexes with a list, which torch 2.x warns about on every call: noise to a user
+    warnings.filterwarnings("ignore", category=UserWarning, module="onnx2torch")
     return onnx2torch
 
 
@@ -82,9 +86,11 @@ def convert_checked(
         )
     version = importlib.metadata.version("onnx2torch")
     try:
-        module = FirstOutput(onnx2torch.convert(str(onnx_path))).eval()
+        converted = onnx2torch.convert(str(onnx_path))
     except Exception as exc:
         return None, f"onnx2torch {version} cannot convert it ({_first_line(exc)})"
+    linears = linear_and_trainable(converted)  # weights trainable, MatMuls prunable
+    module = FirstOutput(converted).eval()
     worst, rows = 0.0, 0
     for batch in batches:
         want = np.asarray(reference(batch), dtype=np.float64)
@@ -108,11 +114,12 @@ def convert_checked(
             )
         worst = max(worst, float(np.abs(got - want).max(initial=0.0)))
         rows += len(want)
+    as_linear = f" ({linears} MatMuls by a constant weight as nn.Linear)" if linears else ""
     return module, (
         f"converted to torch with onnx2torch {version}: its outputs match ONNX Runtime's on "
         f"all {rows} judging rows (max |diff| {worst:.2g}, tolerance {ATOL:g} + {RTOL:g} x "
-        "|value|), so distillation, pruning and the PyTorch runtimes work on it; the "
-        "baseline stays ONNX Runtime on the given file"
+        f"|value|){as_linear}, so distillation, pruning and the PyTorch runtimes work on it; "
+        "the baseline stays ONNX Runtime on the given file"
     )
 
 

@@ -70,19 +70,13 @@ def test_pruned_converted_model_is_exported_not_the_given_file(two, tmp_path):
 
 
 def _unsupported_onnx(path):
-    """x * (x >= 0): GreaterOrEqual (opset 16) has no onnx2torch 1.5 converter."""
+    """Shrink(x): an operator onnx2torch 1.5 has no converter for."""
     import onnx
     from onnx import TensorProto, helper
 
-    nodes = [
-        helper.make_node("Constant", [], ["zero"], value=helper.make_tensor("z", 1, [], [0.0])),
-        helper.make_node("GreaterOrEqual", ["x", "zero"], ["keep"]),
-        helper.make_node("Cast", ["keep"], ["keepf"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["x", "keepf"], ["y"]),
-    ]
     graph = helper.make_graph(
-        nodes,
-        "relu",
+        [helper.make_node("Shrink", ["x"], ["y"], lambd=0.5)],
+        "shrink",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
     )
@@ -91,13 +85,13 @@ def _unsupported_onnx(path):
 
 
 def test_model_onnx2torch_cannot_convert_keeps_onnx_only_and_says_why(tmp_path):
-    model = _unsupported_onnx(tmp_path / "relu.onnx")
+    model = _unsupported_onnx(tmp_path / "shrink.onnx")
     x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
     np.savez(tmp_path / "d.npz", x_val=x)
     workload = OnnxFileWorkload(model, tmp_path / "d.npz")
     assert not workload.torch_model_available()
     note = " ".join(workload.notes())
-    assert "no torch version: onnx2torch" in note and "GreaterOrEqual" in note
+    assert "no torch version: onnx2torch" in note and "Shrink" in note
     assert "left out" in note
     assert any("distill, prune: not searched" in n for n in search_notes(workload))
 
@@ -134,3 +128,49 @@ def test_without_onnx2torch_the_reason_is_stated(two, monkeypatch):
     workload = OnnxFileWorkload(*two)
     assert not workload.torch_model_available()
     assert any("onnx2torch is not installed" in n for n in workload.notes())
+
+
+def _matmul_file(tmp_path):
+    """y = relu(x @ W1 + b1) @ W2: a graph of MatMuls by constant weights, as transformers are
+    exported (no Gemm, so onnx2torch makes no nn.Linear of its own)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(8, 16)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.normal(size=16).astype(np.float32), "b1"),
+        numpy_helper.from_array(rng.normal(size=(16, 3)).astype(np.float32), "w2"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Add", ["h", "b1"], ["hb"]),
+        helper.make_node("Relu", ["hb"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])], inits,
+    )  # fmt: skip
+    path = tmp_path / "mlp.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    y = ort.InferenceSession(str(path)).run(None, {"x": x})[0].argmax(1)
+    np.savez(tmp_path / "mlp.npz", x=x, y_val=y)
+    return path, tmp_path / "mlp.npz"
+
+
+def test_matmuls_by_constant_weights_become_trainable_prunable_linears(tmp_path):
+    import torch
+
+    from autoaccel.compress.pruning import unstructured
+
+    workload = OnnxFileWorkload(*_matmul_file(tmp_path))
+    assert any("2 MatMuls by a constant weight as nn.Linear" in n for n in workload.notes())
+    module = workload.torch_model()
+    linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    assert [tuple(m.weight.shape) for m in linears] == [(16, 8), (3, 16)]
+    trainable = {tuple(p.shape) for p in module.parameters() if p.requires_grad}
+    assert {(16, 8), (16,), (3, 16)} <= trainable  # the bias too: every float initializer
+    unstructured(module, 0.5)
+    assert all(float((m.weight == 0).float().mean()) == 0.5 for m in linears)

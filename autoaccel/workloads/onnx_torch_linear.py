@@ -1,0 +1,68 @@
+"""An onnx2torch conversion made trainable and prunable.
+
+onnx2torch keeps an ONNX file's weights as buffers and its MatMul nodes as `OnnxMatMul`
+modules reading them: distillation and fine-tuning then trained only the norms, and pruning,
+which works on nn.Linear and nn.Conv2d, found nothing in a transformer exported as MatMul
+(every one) and still said "unstructured 50% sparsity" over an unchanged model. Here every
+MatMul by a constant 2-D float weight becomes an nn.Linear (weight transposed; it computes
+the same product, as the conversion check then confirms), and every other float initializer
+becomes a parameter.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import fx, nn
+
+
+def linear_and_trainable(module: fx.GraphModule) -> int:
+    """Rewrite `module` in place; returns how many MatMuls became nn.Linear."""
+    store = getattr(module, "initializers", None)
+    if not isinstance(store, nn.Module):
+        return 0
+    replaced = 0
+    for node in list(module.graph.nodes):
+        weight = _constant_weight(module, node)
+        if weight is None:
+            continue
+        linear = nn.Linear(weight.shape[0], weight.shape[1], bias=False)
+        linear.weight = nn.Parameter(weight.detach().t().contiguous().clone())
+        name = f"linear_{node.target}".replace(".", "_")
+        module.add_submodule(name, linear)
+        with module.graph.inserting_after(node):
+            new = module.graph.call_module(name, (node.args[0],))
+        node.replace_all_uses_with(new)
+        module.graph.erase_node(node)
+        replaced += 1
+    module.graph.eliminate_dead_code()
+    for name, buffer in list(store.named_buffers(recurse=False)):
+        if buffer.is_floating_point():
+            delattr(store, name)
+            store.register_parameter(name, nn.Parameter(buffer.detach().clone()))
+    module.recompile()
+    return replaced
+
+
+def _constant_weight(module: fx.GraphModule, node: fx.Node) -> torch.Tensor | None:
+    """The 2-D float tensor `node` multiplies its first input by, where it is an OnnxMatMul
+    of an activation and a stored constant."""
+    if node.op != "call_module" or type(module.get_submodule(node.target)).__name__ != (
+        "OnnxMatMul"
+    ):
+        return None
+    if len(node.args) != 2 or not isinstance(node.args[1], fx.Node):
+        return None
+    source = node.args[1]
+    if source.op != "get_attr" or not isinstance(node.args[0], fx.Node):
+        return None
+    if node.args[0].op == "get_attr":
+        return None
+    value = module.get_buffer(source.target) if _is_buffer(module, source.target) else None
+    if value is None or value.dim() != 2 or not value.is_floating_point():
+        return None
+    return value
+
+
+def _is_buffer(module: nn.Module, target: str) -> bool:
+    owner, _, name = target.rpartition(".")
+    return name in dict(module.get_submodule(owner).named_buffers(recurse=False))
