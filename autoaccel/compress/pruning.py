@@ -28,7 +28,8 @@ from autoaccel.compress import layout
 _PRUNABLE = (nn.Linear, nn.Conv2d)
 
 
-def _layers(model: nn.Module) -> list[nn.Module]:
+def prunable_layers(model: nn.Module) -> list[nn.Module]:
+    """The layers whose weights sparsity zeroes (nn.Linear, nn.Conv2d)."""
     return [m for m in model.modules() if isinstance(m, _PRUNABLE)]
 
 
@@ -37,12 +38,12 @@ def unstructured(model: nn.Module, amount: float, scope: str = "local") -> nn.Mo
     ("global": one threshold over all layers, so layers with small weights lose more)."""
     if scope == "global":
         prune.global_unstructured(
-            [(m, "weight") for m in _layers(model)],
+            [(m, "weight") for m in prunable_layers(model)],
             pruning_method=prune.L1Unstructured,
             amount=amount,
         )
     elif scope == "local":
-        for m in _layers(model):
+        for m in prunable_layers(model):
             prune.l1_unstructured(m, "weight", amount=amount)
     else:
         raise ValueError(f"scope must be 'local' or 'global', not {scope!r}")
@@ -95,7 +96,7 @@ def check_n_m(weight: torch.Tensor, n: int = 2, m: int = 4) -> bool:
 
 def freeze_zeros(model: nn.Module) -> nn.Module:
     """Mask today's zero weights so training cannot revive them (recovery fine-tuning)."""
-    for m in _layers(model):
+    for m in prunable_layers(model):
         if not prune.is_pruned(m) and bool((m.weight == 0).any()):
             prune.custom_from_mask(m, "weight", mask=(m.weight != 0).float())
     return model
@@ -103,7 +104,7 @@ def freeze_zeros(model: nn.Module) -> nn.Module:
 
 def make_permanent(model: nn.Module) -> nn.Module:
     """Remove pruning re-parametrisations: plain `weight` tensors with the zeros baked in."""
-    for m in _layers(model):
+    for m in prunable_layers(model):
         if prune.is_pruned(m):
             prune.remove(m, "weight")
     return model
@@ -112,7 +113,7 @@ def make_permanent(model: nn.Module) -> nn.Module:
 def sparsity(model: nn.Module) -> float:
     """Fraction of zero weights over every Linear / Conv2d weight (masks applied)."""
     total = zeros = 0
-    for m in _layers(model):
+    for m in prunable_layers(model):
         total += m.weight.numel()
         zeros += int((m.weight == 0).sum())
     return zeros / max(total, 1)
@@ -159,7 +160,9 @@ def structured(
 def _last_layer(model: nn.Module, example_inputs: tuple) -> nn.Module:
     """The Linear / Conv2d that runs last on `example_inputs` (the model's output layer)."""
     order: list[nn.Module] = []
-    hooks = [m.register_forward_hook(lambda m, i, o: order.append(m)) for m in _layers(model)]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: order.append(m)) for m in prunable_layers(model)
+    ]
     was_training = model.training
     try:
         with torch.no_grad():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from autoaccel.errors import InfeasibleRecipe
 from autoaccel.techniques._training import distill_into
 from autoaccel.techniques.applicability import narrowing_reason
 from autoaccel.techniques.base import Param, TorchTechnique, trainable
@@ -108,8 +109,17 @@ class Prune(TorchTechnique):
             from autoaccel.compress.pruning import structured
 
             return structured(model, float(config["amount"]), workload.example_args())
+        if not pruning.prunable_layers(model):
+            # zeroing nothing would still be described as sparsity over an unchanged model
+            raise InfeasibleRecipe(
+                f"{mode} pruning found no nn.Linear or nn.Conv2d weight in the model to zero",
+                "prune_nothing",
+            )
         if mode == "nm_2_4":
-            pruning.n_m_sparsity(model, 2, 4)
+            if len(pruning.n_m_sparsity(model, 2, 4)) == len(pruning.prunable_layers(model)):
+                raise InfeasibleRecipe(
+                    "2:4 sparsity found no layer whose input size divides by 4", "prune_nothing"
+                )
         else:
             scope = "global" if mode == "unstructured_global" else "local"
             pruning.unstructured(model, float(config["amount"]), scope)

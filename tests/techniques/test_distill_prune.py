@@ -98,3 +98,24 @@ def test_student_quality_is_reported_and_close_to_the_teacher(digits_cnn, cache_
 def test_compression_is_not_offered_without_a_torch_model(onnx_only):
     assert REGISTRY["prune"].params(onnx_only) == ()
     assert REGISTRY["distill"].params(onnx_only) == ()
+
+
+@pytest.mark.parametrize("mode", ["unstructured", "nm_2_4"])
+def test_sparsity_over_a_model_without_linear_or_conv_layers_is_infeasible(mode):
+    """Zeroing nothing must not pass for a sparse model (it was described as one)."""
+    import torch
+
+    from autoaccel.errors import InfeasibleRecipe
+
+    class OwnWeights(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(8, 4))
+
+        def forward(self, x):
+            return x @ self.w
+
+    config = {"mode": mode, "amount": 0.5}
+    with pytest.raises(InfeasibleRecipe, match="no nn.Linear or nn.Conv2d") as info:
+        REGISTRY["prune"].structure(OwnWeights(), config, workload=None)
+    assert info.value.kind == "prune_nothing"
