@@ -75,6 +75,17 @@ def kd_loss(
     return loss
 
 
+def score_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, labels: Any = None):
+    """Mean squared error to the teacher's scores (one number per row: a regression or
+    ranking head), relative to their spread so the scale of the scores does not set the step.
+    `labels` is ignored (a `LossFn`)."""
+    import torch.nn.functional as F
+
+    teacher = teacher_out.float().reshape(len(teacher_out), -1)
+    scale = teacher.var(unbiased=False).clamp_min(1e-6) if len(teacher) > 1 else 1.0
+    return F.mse_loss(student_out.float().reshape(teacher.shape), teacher) / scale
+
+
 def embedding_loss(
     student_emb: torch.Tensor, teacher_emb: torch.Tensor, labels: Any = None
 ) -> torch.Tensor:

@@ -115,7 +115,7 @@ def loss_settings(
 ) -> dict[str, Any]:
     """What the loss of `distillation_loss` depends on: the output kind, and for a classifier
     its temperature and alpha (part of a checkpoint's key)."""
-    if kind == "embedding":
+    if kind in ("embedding", "scores"):
         return {"kind": kind}
     if kind not in ("logits", "probabilities"):
         raise ValueError(f"{name}: output_kind {kind!r} has no distillation loss")
@@ -128,13 +128,20 @@ def distillation_loss(
 ) -> Callable[[Any, Any, Any], Any]:
     """The loss that fits the outputs: Hinton KD with `temperature` and `alpha` for a
     classifier (on the logits as they are; on log-probabilities for softmax outputs, which
-    differ from the logits by a per-row constant), 1 - cosine for an embedding. Batches
-    without labels train on the soft targets alone (alpha = 1)."""
-    from autoaccel.compress.distillation import embedding_loss, kd_loss, logits_from_probs
+    differ from the logits by a per-row constant), 1 - cosine for an embedding, mean squared
+    error for scores. Batches without labels train on the soft targets alone (alpha = 1)."""
+    from autoaccel.compress.distillation import (
+        embedding_loss,
+        kd_loss,
+        logits_from_probs,
+        score_loss,
+    )
 
     settings = loss_settings(kind, config, name)
     if kind == "embedding":
         return lambda student_out, teacher_out, labels: embedding_loss(student_out, teacher_out)
+    if kind == "scores":
+        return lambda student_out, teacher_out, labels: score_loss(student_out, teacher_out)
     as_logits = logits_from_probs if kind == "probabilities" else (lambda out: out)
     temperature, alpha = settings["temperature"], settings["alpha"]
 

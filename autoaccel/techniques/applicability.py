@@ -19,6 +19,7 @@ LOSSES = {
     "logits": "Hinton KD on the logits",
     "probabilities": "Hinton KD on the log-probabilities",
     "embedding": "1 - cosine to the teacher's vectors",
+    "scores": "squared error to the teacher's scores",
 }
 """The distillation and fine-tuning loss of each output kind, in words."""
 

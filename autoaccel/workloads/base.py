@@ -27,7 +27,7 @@ Batch = tuple[Inputs, np.ndarray | None]
 """A training batch: named numpy inputs (batch first) and the labels, or None where the loss
 needs none."""
 
-OUTPUT_KINDS = ("logits", "probabilities", "embedding")
+OUTPUT_KINDS = ("logits", "probabilities", "embedding", "scores")
 """What a model's first output can be; each has its own distillation loss."""
 
 
@@ -36,13 +36,17 @@ def classify_outputs(
 ) -> tuple[str | None, str]:
     """The output-kind rule, on the teacher's outputs for one training batch and its labels.
 
-    In this order: every row non-negative and summing to 1 (within `atol`) is "probabilities"
+    In this order: one number per row is "scores" (a regression or ranking head: neither a
+    softmax nor a cosine means anything there); every row non-negative and summing to 1
+    (within `atol`) is "probabilities"
     (the model ends in softmax); else a 2-D (batch, classes) output with integer labels that
     are class indices is "logits" (most classifiers); else, with no labels, "embedding". Any
     other case (labels that are not class indices of a 2-D output) is None: the workload must
     declare `output_kind`. Returns the kind and the evidence in words.
     """
     out = np.asarray(outputs, dtype=np.float64)
+    if out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1):
+        return "scores", "one number per row (a regression or ranking score)"
     two_d = out.ndim == 2 and out.shape[1] >= 2
     if two_d and out.min() >= -1e-6 and np.allclose(out.sum(axis=1), 1.0, atol=atol):
         return "probabilities", "every row is non-negative and sums to 1"
@@ -83,9 +87,10 @@ class Workload(ABC):
 
     @property
     def output_kind(self) -> str | None:
-        """What the model's first output is: "logits" or "probabilities" (a classifier) or
-        "embedding"; it picks the distillation loss. None: no training data or no torch model
-        (or outputs the rule cannot place), so distillation and fine-tuning don't apply.
+        """What the model's first output is: "logits" or "probabilities" (a classifier),
+        "embedding", or "scores" (one number per row); it picks the distillation loss.
+        None: no training data or no torch model (or outputs the rule cannot place), so
+        distillation and fine-tuning don't apply.
 
         A workload may declare it (a class attribute `output_kind = "logits"`); one that does
         not but offers `training_batches()` has it detected once, on first use, by running the

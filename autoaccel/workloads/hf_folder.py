@@ -377,7 +377,9 @@ def load_folder_workload(
         from autoaccel.workloads.hf_image import ImageClassification
 
         return ImageClassification(folder, Path(data), options, cache_dir)
+    from autoaccel.workloads.hf_scores import TextScores, is_score_head
     from autoaccel.workloads.hf_text import SentenceEmbedding, TextClassification
 
     cls = TextClassification if folder.task == "text-classification" else SentenceEmbedding
+    cls = TextScores if cls is TextClassification and is_score_head(folder) else cls
     return cls(folder, Path(data), options, cache_dir)

@@ -6,6 +6,11 @@ with the fp32 model's own outputs on the judging rows: `top1_agreement` (share o
 top class is the fp32 model's) when the outputs are probabilities, else `teacher_cosine`
 (mean cosine between the candidate's and the fp32 model's output rows, flattened); both are
 reported where the output is 2-D, and `--metric` picks the other.
+
+A model giving one number per row (a regression or ranking score) is judged as scores: with
+y_val by Spearman correlation (`r2` beside it), without by `teacher_r2`, the R^2 of the
+candidate's scores for the fp32 model's (a cosine of two scalars is only their sign
+agreement, and an argmax over one column is always 0).
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import numpy as np
 from autoaccel.errors import UserError
 from autoaccel.workloads.base import Batch, Inputs, Predict, Workload, classify_outputs
 from autoaccel.workloads.npz_data import InputSpec, load_npz_data
+from autoaccel.workloads.similarity import one_per_row, r2, spearman
 
-PROTOCOL_VERSION = "npz-v2"
+PROTOCOL_VERSION = "npz-v3"
 """Bump when splitting or scoring changes so cached figures are not reused."""
 EVAL_BATCH, CALIB_BATCH, CALIB_ROWS, TRAIN_BATCH = 256, 32, 256, 64
 
@@ -33,7 +39,8 @@ class NpzWorkload(Workload):
         "accuracy": (0.0, 1.0),
         "top1_agreement": (0.0, 1.0),
         "teacher_cosine": (-1.0, 1.0),
-    }
+        "spearman": (-1.0, 1.0),
+    }  # R^2 has no lower bound: a limit on it is held under 1
 
     def __init__(
         self, model: Path, data: Path, train_data: Path | None, specs: tuple[InputSpec, ...]
@@ -65,7 +72,26 @@ class NpzWorkload(Workload):
     def settle_metric(self, probe: np.ndarray) -> None:
         """Pick the quality figure from the fp32 outputs on a few judging rows (`probe`)."""
         n = len(self.judge)
-        if self.judge.labels is not None:
+        labels = self.judge.labels
+        if labels is not None and one_per_row(probe):
+            self.metric = "spearman"
+            self.metric_description = (
+                f"Spearman correlation of the model's one score per row with y_val, on {n} "
+                f"judging rows of {self.data_path.name}"
+            )
+            self.metrics = {"r2": f"R^2 of the scores for y_val on the {n} judging rows"}
+            self._notes.append(
+                "one output per row with y_val: judged as scores by Spearman with y_val "
+                "(--metric r2 for R^2)"
+            )
+            return
+        if labels is not None and not np.array_equal(labels, np.round(labels)):
+            raise UserError(
+                f"--data {self.data_path}: y_val holds real values, but the model gives "
+                f"{probe.shape[1] if probe.ndim == 2 else 'several'} outputs per row, not one "
+                "score; give class indices, or drop y_val to judge agreement with the fp32 model"
+            )
+        if labels is not None:
             if probe.ndim != 2:
                 raise UserError(
                     f"--data {self.data_path}: y_val labels a classifier, but the model's first "
@@ -79,6 +105,14 @@ class NpzWorkload(Workload):
             self.metrics = {}
             return
         agreement = f"of {n} judging rows of {self.data_path.name} (no y_val labels)"
+        if one_per_row(probe):
+            self.metric, self.metrics = "teacher_r2", {}
+            self.metric_description = (
+                f"R^2 of the candidate's scores for the fp32 model's, {agreement}: one output "
+                "per row, where a cosine is only sign agreement"
+            )
+            self._notes.append(f"no y_val: judged by teacher_r2 ({self.metric_description})")
+            return
         cosine = f"mean cosine between the candidate's and the fp32 model's outputs {agreement}"
         top1 = f"share of rows whose top class is the fp32 model's, {agreement}"
         probabilities = classify_outputs(probe, None)[0] == "probabilities"
@@ -157,9 +191,14 @@ class NpzWorkload(Workload):
 
     def evaluate(self, predict: Predict) -> dict[str, float]:
         out = self.run(predict, self.judge.inputs)
+        if self.metric in ("spearman", "r2"):
+            scores, truth = out.reshape(-1), self.judge.labels
+            return {"spearman": spearman(scores, truth), "r2": r2(scores, truth)}
         if self.judge.labels is not None:
             return {"accuracy": float(np.mean(np.argmax(out, axis=1) == self.judge.labels))}
         ref = self.reference_outputs()
+        if self.metric == "teacher_r2":
+            return {"teacher_r2": r2(out, ref)}
         scores = {"teacher_cosine": _mean_cosine(out, ref)}
         if out.ndim == 2:
             scores["top1_agreement"] = float(np.mean(out.argmax(1) == ref.argmax(1)))

@@ -1,5 +1,6 @@
-"""The figures embedding workloads are judged by, shared so that the same vectors and ratings
-give the same score whichever workload computes it (`minilm`, a sentence-embedding folder)."""
+"""The figures embedding and score workloads are judged by, shared so that the same vectors,
+scores and ratings give the same figure whichever workload computes it (`minilm`, a folder,
+a model file)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,22 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
     rho = spearmanr(x, y).statistic
     return float(rho) if np.isfinite(rho) else 0.0
+
+
+def one_per_row(out: np.ndarray) -> bool:
+    """Whether a model's output is one number per row (a regression or ranking score), where
+    cosine and argmax say nothing: the cosine of two scalars is their sign agreement."""
+    out = np.asarray(out)
+    return out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1)
+
+
+def r2(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Coefficient of determination of `pred` for `truth`: 1 is exact, 0 is no better than
+    their mean, below 0 worse."""
+    pred = np.asarray(pred, np.float64).reshape(-1)
+    truth = np.asarray(truth, np.float64).reshape(-1)
+    spread = float(np.sum((truth - truth.mean()) ** 2))
+    error = float(np.sum((pred - truth) ** 2))
+    if spread == 0.0:
+        return 1.0 if error == 0.0 else 0.0
+    return 1.0 - error / spread

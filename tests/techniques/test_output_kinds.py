@@ -200,7 +200,8 @@ def test_rule_says_logits_for_two_d_outputs_with_integer_labels():
 def test_rule_says_embedding_without_labels():
     vectors = np.random.default_rng(0).normal(size=(16, 384))
     assert classify_outputs(vectors, None)[0] == "embedding"
-    assert classify_outputs(np.abs(vectors[:, :1]), None)[0] == "embedding"  # one column
+    # one column is a score, not a vector: a cosine of scalars is only their sign agreement
+    assert classify_outputs(np.abs(vectors[:, :1]), None)[0] == "scores"
 
 
 def test_rule_places_nothing_when_labels_are_not_class_indices():
