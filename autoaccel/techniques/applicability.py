@@ -141,6 +141,13 @@ def search_notes(workload: Workload) -> list[str]:
     if workload.torch_model_available() and workload.torch_compile_reason():
         reason = workload.torch_compile_reason()
         compile_line = [f"runtime.backend torch_compile: not searched: {reason}"]
+    from autoaccel.techniques.quantize import already_quantized
+
+    if ops := already_quantized(workload):
+        compile_line.append(
+            f"quantize: not searched: {workload.name} is quantized already ({', '.join(ops)}); "
+            "its runtimes and compile settings are searched as it is"
+        )
     return (
         ([note] if note else []) + not_applicable(workload) + compile_line + layout_notes(workload)
     )

@@ -53,6 +53,8 @@ class Quantize(Technique):
     requires = {"runtime.backend": ("onnxruntime", "openvino")}  # the ONNX backends
 
     def params(self, workload) -> tuple[Param, ...]:
+        if workload is not None and already_quantized(workload):
+            return ()  # `applicability` says why at the search's start
         return (
             Param("mode", "none", choices=MODES, help="numeric format of weights/activations"),
             Param(
@@ -104,7 +106,7 @@ class Quantize(Technique):
         )
 
     def describe(self, config: dict[str, Any]) -> str | None:
-        mode = config["mode"]
+        mode = config.get("mode", "none")
         if mode == "none":
             return "fp32"
         if mode == "fp16":
@@ -126,10 +128,10 @@ class Quantize(Technique):
         return f"int8 static QDQ {scale}, {config['calibration']} calibration"
 
     def changes_model(self, config: dict[str, Any]) -> bool:
-        return config["mode"] != "none"
+        return config.get("mode", "none") != "none"
 
     def apply(self, candidate: Candidate, config: dict[str, Any], ctx: BuildContext) -> Candidate:
-        mode = config["mode"]
+        mode = config.get("mode", "none")
         out = ctx.workdir / "model.onnx"
         if mode != "fp16" and is_float16(candidate.onnx_path):
             widened = ctx.workdir / "float32.onnx"
@@ -171,6 +173,14 @@ class Quantize(Technique):
                         "quantize_calibration",
                     ) from None
         return replace(candidate, onnx_path=out, notes=(*candidate.notes, f"quantized {mode}"))
+
+
+def already_quantized(workload) -> list[str]:
+    """The quantized operators of a workload's given ONNX file (none for a float model)."""
+    from autoaccel.workloads.onnx_facts import quantized_ops
+
+    given = workload.onnx_model()
+    return quantized_ops(given) if given is not None else []
 
 
 def _to_fp16(src, out) -> None:

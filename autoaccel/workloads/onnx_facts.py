@@ -3,8 +3,9 @@
 Its weights may live in separate files (`save_as_external_data`, what torch.onnx's dynamo
 exporter writes for large models): wherever autoaccel copies or fingerprints a model, the data
 files go with it, or a copy is a model without weights and a changed weight file is a stale
-cache hit. And it may be a float16 model, which its baseline's description must say and the
-quantizers must widen first (`techniques/float32_graph.py`).
+cache hit. It may be a float16 model, which its baseline's description must say and the
+quantizers must widen first (`techniques/float32_graph.py`). And it may be quantized already
+(int8 QDQ or integer operators), which no quantizer here takes as input.
 """
 
 from __future__ import annotations
@@ -25,6 +26,22 @@ def is_float16(path: Path) -> bool:
     return any(t.data_type == FLOAT16 for t in graph.initializer) or any(
         v.type.tensor_type.elem_type == FLOAT16 for v in edges
     )
+
+
+QUANTIZED_OPS = frozenset({
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
+    "ConvInteger", "QLinearMatMul", "QLinearConv", "QGemm", "QAttention", "MatMulNBits",
+    "DynamicQuantizeMatMul", "QEmbedLayerNormalization",
+})  # fmt: skip
+"""Operators only a quantized graph holds (standard and com.microsoft)."""
+
+
+def quantized_ops(path: Path) -> list[str]:
+    """The quantized operators the graph holds, sorted; empty for a float model."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return sorted({node.op_type for node in graph.node} & QUANTIZED_OPS)
 
 
 def external_files(path: Path) -> list[Path]:

@@ -3,6 +3,8 @@ and that it still works."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import onnx
 import pytest
@@ -13,6 +15,9 @@ from autoaccel.errors import InfeasibleRecipe
 from autoaccel.evaluate import MeasureConfig, evaluate_candidate
 from autoaccel.techniques import BuildContext, Candidate, config_of, describe_recipe
 from autoaccel.techniques.quantize import Quantize, _gemm_to_matmul
+
+_FLOAT_FILE = SimpleNamespace(onnx_model=lambda: None)
+"""A workload stand-in whose model is no given (possibly quantized) ONNX file."""
 
 FAST = MeasureConfig().scaled(0.05)
 ORT = {"runtime.backend": "onnxruntime", "runtime.intra_op_threads": 1}
@@ -206,14 +211,14 @@ def test_int4_params_exist_only_in_int4_mode():
     assert names["block_size"].choices == (32, 64, 128) and names["block_size"].default == 32
     assert names["symmetric"].default is True
     assert names["accuracy_level"].choices == (0, 4)
-    int4 = config_of(Quantize(), {"runtime.backend": "onnxruntime", **INT4}, workload=object())
+    int4 = config_of(Quantize(), {"runtime.backend": "onnxruntime", **INT4}, workload=_FLOAT_FILE)
     assert int4 == {
         "mode": "int4_weight",
         "block_size": 32,
         "symmetric": True,
         "accuracy_level": 0,
     }
-    int8 = config_of(Quantize(), {"quantize.mode": "int8_dynamic"}, workload=object())
+    int8 = config_of(Quantize(), {"quantize.mode": "int8_dynamic"}, workload=_FLOAT_FILE)
     assert not {"block_size", "symmetric", "accuracy_level"} & set(int8)
 
 

@@ -67,3 +67,25 @@ def test_missing_external_data_is_one_line_naming_the_model(external):
         OnnxFileWorkload(model, data, convert=False)
     assert type(info.value).__name__ == "UserError"
     assert "not a valid ONNX model" in str(info.value) and str(model) in str(info.value)
+
+
+def test_a_quantized_file_is_searched_without_quantizers_and_says_why(tiny_onnx_files, tmp_path):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from autoaccel.techniques import REGISTRY
+    from autoaccel.techniques.applicability import search_notes
+    from autoaccel.workloads.onnx_facts import quantized_ops
+
+    model, data = tiny_onnx_files
+    assert quantized_ops(model) == []
+    quantize_dynamic(str(model), str(tmp_path / "q.onnx"), weight_type=QuantType.QInt8)
+    assert "MatMulInteger" in quantized_ops(tmp_path / "q.onnx")
+    workload = OnnxFileWorkload(tmp_path / "q.onnx", data, convert=False)
+    assert REGISTRY["quantize"].params(workload) == ()
+    assert REGISTRY["quantize"].params(OnnxFileWorkload(model, data, convert=False))
+    assert any(
+        "quantize: not searched: q is quantized already" in n for n in search_notes(workload)
+    )
+    candidate = build_candidate({"runtime.backend": "openvino"}, workload, tmp_path / "cache")
+    evaluation = evaluate_candidate(candidate, workload, MeasureConfig().scaled(0.05))
+    assert evaluation.quality["accuracy"] >= 0.8
