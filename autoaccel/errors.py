@@ -25,6 +25,7 @@ INFEASIBLE_KINDS: dict[str, str] = {
     "quantize_calibration": "static quantization's calibrator collected nothing on this graph",
     "quantize_nothing": "int4 weight-only found no MatMul weight to quantize",
     "prune_nothing": "sparsity found no nn.Linear or nn.Conv2d weight to zero",
+    "quantize_float16": "a float16 graph the quantizers cannot take as float32 (control flow)",
     "server_bound": "the server scenario meets the latency bound at no arrival rate",
     "unnamed": "raised without a kind (give one where it is raised)",
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from autoaccel.errors import InfeasibleRecipe
 from autoaccel.workloads.onnx_facts import is_float16
 
 __all__ = ["as_float32", "is_float16"]
@@ -27,7 +28,11 @@ def as_float32(src: Path, out: Path) -> None:
     model = onnx.load(str(src))
     graph = model.graph
     if any(a.type == onnx.AttributeProto.GRAPH for n in graph.node for a in n.attribute):
-        raise ValueError("control flow with float16 subgraphs (If / Loop / Scan) is not handled")
+        raise InfeasibleRecipe(
+            "a float16 graph with control flow (If / Loop / Scan subgraphs) is not widened to "
+            "float32, which the int8 and int4 quantizers need",
+            "quantize_float16",
+        )
     for tensor in graph.initializer:
         _widen(tensor)
     for node in graph.node:
@@ -59,8 +64,9 @@ def as_float32(src: Path, out: Path) -> None:
         n for n in nodes if not _is_input_cast(n, graph)
     ])  # fmt: skip
     del graph.value_info[:]  # float16 types recorded inside the graph no longer hold
-    onnx.checker.check_model(model)
-    onnx.save(model, str(out))
+    large = model.ByteSize() > 1_800_000_000  # twice the bytes: past protobuf's 2 GB, beside it
+    onnx.save(model, str(out), save_as_external_data=large, location=f"{Path(out).name}.data")
+    onnx.checker.check_model(str(out))
 
 
 def _widen(tensor) -> None:

@@ -35,8 +35,11 @@ def linear_and_trainable(module: fx.GraphModule) -> int:
         module.graph.erase_node(node)
         replaced += 1
     module.graph.eliminate_dead_code()
+    used = {n.target for n in module.graph.nodes if n.op == "get_attr"}
     for name, buffer in list(store.named_buffers(recurse=False)):
-        if buffer.is_floating_point():
+        if f"initializers.{name}" not in used:  # moved into a Linear: no second copy
+            delattr(store, name)
+        elif buffer.is_floating_point():
             delattr(store, name)
             store.register_parameter(name, nn.Parameter(buffer.detach().clone()))
     module.recompile()

@@ -172,5 +172,6 @@ def test_matmuls_by_constant_weights_become_trainable_prunable_linears(tmp_path)
     assert [tuple(m.weight.shape) for m in linears] == [(16, 8), (3, 16)]
     trainable = {tuple(p.shape) for p in module.parameters() if p.requires_grad}
     assert {(16, 8), (16,), (3, 16)} <= trainable  # the bias too: every float initializer
+    assert sum(p.numel() for p in module.parameters()) == 8 * 16 + 16 + 16 * 3  # no copies
     unstructured(module, 0.5)
     assert all(float((m.weight == 0).float().mean()) == 0.5 for m in linears)
