@@ -7,10 +7,11 @@ top class is the fp32 model's) when the outputs are probabilities, else `teacher
 (mean cosine between the candidate's and the fp32 model's output rows, flattened); both are
 reported where the output is 2-D, and `--metric` picks the other.
 
-A model giving one number per row (a regression or ranking score) is judged as scores: with
-y_val by Spearman correlation (`r2` beside it), without by `teacher_r2`, the R^2 of the
-candidate's scores for the fp32 model's (a cosine of two scalars is only their sign
-agreement, and an argmax over one column is always 0).
+A model giving one number per row is a binary classifier where y_val holds only 0 and 1
+(accuracy of the output thresholded at 0, or at 0.5 where every output lies in [0, 1]), else
+a regression or ranking score: with y_val judged by Spearman correlation (`r2` beside it),
+without by `teacher_r2`, the R^2 of the candidate's scores for the fp32 model's (a cosine of
+two scalars is only their sign agreement, and an argmax over one column is always 0).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class NpzWorkload(Workload):
         parts = load_npz_data(specs, self.data_path, self.train_path)
         self.judge, self.train, self._notes = parts.judge, parts.train, [parts.statement]
         self._reference: np.ndarray | None = None
+        self._threshold: float | None = None  # set for a one-output binary classifier
         self._digest = _digest(
             [self.model_path, *self.weight_files(), self.data_path, self.train_path]
         )
@@ -73,6 +75,21 @@ class NpzWorkload(Workload):
         """Pick the quality figure from the fp32 outputs on a few judging rows (`probe`)."""
         n = len(self.judge)
         labels = self.judge.labels
+        if labels is not None and one_per_row(probe) and set(np.unique(labels)) <= {0, 1}:
+            scores = self.reference_outputs().reshape(-1)
+            sigmoid = bool(scores.min() >= 0.0 and scores.max() <= 1.0)
+            self._threshold = 0.5 if sigmoid else 0.0
+            self.metric = "accuracy"
+            self.metric_description = (
+                f"accuracy of the one output thresholded at {self._threshold:g} (a "
+                f"{'probability' if sigmoid else 'logit'}) against 0/1 y_val, on {n} judging "
+                f"rows of {self.data_path.name}"
+            )
+            self.metrics = {"spearman": f"Spearman of the output with y_val on the {n} rows"}
+            self._notes.append(
+                f"one output per row with 0/1 y_val: judged by {self.metric_description}"
+            )
+            return
         if labels is not None and one_per_row(probe):
             self.metric = "spearman"
             self.metric_description = (
@@ -191,6 +208,10 @@ class NpzWorkload(Workload):
 
     def evaluate(self, predict: Predict) -> dict[str, float]:
         out = self.run(predict, self.judge.inputs)
+        if self._threshold is not None:  # one output per row, 0/1 labels: a binary classifier
+            truth, scores = self.judge.labels, out.reshape(-1)
+            accuracy = float(np.mean((scores > self._threshold) == truth.astype(bool)))
+            return {"accuracy": accuracy, "spearman": spearman(scores, truth)}
         if self.metric in ("spearman", "r2"):
             scores, truth = out.reshape(-1), self.judge.labels
             return {"spearman": spearman(scores, truth), "r2": r2(scores, truth)}

@@ -56,6 +56,29 @@ def test_scores_with_real_labels_are_judged_by_spearman(tmp_path):
     assert reversed_["spearman"] == pytest.approx(-1.0)
 
 
+@pytest.mark.parametrize("sigmoid", [False, True])
+def test_one_output_with_0_1_labels_is_a_binary_classifier(tmp_path, sigmoid):
+    path, x, y = _score_model(tmp_path)
+    if sigmoid:  # the same scores squashed into [0, 1]: the threshold moves to 0.5
+        import onnx
+        from onnx import helper
+
+        model = onnx.load(str(path))
+        out = model.graph.output[0].name
+        model.graph.node[-1].output[0] = "raw"
+        model.graph.node.append(helper.make_node("Sigmoid", ["raw"], [out]))
+        onnx.save(model, str(path))
+    labels = (y > 0).astype(np.int64)
+    labels[:5] = 1 - labels[:5]  # five rows the model gets wrong
+    calib = x[:10] + 1.0  # rows of their own: every row of x judges
+    np.savez(tmp_path / "d.npz", x=x, y_val=labels, x_calib=calib)
+    workload = OnnxFileWorkload(path, tmp_path / "d.npz", convert=False)
+    assert workload.metric == "accuracy" and "spearman" in workload.metrics
+    assert f"thresholded at {0.5 if sigmoid else 0:g}" in workload.metric_description
+    got = workload.evaluate(workload.reference_predict)
+    assert got["accuracy"] == pytest.approx(1 - 5 / len(x))
+
+
 def test_real_labels_for_a_classifier_are_refused(tiny_onnx_files, tmp_path):
     x = np.load(tiny_onnx_files[1])["x_val"]
     np.savez(tmp_path / "d.npz", x_val=x, y_val=np.linspace(0, 1, len(x)))
