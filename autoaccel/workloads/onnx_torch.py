@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from autoaccel.workloads.base import Inputs
-from autoaccel.workloads.onnx_torch_linear import linear_and_trainable
+from autoaccel.workloads.fx_layers import linear_and_trainable
 
 RTOL, ATOL = 1e-3, 1e-4
 """The converted module is used when |torch - ORT| <= ATOL + RTOL * |ORT| on every output

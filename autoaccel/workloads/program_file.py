@@ -6,9 +6,11 @@ pickled file (`torch.save` of a module or a state dict) is recognised by its lay
 refused before anything is unpickled, since unpickling can run arbitrary code.
 
 The program is a torch model: PyTorch eager fp32 is the baseline, and it is exported to ONNX
-for ONNX Runtime / OpenVINO, quantization and graph passes. Its layers are compiled code, not
-`nn.Linear` / `nn.Conv2d` modules, so there is nothing for pruning to zero or remove nor for a
-student to narrow, and fine-tuning a copy of the same shape toward itself changes nothing:
+for ONNX Runtime / OpenVINO, quantization and graph passes. A torch.export program's linear
+and 2-D convolution calls are made nn.Linear / nn.Conv2d modules over its own parameters
+(`fx_layers.export_layers`), so pruning and students apply to it. A TorchScript program's
+layers are compiled code, so there is nothing for pruning to zero or remove nor for a student
+to narrow, and fine-tuning a copy of the same shape toward itself changes nothing:
 distillation and pruning are left out (`torch_edit_reason`). A program with several outputs
 is judged and accelerated on its first, and the search says so.
 """
@@ -23,6 +25,7 @@ import numpy as np
 
 from autoaccel.errors import UserError
 from autoaccel.workloads.base import Inputs
+from autoaccel.workloads.fx_layers import export_layers
 from autoaccel.workloads.npz_data import InputSpec
 from autoaccel.workloads.npz_workload import NpzWorkload
 
@@ -96,6 +99,7 @@ class ProgramFileWorkload(NpzWorkload):
             if path is not None and not Path(path).is_file():
                 raise UserError(f"{flag} {path}: no such file; give the path of an existing file")
         program, specs = _load(model, self.kind)
+        self.layers = export_layers(program) if self.kind == "export" else 0
         super().__init__(model, data, train_data, specs)
         first = self.batches(self.judge.inputs, 2)[0]
         try:
@@ -114,7 +118,14 @@ class ProgramFileWorkload(NpzWorkload):
             )
         self.settle_metric(probe)
         what = "TorchScript" if self.kind == "torchscript" else "torch.export"
-        self._notes.append(f"a {what} program: {self.torch_edit_reason()}")
+        if self.layers:
+            self._notes.append(
+                f"a torch.export program: its {self.layers} linear and convolution calls run as "
+                "nn.Linear / nn.Conv2d holding its own parameters (the same outputs), so "
+                "pruning, students and fine-tuning apply"
+            )
+        else:
+            self._notes.append(f"a {what} program: {self.torch_edit_reason()}")
         if outputs > 1:
             self._notes.append(
                 f"forward() returns {outputs} outputs: the first ({_shape(probe)}) is the one "
@@ -130,7 +141,10 @@ class ProgramFileWorkload(NpzWorkload):
         return self._model
 
     def torch_edit_reason(self) -> str:
-        """Why distillation and pruning are left out."""
+        """Why distillation and pruning are left out ("" where they apply: a torch.export
+        program whose linear and convolution calls became modules)."""
+        if self.layers:
+            return ""
         what = "TorchScript" if self.kind == "torchscript" else "torch.export"
         return (
             f"its layers are compiled {what} code, not nn.Linear / nn.Conv2d modules, so "

@@ -111,16 +111,43 @@ def test_a_program_with_several_outputs_is_judged_on_its_first_and_says_so(tmp_p
     np.testing.assert_allclose(got[0], scores[:7], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["torchscript", "export"])
-def test_program_file_leaves_out_pruning_and_students_with_the_reason(tmp_path, kind):
-    workload = ProgramFileWorkload(*_program(tmp_path, kind))
+def test_torchscript_program_leaves_out_pruning_and_students_with_the_reason(tmp_path):
+    workload = ProgramFileWorkload(*_program(tmp_path, "torchscript"))
     assert REGISTRY["distill"].params(workload) == () == REGISTRY["prune"].params(workload)
     lines = search_notes(workload)
     assert any(line.startswith("distill, prune: not searched") for line in lines)
     backends = {p.name: p for p in REGISTRY["runtime"].params(workload)}["backend"].choices
-    assert ("torch_compile" in backends) == (kind == "export")
-    if kind == "torchscript":
-        assert any("torch.compile does not compile TorchScript" in line for line in lines)
+    assert "torch_compile" not in backends
+    assert any("torch.compile does not compile TorchScript" in line for line in lines)
+
+
+def test_export_program_layers_become_modules_that_pruning_works_on(tmp_path):
+    """aten.linear / aten.conv2d calls on the program's parameters run as nn.Linear /
+    nn.Conv2d holding the same parameters: same outputs, and sparsity acts on them."""
+    from autoaccel.compress.pruning import prunable_layers, unstructured
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1, stride=2), torch.nn.ReLU(), torch.nn.Flatten(),
+        torch.nn.Linear(64, 5),
+    ).eval()  # fmt: skip
+    x = np.random.default_rng(0).normal(size=(30, 1, 8, 8)).astype(np.float32)
+    path = tmp_path / "cnn.pt2"
+    example, batch = (torch.from_numpy(x[:2]),), torch.export.Dim("batch")
+    torch.export.save(torch.export.export(net, example, dynamic_shapes=({0: batch},)), path)
+    np.savez(tmp_path / "d.npz", x_val=x)  # one input: x_val names it
+    workload = ProgramFileWorkload(path, tmp_path / "d.npz")
+    assert workload.layers == 2 and workload.torch_edit_reason() == ""
+    assert REGISTRY["distill"].params(workload) and REGISTRY["prune"].params(workload)
+    assert any("2 linear and convolution calls run as nn.Linear" in n for n in workload.notes())
+    model = workload.torch_model()
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+        got = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert [type(m).__name__ for m in prunable_layers(model)] == ["Conv2d", "Linear"]
+    unstructured(model, 0.5)
+    assert all(float((m.weight == 0).float().mean()) == 0.5 for m in prunable_layers(model))
 
 
 def test_export_program_inputs_not_matching_its_static_dims_name_the_input(tmp_path):
@@ -181,5 +208,8 @@ def test_program_file_searches_from_the_command_line(tmp_path, monkeypatch, caps
     cli.main()
     out = " ".join(capsys.readouterr().out.split())
     assert "judging on 32 rows of data.npz; 8 other rows calibrate and train" in out
-    assert "distill, prune: not searched" in out
+    if kind == "torchscript":
+        assert "distill, prune: not searched" in out
+    else:
+        assert "pruning, students and fine-tuning apply" in out
     assert list((tmp_path / "runs").glob("*/recommendation.json"))
