@@ -32,12 +32,7 @@ def linear_and_trainable(module: fx.GraphModule) -> int:
             continue
         linear = nn.Linear(weight.shape[0], weight.shape[1], bias=False)
         linear.weight = nn.Parameter(weight.detach().t().contiguous().clone())
-        name = f"linear_{node.target}".replace(".", "_")
-        module.add_submodule(name, linear)
-        with module.graph.inserting_after(node):
-            new = module.graph.call_module(name, (node.args[0],))
-        node.replace_all_uses_with(new)
-        module.graph.erase_node(node)
+        _swap(module, node, f"linear_{node.target}".replace(".", "_"), linear)
         replaced += 1
     module.graph.eliminate_dead_code()
     used = {n.target for n in module.graph.nodes if n.op == "get_attr"}
@@ -84,17 +79,21 @@ def export_layers(module: fx.GraphModule) -> int:
         layer = _layer_of(module, node)
         if layer is None:
             continue
-        name = f"layer_{replaced}_{node.name}"
-        module.add_submodule(name, layer)
-        with module.graph.inserting_after(node):
-            new = module.graph.call_module(name, (node.args[0],))
-        node.replace_all_uses_with(new)
-        module.graph.erase_node(node)
+        _swap(module, node, f"layer_{replaced}_{node.name}", layer)
         replaced += 1
     if replaced:
         module.graph.eliminate_dead_code()
         module.recompile()
     return replaced
+
+
+def _swap(module: fx.GraphModule, node: fx.Node, name: str, layer: nn.Module) -> None:
+    """Replace `node` by a call of `layer` (added as `name`) on the node's first input."""
+    module.add_submodule(name, layer)
+    with module.graph.inserting_after(node):
+        new = module.graph.call_module(name, (node.args[0],))
+    node.replace_all_uses_with(new)
+    module.graph.erase_node(node)
 
 
 def _layer_of(module: fx.GraphModule, node: fx.Node) -> nn.Module | None:

@@ -10,6 +10,7 @@ quantizers must widen first (`techniques/float32_graph.py`). And it may be quant
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -37,11 +38,18 @@ QUANTIZED_OPS = frozenset({
 
 
 def quantized_ops(path: Path) -> list[str]:
-    """The quantized operators the graph holds, sorted; empty for a float model."""
+    """The quantized operators the graph holds, sorted; empty for a float model. Asked each
+    time the search lists the quantizer's parameters, so the file is read once per version."""
+    stat = Path(path).stat()
+    return list(_quantized_ops(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=16)
+def _quantized_ops(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return sorted({node.op_type for node in graph.node} & QUANTIZED_OPS)
+    graph = onnx.load(path, load_external_data=False).graph
+    return tuple(sorted({node.op_type for node in graph.node} & QUANTIZED_OPS))
 
 
 def external_files(path: Path) -> list[Path]:
