@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import write  # benchmarks/ is run as a folder of scripts
+from roofline_layers import explain_ov, ov_profiler, ov_rows_and_gap
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RUNS = (Path("/tmp/vsp-runs"), Path("/tmp/ovh-minilm"), REPO / "runs")
@@ -268,64 +269,11 @@ def ort_profile(candidate, inputs, runs: int) -> tuple[dict[str, Any], Path]:
     }, tmp / "optimized.onnx"
 
 
-OV_MATRIX = {"FullyConnected", "FullyConnectedCompressed", "MatMul", "Convolution"}
-OV_MATRIX |= {"GroupConvolution", "Deconvolution", "ScaledDotProductAttention", "ScaledAttn"}
-"""OpenVINO CPU layer types that do matrix work (FullyConnectedCompressed: a FullyConnected
-whose weights are stored in int8/int4 and decompressed in the kernel; it computes in the
-inference precision)."""
-
-
-def ov_profile(candidate, inputs, runs: int) -> dict[str, Any]:
-    """Per executed layer time (ms per inference) from OpenVINO's performance counters, for
-    the candidate compiled with its own settings plus PERF_COUNT."""
-    import openvino.properties as props
-
-    from autoaccel.evaluate.runners import _ov_core, ov_config
-
-    core = _ov_core()
-    compiled = core.compile_model(
-        core.read_model(str(candidate.onnx_path)),
-        "CPU",
-        {**ov_config(candidate.session), props.enable_profiling: True},
-    )
-    request = compiled.create_infer_request()
-    wanted = {name for port in compiled.inputs for name in port.get_names()}
-    feed = {k: v for k, v in inputs.items() if k in wanted}
-    for _ in range(10):
-        request.infer(feed, share_inputs=True)
-    layers: dict[str, dict[str, Any]] = {}
-    t0 = time.perf_counter()
-    for _ in range(runs):
-        request.infer(feed, share_inputs=True)
-        for info in request.get_profiling_info():
-            if info.status.name != "EXECUTED":
-                continue
-            entry = layers.setdefault(
-                info.node_name, {"op": info.node_type, "exec": info.exec_type, "us": 0.0}
-            )
-            entry["us"] += info.real_time.total_seconds() * 1e6
-    profiled_ms = (time.perf_counter() - t0) * 1e3 / runs
-    rows: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: {"ms": 0.0, "layers": 0})
-    for entry in layers.values():
-        precision = entry["exec"].rsplit("_", 1)[-1] if "_" in entry["exec"] else entry["exec"]
-        row = rows[(entry["op"], precision)]
-        row["ms"] += entry["us"] / 1e3 / runs
-        row["layers"] += 1
-    by_type = [
-        {"op_type": op, "exec_precision": prec, "matrix": op in OV_MATRIX, **row}
-        for (op, prec), row in rows.items()
-    ]
-    return {
-        "profiled_run_ms": profiled_ms,
-        "by_type": sorted(by_type, key=lambda r: -r["ms"]),
-    }
-
-
 def per_op_type(graph, prof: dict[str, Any], peak_by_precision: dict[str, float]):
     """Per op type of the optimized graph: FLOPs, kernel time, GFLOP/s, share of peak."""
     by_name = {n.name: n for n in graph.nodes}
     rows: dict[tuple[str, str], dict[str, float]] = defaultdict(
-        lambda: {"gflop": 0.0, "ms": 0.0, "nodes": 0, "timed": 0}
+        lambda: {"gflop": 0.0, "ms": 0.0, "nodes": 0, "timed": 0, "mb": 0.0}
     )
     for name, entry in prof["nodes"].items():
         node = by_name.get(name)
@@ -336,6 +284,7 @@ def per_op_type(graph, prof: dict[str, Any], peak_by_precision: dict[str, float]
         row["timed"] += 1
         if node is not None:
             row["gflop"] += node.flops / 1e9
+            row["mb"] += node.bytes / 1e6
             row["nodes"] += 1
     out = []
     for (op, precision), row in rows.items():
@@ -356,16 +305,11 @@ def per_op_type(graph, prof: dict[str, Any], peak_by_precision: dict[str, float]
 def executed_precisions(graph, backend: str, ovp: dict[str, Any] | None) -> dict[str, float]:
     """GFLOP of matrix work per precision it executes in: the graph's own precision (ONNX
     Runtime), fp32 (torch), or for OpenVINO the precision of its matrix layers when they all
-    run in one (bf16 or f32 inference precision; int8 weights are decompressed to it)."""
+    run in one (int8, or bf16 / f32 inference precision for weights it decompresses)."""
     out: dict[str, float] = defaultdict(float)
     ov_precisions = set()
     if ovp is not None:
-        ov_precisions = {
-            "int8" if r["exec_precision"].upper() in ("I8", "U8") else r["exec_precision"].lower()
-            for r in ovp["by_type"]
-            if r["matrix"] and r["ms"] > 0
-        }
-        ov_precisions = {"fp32" if p in ("f32", "fp32") else p for p in ov_precisions}
+        ov_precisions = {r["precision"] for r in ovp["by_type"] if r["gflop"] and r["ms"] > 0}
     for n in graph.nodes:
         if not n.macs:
             continue
@@ -386,7 +330,8 @@ def main() -> None:
     parser.add_argument("--calibration-dir", type=Path, default=Path("/tmp/roofline-runs"))
     parser.add_argument("--recalibrate", action="store_true")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing budget")
-    parser.add_argument("--profile-runs", type=int, default=200)
+    parser.add_argument("--profile-runs", type=int, default=600)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     args = parser.parse_args()
     start, load = time.perf_counter(), os.getloadavg()[0]
 
@@ -416,21 +361,37 @@ def main() -> None:
     shapes = {k: v.shape for k, v in inputs.items()}
     graph = analyze(candidate.onnx_path, shapes)
     threads = int(recipe.get("runtime.intra_op_threads", 2))
-    pk = peaks(args.calibration_dir, threads, args.recalibrate)
-
+    # timed and profiled first, before the micro-benchmarks, and in interleaved rounds: on a
+    # shared 2-core machine one figure moved 0.93-1.6 ms from run to run, the layer times
+    # with it; rounds side by side keep the two comparable
     predict = open_runner(candidate, workload.input_names)
-    lat = measure(lambda: predict(inputs), MeasureConfig().scaled(args.seconds))
+    layer_times = ov_profiler(candidate, inputs) if candidate.backend == "openvino" else None
+    rounds, per_round = [], []
+    for _ in range(args.rounds):
+        per_round.append(
+            measure(lambda: predict(inputs), MeasureConfig().scaled(args.seconds / args.rounds))
+        )
+        if layer_times is not None:
+            t0 = time.perf_counter()
+            layer_times.profile(args.profile_runs // args.rounds)
+            rounds.append((time.perf_counter() - t0) * 1e3 / (args.profile_runs // args.rounds))
+    lat = sorted(per_round, key=lambda r: r.median_ms)[len(per_round) // 2]  # the median round
+    ops, prof, ovp = [], None, None
+    if layer_times is not None:
+        ovp = {"profiled_run_ms": sorted(rounds)[len(rounds) // 2], "layers": layer_times.layers()}
+    elif candidate.backend == "onnxruntime":
+        prof, optimized = ort_profile(candidate, inputs, args.profile_runs)
+    predict = layer_times = None  # their runtimes' threads gone before the micro-benchmarks
+    pk = peaks(args.calibration_dir, threads, args.recalibrate)
     ms = lat.median_ms
     gflop = graph.flops / 1e9
     achieved = gflop / (ms * 1e-3)
     derived = pk["derived_gflops"]
     cal = {p: v["gflops"] for p, v in pk["calibrated_best_gflops"].items()}
 
-    ops, prof, ovp = [], None, None
-    if candidate.backend == "openvino":
-        ovp = ov_profile(candidate, inputs, args.profile_runs)
-    elif candidate.backend == "onnxruntime":
-        prof, optimized = ort_profile(candidate, inputs, args.profile_runs)
+    if ovp is not None:
+        ovp = explain_ov(ovp, graph, candidate.session, cal)
+    elif prof is not None:
         opt_graph, prof["graph_analysed"] = graph, "model file (node names may differ)"
         try:  # the graph ORT runs (its nodes are the ones profiled)
             opt_graph = analyze(optimized, shapes)
@@ -498,42 +459,10 @@ def main() -> None:
             else f"{pk['dram_gbps']:g} GB/s",
         ],
     ]
-    ov_matrix = None
+    ov_matrix, gap = None, None
     if ovp is not None:
-        layer_ms = sum(r["ms"] for r in ovp["by_type"])
-        m_ms = sum(r["ms"] for r in ovp["by_type"] if r["matrix"])
-        rate = matrix_gflop / (m_ms * 1e-3) if m_ms else None
-        ov_matrix = {"gflop": matrix_gflop, "ms": m_ms, "gflops": rate}
-        rows.append(
-            [
-                "OpenVINO profile: layers / profiled run",
-                f"{layer_ms:.3f} / {ovp['profiled_run_ms']:.3f} ms",
-                "exec precision from OpenVINO's exec_type",
-            ]
-        )
-        if rate is not None:
-            shares = ", ".join(
-                f"{100 * rate / derived[p]:.0f} % derived"
-                + (f" / {100 * rate / cal[p]:.0f} % calibrated" if p in cal else "")
-                + f" {p}"
-                for p in executed
-            )
-            rows.append(
-                [
-                    "  matrix layers",
-                    f"{m_ms:.3f} ms, {matrix_gflop:.3f} GFLOP",
-                    f"{rate:.1f} GFLOP/s = {shares}",
-                ]
-            )
-        for r in ovp["by_type"]:
-            if r["ms"] >= 0.01:
-                rows.append(
-                    [
-                        f"  {r['op_type']} ({r['exec_precision']}, {r['layers']} layers)",
-                        f"{r['ms']:.3f} ms",
-                        "matrix" if r["matrix"] else "",
-                    ]
-                )
+        ov_matrix, gap, ov_rows = ov_rows_and_gap(ovp, ms, floor_cal, executed, derived, cal)
+        rows += ov_rows
     if prof is not None:
         kernel_ms = sum(r["ms"] for r in ops)
         rows.append(
@@ -550,11 +479,18 @@ def main() -> None:
                 share = f" = {100 * r['share_of_peak']:.0f} % derived"
             if r.get("share_of_calibrated") is not None:
                 share += f", {100 * r['share_of_calibrated']:.0f} % calibrated"
+            why = f"{r['gflops']:.1f} GFLOP/s{share}"
+            if not share and r["ms"] and r["timed"]:  # no matrix work: what bounds it
+                why += (
+                    f"; no matrix work: {1e3 * r['ms'] / r['timed']:.1f} us per node for "
+                    f"{1e3 * r['mb'] / max(1, r['nodes']):.0f} KB "
+                    f"({r['mb'] / r['ms']:.0f} GB/s)"
+                )
             rows.append(
                 [
                     f"  {r['op_type']} ({r['precision']}, {r['timed']} nodes)",
                     f"{r['ms']:.3f} ms, {r['gflop']:.3f} GFLOP",
-                    f"{r['gflops']:.1f} GFLOP/s{share}",
+                    why,
                 ]
             )
     write(
@@ -583,6 +519,7 @@ def main() -> None:
             "memory_floor_ms": floor_mem,
             "openvino_profile": ovp,
             "openvino_matrix_layers": ov_matrix,
+            "gap_to_floor_ms": gap,
             "ort_profile": None
             if prof is None
             else {k: v for k, v in prof.items() if k != "nodes"},

@@ -65,7 +65,7 @@ def fp32_matmul_builder(m: int, k: int, n: int) -> Callable:
     return build
 
 
-def _add_chain(length: int, size: int) -> Callable:
+def add_chain_builder(length: int, size: int) -> Callable:
     """x + y, then `length - 1` more adds of y: element-wise work, no weights. Rows of 1,000
     elements: ONNX's data propagation walks a 1-D tensor element by element (10 s at 3e7)."""
     cols = 1000 if size % 1000 == 0 else size
@@ -134,7 +134,7 @@ def _dynamic_int8(m: int, k: int, n: int) -> Callable:
     return build
 
 
-def _qdq_matmul(m: int, k: int, n: int) -> Callable:
+def qdq_matmul_builder(m: int, k: int, n: int) -> Callable:
     """The pattern quantize_static writes (QDQ around a MatMul); ORT fuses it to int8."""
 
     def build(rng: np.random.Generator):
@@ -315,15 +315,15 @@ def micro_suite(quick: bool = False) -> list[Micro]:
         Micro(f"matmul {m}x{k}x{n} fp32", "compute", fp32_matmul_builder(m, k, n))
         for m, k, n in mm
     ]
-    suite += [Micro(f"add {s:.0e} fp32", "memory", _add_chain(1, s)) for s in adds]
-    suite += [Micro(f"{n} adds of 1e3", "overhead", _add_chain(n, 1_000)) for n in (16, 64)]
+    suite += [Micro(f"add {s:.0e} fp32", "memory", add_chain_builder(1, s)) for s in adds]
+    suite += [Micro(f"{n} adds of 1e3", "overhead", add_chain_builder(n, 1_000)) for n in (16, 64)]
     suite += [
         Micro("conv 1x16x28x28 -> 32 3x3", "compute", _conv(1, 16, 32, 28)),
         Micro("conv 32x16x28x28 -> 32 3x3", "compute", _conv(32, 16, 32, 28)),
         Micro("matmulinteger 16x256x256", "int8", _matmul_integer(16, 256, 256)),
         Micro("matmulinteger 128x1024x1024", "int8", _matmul_integer(128, 1024, 1024)),
         Micro("dynamic int8 128x384x1536", "int8", _dynamic_int8(128, 384, 1536)),
-        Micro("qdq int8 128x384x384", "int8", _qdq_matmul(128, 384, 384)),
+        Micro("qdq int8 128x384x384", "int8", qdq_matmul_builder(128, 384, 384)),
         Micro("dynamic int8 conv 1x16x28x28 -> 32", "int8", _dynamic_int8_conv(1, 16, 32, 28)),
         Micro("softmax 12x128x128", "vector", _unary("Softmax", (12, 128, 128), axis=-1)),
         Micro("layernorm 128x384", "vector", _layer_norm(128, 384)),
