@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import write  # benchmarks/ is run as a folder of scripts
-from roofline_layers import explain_ov, ov_profiler, ov_rows_and_gap
+from roofline_explain import explain_ov, ov_rows_and_gap
+from roofline_layers import ov_profiler
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RUNS = (Path("/tmp/vsp-runs"), Path("/tmp/ovh-minilm"), REPO / "runs")
