@@ -6,8 +6,9 @@ network at "Reshape version 19", so a user's freshly exported file got no distil
 pruning and no PyTorch runtime. Most of those newer versions only widened the accepted types
 (bfloat16, float8, int4): they reuse the last converter as they are. The reductions of
 opset 18 take their axes as an input instead of an attribute: they get a converter that reads
-a constant axes input. Whatever these produce is still used only when its outputs match ONNX
-Runtime's on every judging row (`onnx_torch.convert_checked`).
+a constant axes input. Flatten gets a converter of its own at every version (onnx2torch's
+fails when the axis is the input's rank). Whatever these produce is still used only when its
+outputs match ONNX Runtime's on every judging row (`onnx_torch.convert_checked`).
 
 Imported only by `onnx_torch.load_onnx2torch`, once onnx2torch has imported.
 """
@@ -39,7 +40,6 @@ SAME_AS = {
     "Constant": ((19, 13), (21, 13)),
     "ConstantOfShape": ((20, 9), (21, 9)),
     "Equal": ((19, 13),),  # string types
-    "Flatten": ((21, 13),),
     "GreaterOrEqual": ((16, 12),),  # bfloat16
     "Identity": ((19, 16), (21, 16)),
     "IsInf": ((20, 10),),
@@ -86,6 +86,8 @@ def register() -> None:
     if not getattr(original, "autoaccel_reshape", False):
         for version in (14, 19, 21):  # 14 replaced too: it refuses allowzero=1
             _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)] = _reshape(original)
+    for version in (1, 9, 11, 13, 21):  # every Flatten: onnx2torch's fails at axis == rank
+        _CONVERTER_REGISTRY[OperationDescription("", "Flatten", version)] = _flatten
     if missing("Gelu", 20):
         add_converter(operation_type="Gelu", version=20)(_gelu)
     for op in REDUCTIONS_18:
@@ -134,6 +136,31 @@ def _guarded(known: Any, what: str) -> Any:
         return known(node, graph)
 
     return converter
+
+
+def _flatten(node: Any, graph: Any) -> Any:
+    """Flatten at any axis, 0 and the input's rank included."""
+    return OperationConverterResult(
+        torch_module=OnnxFlattenAnyAxis(node.attributes.get("axis", 1)),
+        onnx_mapping=onnx_mapping_from_node(node),
+    )
+
+
+class OnnxFlattenAnyAxis(torch.nn.Module):
+    """ONNX Flatten: shape (product of the dims before `axis`, product of the rest), where
+    onnx2torch's own flattens to 1-D when `axis` is the rank (the legacy exporter writes such
+    a Flatten of a [batch, tokens] mask in BERT-like graphs) and then fails."""
+
+    def __init__(self, axis: int) -> None:
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        axis = self.axis + x.dim() if self.axis < 0 else self.axis
+        if axis == 0:
+            return x.reshape(1, -1)
+        head = torch.flatten(x, 0, axis - 1)
+        return torch.flatten(head, 1) if head.dim() > 1 else head.unsqueeze(1)
 
 
 def _gelu(node: Any, graph: Any) -> Any:

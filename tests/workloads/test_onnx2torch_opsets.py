@@ -70,6 +70,19 @@ def test_reshape_with_allowzero_converts(tmp_path):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize(
+    ("axis", "shape"), [(3, [24, 1]), (0, [1, 24]), (-1, [6, 4]), (1, [2, 12]), (2, [6, 4])]
+)
+@pytest.mark.parametrize("opset", [13, 21])
+def test_flatten_converts_at_every_axis_the_rank_included(tmp_path, axis, shape, opset):
+    # the legacy exporter flattens a [batch, tokens] mask at axis 2 in BERT graphs; onnx2torch's
+    # own converter failed there ("Dimension out of range"), so MiniLM lost its torch version
+    node = helper.make_node("Flatten", ["x"], ["y"], axis=axis)
+    want, got = _both(_graph(tmp_path, [node], [], shape, opset))
+    assert got.shape == want.shape == tuple(shape)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_a_newer_version_using_what_the_old_converter_lacks_is_refused(tmp_path):
     pads = _ints("pads", [1, 1])
     node = helper.make_node("Pad", ["x", "pads", "", "axes"], ["y"])
