@@ -239,7 +239,9 @@ def weights_digest(model: torch.nn.Module) -> str:
     trained = sorted(name for name, p in model.named_parameters() if p.requires_grad)
     digest.update(json.dumps(trained).encode())
     for name, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        # a fresh contiguous copy: contiguous() keeps a one-element tensor's stride of 0
+        # (onnx2torch's expanded constants), which a byte view refuses
+        flat = tensor.detach().cpu().reshape(-1).clone(memory_format=torch.contiguous_format)
         digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
         digest.update(flat.view(torch.uint8).numpy())
     return digest.hexdigest()

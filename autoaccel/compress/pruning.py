@@ -17,6 +17,7 @@ neuron's row in the up-projection and column in the down-projection).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -145,7 +146,11 @@ def structured(
     if not 0 <= amount < 1:
         raise ValueError(f"structured pruning amount must be in [0, 1), got {amount}")
     was_training = model.training
-    with torch.enable_grad():  # the dependency graph is read from autograd's graph
+    with torch.enable_grad(), warnings.catch_warnings():  # autograd's graph: the dependencies
+        # parameters outside standard layers (a converted ONNX file's bias adds and norm
+        # scales) are pruned along their last non-singleton dimension, the channel one for
+        # those; torch-pruning warns that it assumes so, and the judged quality checks it
+        warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
         pruner = tp.pruner.BasePruner(
             model,
             example_inputs,

@@ -137,3 +137,18 @@ def test_store_evicts_the_least_recently_used_over_its_size(tmp_path):
     os.utime(stores[0].folder / "10.pt", (1, 1))  # the oldest use
     stores[2].save(10, big)
     assert [s.steps() for s in stores] == [[], [10], [10]]
+
+
+def test_a_student_holding_an_expanded_one_element_tensor_has_a_digest():
+    # onnx2torch keeps scalar constants expanded to shape [1] with stride 0: the digest that
+    # keys a run's checkpoint failed on them, so every training trial of such a model failed
+    from autoaccel.compress.distillation import weights_digest
+
+    def student(value: int) -> nn.Module:
+        model = _student()
+        model.register_buffer("scalar", torch.tensor(value).expand(1))
+        return model
+
+    assert student(3).scalar.stride() == (0,)
+    assert weights_digest(student(3)) == weights_digest(student(3))
+    assert weights_digest(student(3)) != weights_digest(student(4))
