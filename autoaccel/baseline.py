@@ -86,6 +86,7 @@ class BaselineTimer:
             "scenario": figures,
             "machine": machine,
             "timings": [_timing(ev.latency, figures, window.result)],
+            "judge_seconds": ev.seconds.get("quality"),
         }
         return baseline, ev.latency
 
@@ -190,6 +191,34 @@ def noisy_warning(latency: Latency, contention: dict[str, Any] | None = None) ->
         f"the baseline was timed on a busy CPU ({why}): its {latency.median_ms:.3f} ms may be "
         "too slow; speedups are still timed side by side with it, but run again on a quiet "
         "machine for absolute figures (each start re-times the baseline and keeps its fastest)"
+    )
+
+
+JUDGING_WARN_SECONDS = 600.0
+"""Warn when judging alone may take this long over the budget (a build is judged once)."""
+
+
+def judging_warning(seconds: float | None, budget: int, time_budget: float | None) -> str | None:
+    """What to tell the user when judging one build's quality is slow enough that judging
+    alone takes much of the search: each new build is judged once on every judging row."""
+    if not seconds or seconds < 2.0:
+        return None
+    spent = seconds * budget
+    if time_budget is not None and spent > time_budget:
+        builds = int(time_budget // seconds)
+        share = (
+            f"judging alone fills --time-budget after about {builds} builds"
+            if builds
+            else "judging one build alone takes longer than --time-budget"
+        )
+    elif spent >= JUDGING_WARN_SECONDS:
+        share = f"judging alone can take up to {spent / 60:.0f} min of --budget {budget}"
+    else:
+        return None
+    return (
+        f"judging the baseline's quality took {seconds:.0f} s and every new build is judged "
+        f"once: {share}; with --model/--data, --judge-rows N judges every build on a fixed "
+        "subset of N rows (or give a smaller --data)"
     )
 
 

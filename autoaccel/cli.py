@@ -105,6 +105,13 @@ def search(
             "max_seq_length, else its position count)."
         ),
     ] = None,
+    judge_rows: Annotated[
+        int | None,
+        typer.Option(
+            help="Judge every build on this many of the judging rows (a fixed random subset, "
+            "each class in its share) instead of all: fewer rows, faster trials."
+        ),
+    ] = None,
     space: Annotated[
         str,
         typer.Option(
@@ -252,6 +259,7 @@ def search(
             score_column=score_column,
             train_data=None if train_data is None else str(train_data),
             max_length=max_length,
+            judge_rows=judge_rows,
         ),
         space=space,
         budget=budget,

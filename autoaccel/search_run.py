@@ -15,7 +15,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from autoaccel.baseline import BaselineTimer, baseline_recipe, noisy_warning
+from autoaccel.baseline import BaselineTimer, baseline_recipe, judging_warning, noisy_warning
 from autoaccel.config import MAX_BUDGET, RunPaths, SearchConfig
 from autoaccel.errors import UserError
 from autoaccel.evaluate.scenarios import BATCH_SIZES
@@ -310,6 +310,10 @@ class Search:
         else:
             self.emit("status", "measuring the baseline")
             baseline, latency = self.baseline_timer.measure(self.machine)
+            cfg = self.cfg
+            slow = judging_warning(baseline.get("judge_seconds"), cfg.budget, cfg.time_budget)
+            if slow:
+                self.emit("warning", slow)
         if warning := noisy_warning(latency, baseline["timings"][-1].get("contention")):
             self.emit("warning", warning)
         # every machine keeps its own baseline: a measured trial's speedup is against the

@@ -747,6 +747,12 @@ CASES += [
         lambda d: d.search("--model", d.model(), "--data", d.npz(x_val=_rows(5))),
         ("--data", "5 rows are too few to split", "--train-data"),
     ),
+    # A judging subset too small to judge anything by.
+    Case(
+        "judge-rows-too-few",
+        lambda d: d.search("--model", d.model(), "--data", d.data(), "--judge-rows", "3"),
+        ("--judge-rows 3", "10 or more"),
+    ),
     # Calibration data twice: x_calib in --data and a --train-data file.
     Case(
         "data-calib-arrays-and-train-data",

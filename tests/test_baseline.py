@@ -27,3 +27,16 @@ def test_a_timing_while_other_processes_used_the_cpu_is_flagged():
 def test_a_steady_timing_is_not_flagged():
     assert noisy_warning(_latency(28.6, 30.2)) is None
     assert noisy_warning(_latency(1.0, NOISY_SPREAD)) is None  # the bound itself is fine
+
+
+def test_slow_judging_is_flagged_with_the_budget_it_may_take_and_the_option_that_cuts_it():
+    from autoaccel.baseline import judging_warning
+
+    message = judging_warning(34.0, 100, None)
+    assert message and "took 34 s" in message and "up to 57 min of --budget 100" in message
+    assert "--judge-rows N" in message
+    capped = judging_warning(34.0, 10**9, 45 * 60.0)  # --time-budget alone
+    assert capped and "fills --time-budget after about 79 builds" in capped
+    assert judging_warning(3.0, 20, None) is None  # a minute of judging: nothing to say
+    assert judging_warning(0.5, 10**9, 60.0) is None and judging_warning(None, 100, None) is None
+    assert "one build alone takes longer" in (judging_warning(34.0, 30, 20.0) or "")

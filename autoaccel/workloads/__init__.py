@@ -55,7 +55,7 @@ def load_workload(
     """Resolve `--workload` / `--model --data` (and `--metric`) to a workload object
     (validated here, once). `options` are a model folder's task and data options
     (`hf_folder.OPTION_KEYS`: task, text_column, label_column, score_column, train_data,
-    max_length)."""
+    max_length, judge_rows)."""
     workload = _resolve(name, cache_dir, model, data, options or {})
     workload.choose_metric(metric)
     return workload
@@ -104,21 +104,23 @@ def _resolve(
 
         if is_model_folder(Path(model)):
             return load_folder_workload(Path(model), Path(data), options, cache_dir)
-        extra = [k for k in given if k != "train_data"]
+        extra = [k for k in given if k not in ("train_data", "judge_rows")]
         if extra:
             raise UserError(
                 f"{_flags(extra)}: only for a Hugging Face model folder, not --model "
                 f"{model}; drop {'it' if len(extra) == 1 else 'them'} (a model file takes an "
-                ".npz, and --train-data)"
+                ".npz, --train-data and --judge-rows)"
             )
         train = Path(options["train_data"]) if options.get("train_data") else None
+        from autoaccel.workloads.judging_rows import checked
         from autoaccel.workloads.program_file import ProgramFileWorkload, is_program_file
 
+        rows = checked(options.get("judge_rows"))
         if is_program_file(Path(model)):
-            return ProgramFileWorkload(Path(model), Path(data), train)
+            return ProgramFileWorkload(Path(model), Path(data), train, judge_rows=rows)
         from autoaccel.workloads.onnx_file import OnnxFileWorkload
 
-        return OnnxFileWorkload(Path(model), Path(data), train)
+        return OnnxFileWorkload(Path(model), Path(data), train, judge_rows=rows)
     if given:
         raise UserError(
             f"{_flags(given)}: only with --model FOLDER --data FILE; give those, or drop "

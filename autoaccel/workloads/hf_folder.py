@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from autoaccel.errors import UserError
+from autoaccel.workloads import judging_rows
 from autoaccel.workloads.base import Workload
 from autoaccel.workloads.data_files import Columns
 
@@ -36,7 +37,10 @@ WEIGHTS = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
-OPTION_KEYS = ("task", "text_column", "label_column", "score_column", "train_data", "max_length")
+OPTION_KEYS = (
+    "task", "text_column", "label_column", "score_column", "train_data", "max_length",
+    "judge_rows",
+)  # fmt: skip
 PROTOCOL_VERSION = "hf-folder-v1"
 """Bump when tokenisation, splitting or scoring changes so cached figures are not reused."""
 
@@ -49,6 +53,7 @@ class Options:
     columns: Columns = field(default_factory=Columns)
     train_data: Path | None = None
     max_length: int | None = None
+    judge_rows: int | None = None
 
     @classmethod
     def parse(cls, raw: dict[str, Any] | None) -> Options:
@@ -71,12 +76,16 @@ class Options:
             Columns(texts, raw.get("label_column"), raw.get("score_column")),
             Path(raw["train_data"]) if raw.get("train_data") else None,
             None if length is None else int(length),
+            judging_rows.checked(raw.get("judge_rows")),
         )
 
     def identity(self) -> dict[str, Any]:
         cols = self.columns
-        return {"task": self.task, "text": cols.text, "label": cols.label, "score": cols.score,
-                "max_length": self.max_length}  # fmt: skip
+        out = {"task": self.task, "text": cols.text, "label": cols.label, "score": cols.score,
+               "max_length": self.max_length}  # fmt: skip
+        if self.judge_rows is not None:  # absent otherwise: earlier caches keep their keys
+            out["judge_rows"] = self.judge_rows
+        return out
 
 
 @dataclass(frozen=True)

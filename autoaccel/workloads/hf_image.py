@@ -17,6 +17,7 @@ from autoaccel.errors import UserError
 from autoaccel.workloads.base import Batch, Inputs, Predict
 from autoaccel.workloads.data_files import Rows, class_indices, load_image, read_images, split
 from autoaccel.workloads.hf_folder import Folder, HFWorkload, Options
+from autoaccel.workloads.judging_rows import cap_judging
 
 EVAL_BATCH, TRAIN_BATCH = 32, 16
 CALIB_ROWS, CALIB_BATCH = 64, 8
@@ -48,7 +49,9 @@ class ImageClassification(HFWorkload):
                 where = f"--train-data {options.train_data.name} (subfolder names)"
                 train.labels = class_indices(train.labels, classes, where)
         train_name = options.train_data.name if options.train_data else ""
-        parts = split(rows, train, False, data.name, train_name)
+        parts = cap_judging(
+            split(rows, train, False, data.name, train_name), options.judge_rows, "images"
+        )
         if len(parts.train) == 0:
             raise UserError(
                 f"--data {data.name}: nothing is left to calibrate on; give --train-data"

@@ -25,6 +25,7 @@ from autoaccel.errors import UserError
 from autoaccel.workloads.base import Batch, Inputs, Predict
 from autoaccel.workloads.data_files import Rows, class_indices, read_table, split
 from autoaccel.workloads.hf_folder import Folder, HFWorkload, Options, offline
+from autoaccel.workloads.judging_rows import cap_judging
 from autoaccel.workloads.similarity import row_cosines, spearman, unit_rows
 
 EVAL_BATCH = 32
@@ -64,6 +65,8 @@ class TextWorkload(HFWorkload):
         rows, train = self._targets(rows, train)
         train_name = options.train_data.name if options.train_data else ""
         parts = split(rows, train, self.by_text and len(rows.inputs) == 2, data.name, train_name)
+        unit = "pairs" if len(rows.inputs) == 2 else "rows"
+        parts = cap_judging(parts, options.judge_rows, unit)
         if len(parts.train) == 0:
             raise UserError(
                 f"--data {data.name}: nothing is left to calibrate and train on after the split; "

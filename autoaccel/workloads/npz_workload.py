@@ -24,6 +24,7 @@ import numpy as np
 
 from autoaccel.errors import UserError
 from autoaccel.workloads.base import Batch, Inputs, Predict, Workload, classify_outputs
+from autoaccel.workloads.judging_rows import cap_judging
 from autoaccel.workloads.npz_data import InputSpec, load_npz_data
 from autoaccel.workloads.similarity import one_per_row, r2, spearman
 
@@ -44,7 +45,12 @@ class NpzWorkload(Workload):
     }  # R^2 has no lower bound: a limit on it is held under 1
 
     def __init__(
-        self, model: Path, data: Path, train_data: Path | None, specs: tuple[InputSpec, ...]
+        self,
+        model: Path,
+        data: Path,
+        train_data: Path | None,
+        specs: tuple[InputSpec, ...],
+        judge_rows: int | None = None,
     ) -> None:
         self.model_path, self.data_path = Path(model), Path(data)
         self.train_path = None if train_data is None else Path(train_data)
@@ -59,7 +65,8 @@ class NpzWorkload(Workload):
                      if d is None}
             for s in specs
         }  # fmt: skip
-        parts = load_npz_data(specs, self.data_path, self.train_path)
+        self.judge_rows = judge_rows
+        parts = cap_judging(load_npz_data(specs, self.data_path, self.train_path), judge_rows)
         self.judge, self.train, self._notes = parts.judge, parts.train, [parts.statement]
         self._reference: np.ndarray | None = None
         self._threshold: float | None = None  # set for a one-output binary classifier
@@ -149,7 +156,10 @@ class NpzWorkload(Workload):
         return [f"{self.name}: {line}" for line in self._notes]
 
     def identity(self) -> dict:
-        return {"digest": self._digest, "protocol": PROTOCOL_VERSION}
+        out = {"digest": self._digest, "protocol": PROTOCOL_VERSION}
+        if self.judge_rows is not None:  # absent otherwise: earlier caches keep their keys
+            out["judge_rows"] = self.judge_rows
+        return out
 
     def batches(self, part_inputs: Inputs, size: int, pad: bool = True) -> list[Inputs]:
         """Slices of `size` rows; with a fixed-batch model the last one is padded by repeating

@@ -26,13 +26,18 @@ class OnnxFileWorkload(NpzWorkload):
     (no onnx2torch conversion: the torch-level techniques are left out)."""
 
     def __init__(
-        self, model: Path, data: Path, train_data: Path | None = None, convert: bool = True
+        self,
+        model: Path,
+        data: Path,
+        train_data: Path | None = None,
+        convert: bool = True,
+        judge_rows: int | None = None,
     ) -> None:
         model, data = Path(model), Path(data)
         for path, flag in ((model, "--model"), (data, "--data"), (train_data, "--train-data")):
             if path is not None and not Path(path).is_file():
                 raise UserError(f"{flag} {path}: no such file; give the path of an existing file")
-        super().__init__(model, data, train_data, read_onnx_inputs(model))
+        super().__init__(model, data, train_data, read_onnx_inputs(model), judge_rows)
         self._session: Any = None
         self._torch: tuple[Any, str] | None = None if convert else (None, "")
         try:

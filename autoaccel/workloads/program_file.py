@@ -92,7 +92,13 @@ def _as_module(program: Any, kind: str, args: tuple) -> tuple[Any, int]:
 class ProgramFileWorkload(NpzWorkload):
     """`--model model.pt|model.pt2 --data d.npz [--train-data t.npz]`."""
 
-    def __init__(self, model: Path, data: Path, train_data: Path | None = None) -> None:
+    def __init__(
+        self,
+        model: Path,
+        data: Path,
+        train_data: Path | None = None,
+        judge_rows: int | None = None,
+    ) -> None:
         model, data = Path(model), Path(data)
         self.kind = program_kind(model)
         for path, flag in ((data, "--data"), (train_data, "--train-data")):
@@ -100,7 +106,7 @@ class ProgramFileWorkload(NpzWorkload):
                 raise UserError(f"{flag} {path}: no such file; give the path of an existing file")
         program, specs = _load(model, self.kind)
         self.layers = export_layers(program) if self.kind == "export" else 0
-        super().__init__(model, data, train_data, specs)
+        super().__init__(model, data, train_data, specs, judge_rows)
         first = self.batches(self.judge.inputs, 2)[0]
         try:
             self._model, outputs = _as_module(program, self.kind, self._args(first))

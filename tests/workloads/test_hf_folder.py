@@ -150,6 +150,19 @@ def test_pair_classification_feeds_segment_ids(folders, tmp_path):
     assert 0 <= wl.evaluate(wl.teacher_predict)["accuracy"] <= 1
 
 
+def test_judge_rows_judges_a_fixed_subset_of_a_table_each_class_in_its_share(folders, tmp_path):
+    cols = {"text_column": "review", "label_column": "sentiment"}
+    full = _load(folders["text"], folders["csv"], tmp_path, **cols)
+    wl = _load(folders["text"], folders["csv"], tmp_path, judge_rows=12, **cols)
+    assert len(full.judge) == 32 and len(wl.judge) == 12
+    assert set(wl.judge.texts()) <= set(full.judge.texts())
+    assert wl.train.texts() == full.train.texts()  # the rows left out train nothing
+    share = np.unique(full.judge.labels, return_counts=True)[1] * 12 / 32
+    assert np.abs(np.unique(wl.judge.labels, return_counts=True)[1] - share).max() < 1
+    assert any("--judge-rows 12: 12 of those 32 judging rows" in n for n in workload_notes(wl))
+    assert wl.fingerprint() != full.fingerprint()
+
+
 def test_sentence_pairs_are_judged_by_spearman_with_the_score(folders, tmp_path):
     wl = _load(folders["embed"], folders["pairs"], tmp_path)
     assert (wl.output_kind, wl.metric) == ("embedding", "spearman")
