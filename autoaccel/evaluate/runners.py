@@ -254,6 +254,8 @@ _OV_KNOWN = (  # (text in OpenVINO's error, kind): what OpenVINO genuinely canno
     ("Unsupported operation of type", "openvino_op"),
     ("is not supported by the CPU plugin", "openvino_op"),
     ("doesn't support BF16 precision", "openvino_precision"),
+    # a sequence or map output, e.g. skl2onnx's ZipMap of class probabilities
+    ("Unsupported value_info type", "openvino_io"),
 )
 _OV_NO_CONVERSION = "No conversion rule found for operations:"
 

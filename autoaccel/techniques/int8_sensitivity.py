@@ -46,7 +46,8 @@ def most_sensitive(src: Path, batches: list[dict], share: float) -> list[str]:
         return []
     weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     outputs = {o.name for o in model.graph.output}
-    for name in dict.fromkeys(n.input[0] for n in nodes):
+    wanted = list(dict.fromkeys(n.input[0] for n in nodes))  # the products' inputs, nothing
+    for name in wanted:  # else (a graph's own outputs may be maps: skl2onnx's ZipMap)
         if name not in outputs:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     options = ort.SessionOptions()
@@ -54,7 +55,6 @@ def most_sensitive(src: Path, batches: list[dict], share: float) -> list[str]:
     session = ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
-    wanted = [o.name for o in session.get_outputs()]
     inputs = {i.name for i in session.get_inputs()}
     seen: dict[str, list[np.ndarray]] = {}
     for batch in batches:

@@ -37,6 +37,7 @@ from autoaccel.techniques.base import BuildContext, Candidate, Param, Stage, Tec
 from autoaccel.techniques.float32_graph import as_float32, is_float16
 from autoaccel.techniques.int8_calibration import extra_options, int8_static
 from autoaccel.techniques.int8_sensitivity import most_sensitive
+from autoaccel.techniques.nncf_graph import for_nncf
 
 MODES = ("none", "fp16", "int8_dynamic", "int8_static", "int8_nncf", "int4_weight")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
@@ -226,13 +227,7 @@ def _int8_nncf(src, out, batches: list[dict], transformer: str | None) -> str:
     import onnx
 
     nncf.set_log_level(logging.ERROR)
-    model = onnx.load(str(src))
-    if any(node.domain == "com.microsoft" for node in model.graph.node):
-        # ORT's fused ops (Attention, SkipLayerNormalization) carry no output shapes; NNCF's
-        # graph builder needs every edge typed, which ORT's own shape inference provides.
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-        model = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    model = for_nncf(onnx.load(str(src)))
     transformer = transformer or _has_attention(model.graph)
     names = {i.name for i in model.graph.input}
     dataset = nncf.Dataset(batches, lambda batch: {k: v for k, v in batch.items() if k in names})

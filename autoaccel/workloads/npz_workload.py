@@ -70,6 +70,7 @@ class NpzWorkload(Workload):
         self.judge, self.train, self._notes = parts.judge, parts.train, [parts.statement]
         self._reference: np.ndarray | None = None
         self._threshold: float | None = None  # set for a one-output binary classifier
+        self.label_output = False  # the judged output is class labels (skl2onnx's first)
         self._digest = _digest(
             [self.model_path, *self.weight_files(), self.data_path, self.train_path]
         )
@@ -82,6 +83,9 @@ class NpzWorkload(Workload):
         """Pick the quality figure from the fp32 outputs on a few judging rows (`probe`)."""
         n = len(self.judge)
         labels = self.judge.labels
+        if np.asarray(probe).dtype.kind in "iub" and one_per_row(probe):
+            self._settle_labels(n, labels)
+            return
         if labels is not None and one_per_row(probe) and set(np.unique(labels)) <= {0, 1}:
             scores = self.reference_outputs().reshape(-1)
             sigmoid = bool(scores.min() >= 0.0 and scores.max() <= 1.0)
@@ -146,6 +150,26 @@ class NpzWorkload(Workload):
         others = {"top1_agreement": top1, "teacher_cosine": cosine} if probe.ndim == 2 else {}
         self.metrics = {k: v for k, v in others.items() if k != self.metric}
         self._notes.append(f"no y_val: judged by {self.metric} ({self.metric_description})")
+
+    def _settle_labels(self, n: int, labels: np.ndarray | None) -> None:
+        """The judged output is one integer per row, a class label (what skl2onnx puts first):
+        judged by exact match, never as a score or by argmax."""
+        self.label_output, self.metrics = True, {}
+        where = f"{n} judging rows of {self.data_path.name}"
+        if labels is not None:
+            self.metric = "accuracy"
+            self.metric_description = (
+                f"share of the model's class labels equal to y_val, on {where}"
+            )
+        else:
+            self.metric = "top1_agreement"
+            self.metric_description = (
+                f"share of rows whose class label is the fp32 model's, on {where} (no y_val)"
+            )
+        self._notes.append(
+            f"the judged output is integer class labels: judged by {self.metric} "
+            f"({self.metric_description})"
+        )
 
     @abstractmethod
     def reference_predict(self, inputs: Inputs) -> np.ndarray:
@@ -218,6 +242,10 @@ class NpzWorkload(Workload):
 
     def evaluate(self, predict: Predict) -> dict[str, float]:
         out = self.run(predict, self.judge.inputs)
+        if self.label_output:
+            truth = self.reference_outputs() if self.judge.labels is None else self.judge.labels
+            same = float(np.mean(out.reshape(-1) == np.asarray(truth).reshape(-1)))
+            return {self.metric: same}
         if self._threshold is not None:  # one output per row, 0/1 labels: a binary classifier
             truth, scores = self.judge.labels, out.reshape(-1)
             accuracy = float(np.mean((scores > self._threshold) == truth.astype(bool)))

@@ -85,9 +85,12 @@ class OnnxFileWorkload(NpzWorkload):
             from autoaccel.workloads.onnx_torch import convert_checked
 
             batches = self.batches(self.judge.inputs, 256)
-            module, line = convert_checked(
-                self.model_path, self.reference_predict, batches, self.input_names
-            )
+            if self.label_output:  # an argmax's labels carry no gradient to train toward
+                module, line = None, "its judged output is integer class labels"
+            else:
+                module, line = convert_checked(
+                    self.model_path, self.reference_predict, batches, self.input_names
+                )
             if module is None:
                 line = (
                     f"no torch version: {line}; distillation, pruning and the PyTorch runtimes "

@@ -93,3 +93,28 @@ def test_torch_compile_without_a_cxx_compiler_is_infeasible(seed_mlp, cache_dir)
         open_runner(candidate, seed_mlp.input_names)
     assert raised.value.kind == "torch_compile_toolchain"
     assert "InvalidCxxCompiler" in str(raised.value)
+
+
+def test_openvino_on_a_sequence_output_is_infeasible_with_kind_openvino_io(tmp_path):
+    # skl2onnx's default classifier ends in ZipMap: a sequence of maps OpenVINO cannot read;
+    # every OpenVINO trial of such a file failed with a traceback before
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])
+    maps = helper.make_sequence_type_proto(
+        helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(1, []))
+    )
+    node = helper.make_node(
+        "ZipMap", ["x"], ["y"], domain="ai.onnx.ml", classlabels_int64s=[0, 1, 2]
+    )
+    model = helper.make_model(
+        helper.make_graph([node], "zipmap", [x], [helper.make_value_info("y", maps)]),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)],
+    )
+    path = tmp_path / "seq.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(InfeasibleRecipe) as raised:
+        open_runner(_candidate("openvino", path), ("x",))
+    assert raised.value.kind == "openvino_io" and raised.value.kind in INFEASIBLE_KINDS
+    assert "Unsupported value_info type" in str(raised.value) and "\n" not in str(raised.value)

@@ -83,3 +83,23 @@ def test_a_share_of_the_digits_cnns_dense_layers_stays_fp32(digits_cnn, cache_di
     full = build_candidate(recipe, digits_cnn, cache_dir)
     kept = evaluate_candidate(mixed, digits_cnn, fast).quality["accuracy"]
     assert kept >= evaluate_candidate(full, digits_cnn, fast).quality["accuracy"] - 0.02
+
+
+def test_a_graph_whose_own_output_is_a_sequence_of_maps_is_ranked(tmp_path):
+    # skl2onnx's default classifier ends in ZipMap; only the products' inputs are read back
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32))
+    w.name = "w"
+    maps = helper.make_sequence_type_proto(
+        helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(1, []))
+    )
+    nodes = [
+        helper.make_node("MatMul", ["a", "w"], ["y"], name="product"),
+        helper.make_node(
+            "ZipMap", ["y"], ["z"], domain="ai.onnx.ml", classlabels_int64s=[0, 1, 2]
+        ),
+    ]
+    inputs = [helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, 8])]
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_value_info("z", maps)], [w])
+    ops = [helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)]
+    onnx.save(helper.make_model(graph, opset_imports=ops), str(tmp_path / "z.onnx"))
+    assert most_sensitive(tmp_path / "z.onnx", _batches(), 1.0) == ["product"]

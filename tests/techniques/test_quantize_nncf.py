@@ -76,3 +76,25 @@ def test_int8_nncf_graph_with_nothing_to_quantize_is_infeasible(tmp_path, seed_m
         )
     assert "\n" not in str(err.value)
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_int8_nncf_on_a_graph_with_a_map_output_is_infeasible_naming_it(tmp_path):
+    from onnx import helper, numpy_helper
+
+    from autoaccel.techniques.nncf_graph import for_nncf
+
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    maps = helper.make_sequence_type_proto(
+        helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(1, []))
+    )
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["p"]),
+        helper.make_node(
+            "ZipMap", ["p"], ["z"], domain="ai.onnx.ml", classlabels_int64s=[0, 1, 2]
+        ),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])
+    graph = helper.make_graph(nodes, "g", [x], [helper.make_value_info("z", maps)], [w])
+    with pytest.raises(InfeasibleRecipe, match="whose z is not a tensor") as err:
+        for_nncf(helper.make_model(graph))
+    assert err.value.kind == "quantize_graph_io"

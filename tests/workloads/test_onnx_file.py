@@ -317,3 +317,62 @@ def test_integer_input_model_is_evaluated_with_its_input_dtype(tmp_path):
     candidate = build_candidate({"runtime.backend": "onnxruntime"}, workload, tmp_path / "c")
     evaluation = evaluate_candidate(candidate, workload, MeasureConfig().scaled(0.02))
     assert 0.0 <= evaluation.quality["accuracy"] <= 1.0
+
+
+def _label_first_model(tmp_path):
+    """A classifier as skl2onnx writes one: its first output the class label (int64, one per
+    row, through a same-type Cast), the probabilities second."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["X", "w"], ["logits"]),
+            helper.make_node("ArgMax", ["logits"], ["argmax"], axis=1, keepdims=0),
+            helper.make_node("Cast", ["argmax"], ["label"], to=TensorProto.INT64),  # a no-op
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "skl",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 3]),
+        ],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "skl.onnx"
+    onnx.save(model, str(path))
+    return path, w
+
+
+def test_a_class_label_output_is_judged_by_exact_match_not_as_a_score(tmp_path):
+    path, w = _label_first_model(tmp_path)
+    x = _rows(100)
+    truth = (x @ w).argmax(1)
+    truth[:10] = (truth[:10] + 1) % 3  # the model gets 10 of the 100 wrong
+    wl = OnnxFileWorkload(path, _npz(tmp_path, X=x, y_val=truth))
+    assert wl.metric == "accuracy" and wl.label_output
+    judged = np.isin(np.arange(100), np.flatnonzero(np.isin(x, wl.judge.inputs["X"]).all(1)))
+    expected = float(np.mean(((x @ w).argmax(1) == truth)[judged]))
+    assert wl.evaluate(wl.reference_predict) == {"accuracy": pytest.approx(expected)}
+    assert not wl.torch_model_available()
+    assert any("integer class labels" in n for n in wl.notes())
+    unlabelled = OnnxFileWorkload(path, _npz(tmp_path, "u.npz", X=x))
+    assert unlabelled.metric == "top1_agreement"
+    assert unlabelled.evaluate(unlabelled.reference_predict) == {"top1_agreement": 1.0}
+    flipped = unlabelled.evaluate(lambda inputs: (unlabelled.reference_predict(inputs) + 1) % 3)
+    assert flipped == {"top1_agreement": 0.0}
+
+
+def test_a_class_label_graph_quantizes_with_nncf(tmp_path):
+    # NNCF removes every no-op Cast and failed on skl2onnx's, whose output is the graph's
+    path, w = _label_first_model(tmp_path)
+    x = np.random.default_rng(3).normal(size=(300, 4)).astype(np.float32)
+    wl = OnnxFileWorkload(path, _npz(tmp_path, X=x, y_val=(x @ w).argmax(1)))
+    recipe = {"runtime.backend": "onnxruntime", "quantize.mode": "int8_nncf"}
+    candidate = build_candidate(recipe, wl, tmp_path / "cache")
+    quality = evaluate_candidate(candidate, wl, MeasureConfig().scaled(0.05)).quality
+    assert quality["accuracy"] > 0.9
