@@ -141,12 +141,18 @@ def search_notes(workload: Workload) -> list[str]:
     if workload.torch_model_available() and workload.torch_compile_reason():
         reason = workload.torch_compile_reason()
         compile_line = [f"runtime.backend torch_compile: not searched: {reason}"]
-    from autoaccel.techniques.quantize import already_quantized
+    from autoaccel.techniques.quantize import already_quantized, no_products
 
     if ops := already_quantized(workload):
         compile_line.append(
             f"quantize: not searched: {workload.name} is quantized already ({', '.join(ops)}); "
             "its runtimes and compile settings are searched as it is"
+        )
+    elif ops := no_products(workload):
+        compile_line.append(
+            f"quantize: not searched: {workload.name} has no matrix product (MatMul, Gemm, "
+            f"Conv) for int8, int4 or fp16 to change (its operators: {', '.join(ops[:6])}"
+            f"{', ...' if len(ops) > 6 else ''}); its runtimes are searched as it is"
         )
     return (
         ([note] if note else []) + not_applicable(workload) + compile_line + layout_notes(workload)

@@ -54,7 +54,7 @@ class Quantize(Technique):
     requires = {"runtime.backend": ("onnxruntime", "openvino")}  # the ONNX backends
 
     def params(self, workload) -> tuple[Param, ...]:
-        if workload is not None and already_quantized(workload):
+        if workload is not None and (already_quantized(workload) or no_products(workload)):
             return ()  # `applicability` says why at the search's start
         return (
             Param("mode", "none", choices=MODES, help="numeric format of weights/activations"),
@@ -182,6 +182,20 @@ def already_quantized(workload) -> list[str]:
 
     given = workload.onnx_model()
     return quantized_ops(given) if given is not None else []
+
+
+PRODUCT_OPS = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum", "Attention"}
+"""The operators the quantizers change (and fp16 makes faster): matrix products."""
+
+
+def no_products(workload) -> list[str]:
+    """The operator types of a workload's given ONNX file when none is a matrix product
+    (a scikit-learn model as ai.onnx.ml operators: nothing to quantize); else empty."""
+    from autoaccel.workloads.onnx_facts import op_types
+
+    given = workload.onnx_model()
+    ops = op_types(given) if given is not None else frozenset()
+    return [] if not ops or ops & PRODUCT_OPS else sorted(ops)
 
 
 def _to_fp16(src, out) -> None:

@@ -82,10 +82,8 @@ def register() -> None:
             known = _CONVERTER_REGISTRY.get(OperationDescription("", op, older))
             if known is not None and missing(op, newer):
                 add_converter(operation_type=op, version=newer)(_guarded(known, what))
-    original = _CONVERTER_REGISTRY[OperationDescription("", "Reshape", 14)]
-    if not getattr(original, "autoaccel_reshape", False):
-        for version in (14, 19, 21):  # 14 replaced too: it refuses allowzero=1
-            _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)] = _reshape(original)
+    for version in (5, 13, 14, 19, 21):  # 14 refuses allowzero=1; all: torch.compile
+        _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)] = _reshape
     for version in (1, 9, 11, 13, 21):  # every Flatten: onnx2torch's fails at axis == rank
         _CONVERTER_REGISTRY[OperationDescription("", "Flatten", version)] = _flatten
     if missing("Gelu", 20):
@@ -173,19 +171,23 @@ def _gelu(node: Any, graph: Any) -> Any:
     )
 
 
-def _reshape(original: Any) -> Any:
+def _reshape(node: Any, graph: Any) -> Any:
     """Reshape with `allowzero=1` (torch.onnx's dynamo exporter writes it everywhere): a 0 in
-    the shape is then a size of 0, which is torch.reshape's own reading; onnx2torch refuses it."""
+    the shape is then a size of 0, which is torch.reshape's own reading; onnx2torch refuses it.
+    Without it, onnx2torch's reading in ints (`OnnxReshapeInts`), which torch.compile takes."""
+    module = OnnxReshapeAllowZero() if node.attributes.get("allowzero") else OnnxReshapeInts()
+    return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
 
-    def converter(node: Any, graph: Any) -> Any:
-        if not node.attributes.get("allowzero"):
-            return original(node, graph)
-        return OperationConverterResult(
-            torch_module=OnnxReshapeAllowZero(), onnx_mapping=onnx_mapping_from_node(node)
-        )
 
-    converter.autoaccel_reshape = True  # type: ignore[attr-defined]
-    return converter
+class OnnxReshapeInts(OnnxReshape):
+    """onnx2torch's Reshape (a 0 keeps that input dimension), read as plain ints: its own
+    reading builds a torch.Size of 0-d tensors, which torch.compile cannot trace."""
+
+    @staticmethod
+    def _do_reshape(input_tensor: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+        dims = [int(d) for d in shape.tolist()]
+        return torch.reshape(input_tensor, [input_tensor.shape[i] if d == 0 else d
+                                            for i, d in enumerate(dims)])  # fmt: skip
 
 
 class OnnxReshapeAllowZero(OnnxReshape):

@@ -38,18 +38,23 @@ QUANTIZED_OPS = frozenset({
 
 
 def quantized_ops(path: Path) -> list[str]:
-    """The quantized operators the graph holds, sorted; empty for a float model. Asked each
-    time the search lists the quantizer's parameters, so the file is read once per version."""
+    """The quantized operators the graph holds, sorted; empty for a float model."""
+    return sorted(op_types(path) & QUANTIZED_OPS)
+
+
+def op_types(path: Path) -> frozenset[str]:
+    """Every operator type the graph holds. Asked each time the search lists the quantizer's
+    parameters, so the file is read once per version."""
     stat = Path(path).stat()
-    return list(_quantized_ops(str(path), stat.st_mtime_ns, stat.st_size))
+    return _op_types(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=16)
-def _quantized_ops(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+def _op_types(path: str, mtime_ns: int, size: int) -> frozenset[str]:
     import onnx
 
     graph = onnx.load(path, load_external_data=False).graph
-    return tuple(sorted({node.op_type for node in graph.node} & QUANTIZED_OPS))
+    return frozenset(node.op_type for node in graph.node)
 
 
 def external_files(path: Path) -> list[Path]:

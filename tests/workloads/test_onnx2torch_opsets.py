@@ -112,3 +112,18 @@ def test_a_default_torch_onnx_export_is_converted_and_checked(tmp_path):
     workload = OnnxFileWorkload(tmp_path / "net.onnx", tmp_path / "data.npz")
     assert workload.torch_model_available(), workload.notes()
     assert any("its outputs match ONNX Runtime's" in note for note in workload.notes())
+
+
+@pytest.mark.parametrize(("opset", "shape"), [(13, [0, -1]), (14, [-1, 12]), (21, [-1, 12])])
+def test_a_reshape_traces_under_torch_compile(tmp_path, opset, shape):
+    # onnx2torch built a torch.Size of the shape tensor's elements, which torch.compile
+    # cannot trace: every torch_compile trial of a converted skl2onnx regressor failed
+    node = helper.make_node("Reshape", ["x", "shape"], ["y"])
+    path = _graph(tmp_path, [node], [_ints("shape", shape)], [2, 12], opset)
+    want, got = _both(path)
+    np.testing.assert_array_equal(got, want)
+    module = load_onnx2torch().convert(onnx.load(str(path)))
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32))
+    torch._dynamo.reset()
+    compiled = torch.compile(module, backend="eager")
+    np.testing.assert_array_equal(compiled(x).numpy(), module(x).numpy())

@@ -89,3 +89,38 @@ def test_a_quantized_file_is_searched_without_quantizers_and_says_why(tiny_onnx_
     candidate = build_candidate({"runtime.backend": "openvino"}, workload, tmp_path / "cache")
     evaluation = evaluate_candidate(candidate, workload, MeasureConfig().scaled(0.05))
     assert evaluation.quality["accuracy"] >= 0.8
+
+
+def test_a_file_without_matrix_products_is_searched_without_quantizers_and_says_why(tmp_path):
+    # a scikit-learn linear model as skl2onnx writes it: ai.onnx.ml operators only (and a
+    # duplicated default opset, on which ONNX Runtime's quantizer raised)
+    from onnx import TensorProto, helper
+
+    from autoaccel.techniques import REGISTRY
+    from autoaccel.techniques.applicability import search_notes
+
+    node = helper.make_node(
+        "LinearClassifier", ["X"], ["label", "scores"], domain="ai.onnx.ml",
+        coefficients=[1.0, -1.0, 0.5, 0.5, -1.0, 1.0, -0.5, -0.5], intercepts=[0.0, 0.1],
+        classlabels_ints=[0, 1],
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [node],
+        "linear",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, 2]),
+        ],
+    )
+    ops = [helper.make_opsetid("ai.onnx.ml", 1), helper.make_opsetid("", 17)]
+    model = tmp_path / "linear.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=ops), str(model))
+    x = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", X=x, y_val=(x[:, 0] > 0).astype(np.int64))
+    workload = OnnxFileWorkload(model, tmp_path / "d.npz")
+    assert REGISTRY["quantize"].params(workload) == ()
+    assert any(
+        "quantize: not searched: linear has no matrix product" in n and "LinearClassifier" in n
+        for n in search_notes(workload)
+    )
