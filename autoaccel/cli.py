@@ -107,10 +107,7 @@ def search(
     ] = None,
     judge_rows: Annotated[
         int | None,
-        typer.Option(
-            help="Judge every build on this many of the judging rows (a fixed random subset, "
-            "each class in its share) instead of all: fewer rows, faster trials."
-        ),
+        typer.Option(help="Judge every build on N judging rows (a fixed subset), not all."),
     ] = None,
     space: Annotated[
         str,
@@ -344,15 +341,12 @@ app.add_typer(targets_app, name="targets")
 
 
 def _options(**given: str | int | None) -> dict[str, str | int]:
-    """A model folder's options that were given (the workload validates them)."""
-    return {k: v for k, v in given.items() if v is not None}
+    return {k: v for k, v in given.items() if v is not None}  # the workload validates them
 
 
 def _split(value: str | None) -> list[str] | None:
     """ "a, b" -> ["a", "b"]; None stays None."""
-    if value is None:
-        return None
-    return [v.strip() for v in value.split(",") if v.strip()]
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
 def main() -> None:
