@@ -100,10 +100,7 @@ def search(
     ] = None,
     max_length: Annotated[
         int | None,
-        typer.Option(
-            help="Token limit of a text model folder (default: its sentence-transformers "
-            "max_seq_length, else its position count)."
-        ),
+        typer.Option(help="Token limit of a text model folder (default: its max_seq_length)."),
     ] = None,
     judge_rows: Annotated[
         int | None,

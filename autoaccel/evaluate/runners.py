@@ -254,8 +254,7 @@ _OV_KNOWN = (  # (text in OpenVINO's error, kind): what OpenVINO genuinely canno
     ("Unsupported operation of type", "openvino_op"),
     ("is not supported by the CPU plugin", "openvino_op"),
     ("doesn't support BF16 precision", "openvino_precision"),
-    # a sequence or map output, e.g. skl2onnx's ZipMap of class probabilities
-    ("Unsupported value_info type", "openvino_io"),
+    ("Unsupported value_info type", "openvino_io"),  # a sequence or map: skl2onnx's ZipMap
 )
 _OV_NO_CONVERSION = "No conversion rule found for operations:"
 
@@ -271,6 +270,7 @@ def _ov_infeasible(step: str, exc: Exception) -> InfeasibleRecipe | None:
     if _OV_NO_CONVERSION in text:
         ops = text.split(_OV_NO_CONVERSION, 1)[1].strip().splitlines()[0].strip()
         names = [op.strip() for op in ops.split(",")]
+        made_by, change = ("", "")
         if any(n.startswith("com.microsoft.Q") for n in names):
             # quantize_dynamic turns fused Attention / EmbedLayerNormalization into these
             made_by, change = (
@@ -282,8 +282,6 @@ def _ov_infeasible(step: str, exc: Exception) -> InfeasibleRecipe | None:
                 "ONNX Runtime contrib ops",
                 "leave out the step that made them, or ",
             )
-        else:
-            made_by, change = ("", "")
         made_by = f" ({made_by})" if made_by else ""
         return InfeasibleRecipe(
             f"OpenVINO {version} cannot convert op(s) {ops}{made_by}; {change}run this graph "
